@@ -630,14 +630,15 @@ func listenAddr(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(a, uint16(n)), nil
 }
 
-// ReadSecret reads a secret from a file that must not be readable by group or others.
+// ReadSecret reads a secret from a file that others (outside its owner and group) cannot read:
+// the unit runs vipd as user vipd, so secrets are root:vipd 0640 or vipd-owned 0600.
 func ReadSecret(field, path string) (string, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", field, err)
 	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s: %s is readable by others (mode %04o): run chmod 600 %s", field, path, st.Mode().Perm(), path)
+	if st.Mode().Perm()&0o007 != 0 {
+		return "", fmt.Errorf("%s: %s is accessible to every user (mode %04o): run chmod 640 %s (owner root, group vipd)", field, path, st.Mode().Perm(), path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -94,8 +94,8 @@ func TestReadSecretRefusesWorldReadable(t *testing.T) {
 	if err := os.WriteFile(p, []byte("s3cret\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadSecret("cluster.key_file", p); err == nil || !strings.Contains(err.Error(), "chmod 600") {
-		t.Fatalf("want refusal naming chmod 600, got %v", err)
+	if _, err := ReadSecret("cluster.key_file", p); err == nil || !strings.Contains(err.Error(), "chmod 640") {
+		t.Fatalf("want refusal naming chmod 640, got %v", err)
 	}
 	if err := os.Chmod(p, 0o600); err != nil {
 		t.Fatal(err)
