@@ -1,0 +1,220 @@
+package health
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Check types.
+const (
+	TypeTCP   = "tcp"
+	TypeHTTPS = "https"
+)
+
+// Config is the health-check configuration shared by all backends. Field
+// comments give the YAML name used in error messages (prefix "health.").
+// Start from DefaultConfig and override what the configuration file sets.
+type Config struct {
+	// Type is "tcp" (connect only) or "https" (GET Path). health.type
+	Type string
+	// Interval between checks of a backend that is steadily UP. health.interval
+	Interval time.Duration
+	// FastInterval between checks while a backend is DOWN or in transition.
+	// health.fast_interval
+	FastInterval time.Duration
+	// Timeout of one check (connect + TLS + HTTP response). health.timeout
+	Timeout time.Duration
+	// Rise consecutive successes take a DOWN backend UP. health.rise
+	Rise int
+	// Fall consecutive failures take an UP backend DOWN. health.fall
+	Fall int
+	// Jitter is a fraction in [0, 0.5]: each delay is scaled by a random
+	// factor in [1-Jitter, 1+Jitter]. health.jitter
+	Jitter float64
+	// Port overrides the backend's port for the check (0: the backend's
+	// port). health.port
+	Port int
+
+	// HTTPS check only.
+
+	// Path requested, default /readyz. health.path
+	Path string
+	// ExpectStatus is the status code meaning UP, default 200.
+	// health.expect_status
+	ExpectStatus int
+	// CAFile verifies the backend's certificate (PEM). health.ca_file
+	CAFile string
+	// InsecureSkipVerify skips certificate verification (kube-apiserver's
+	// self-signed serving certificate). health.insecure_skip_verify
+	InsecureSkipVerify bool
+	// ServerName for SNI and verification (default: the backend's host).
+	// health.server_name
+	ServerName string
+	// CertFile and KeyFile: client certificate (PEM). health.cert_file,
+	// health.key_file
+	CertFile string
+	KeyFile  string
+	// BearerTokenFile is read at every check (tokens rotate); its content
+	// is sent as "Authorization: Bearer ..." and never logged.
+	// health.bearer_token_file
+	BearerTokenFile string
+	// AuthErrorsAreUp counts 401 and 403 answers as UP (the apiserver is
+	// alive and answering; anonymous auth is off). health.auth_errors_are_up
+	AuthErrorsAreUp bool
+}
+
+// Defaults (HAProxy's inter 2s, rise 2, fall 3).
+const (
+	DefaultInterval     = 2 * time.Second
+	DefaultFastInterval = 500 * time.Millisecond
+	DefaultTimeout      = 1 * time.Second
+	DefaultRise         = 2
+	DefaultFall         = 3
+	DefaultJitter       = 0.1
+	DefaultPath         = "/readyz"
+)
+
+// DefaultConfig returns a TCP check with the default timings.
+func DefaultConfig() Config {
+	return Config{
+		Type:         TypeTCP,
+		Interval:     DefaultInterval,
+		FastInterval: DefaultFastInterval,
+		Timeout:      DefaultTimeout,
+		Rise:         DefaultRise,
+		Fall:         DefaultFall,
+		Jitter:       DefaultJitter,
+		Path:         DefaultPath,
+		ExpectStatus: 200,
+	}
+}
+
+// WithDefaults returns c with zero-valued fields (where zero is not a valid
+// setting) replaced by their defaults. Jitter, Port and the booleans keep
+// their zero value.
+func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
+	if c.Type == "" {
+		c.Type = d.Type
+	}
+	if c.Interval == 0 {
+		c.Interval = d.Interval
+	}
+	if c.FastInterval == 0 {
+		c.FastInterval = d.FastInterval
+		if c.FastInterval > c.Interval {
+			c.FastInterval = c.Interval
+		}
+	}
+	if c.Timeout == 0 {
+		c.Timeout = d.Timeout
+	}
+	if c.Rise == 0 {
+		c.Rise = d.Rise
+	}
+	if c.Fall == 0 {
+		c.Fall = d.Fall
+	}
+	if c.Path == "" {
+		c.Path = d.Path
+	}
+	if c.ExpectStatus == 0 {
+		c.ExpectStatus = d.ExpectStatus
+	}
+	return c
+}
+
+// Validate reports every invalid field, naming it as in the YAML file.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("health.%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	switch c.Type {
+	case TypeTCP, TypeHTTPS:
+	default:
+		bad("type", "%q is not one of tcp, https", c.Type)
+	}
+	if c.Interval <= 0 {
+		bad("interval", "must be > 0, got %s", c.Interval)
+	}
+	if c.FastInterval <= 0 {
+		bad("fast_interval", "must be > 0, got %s", c.FastInterval)
+	}
+	if c.Timeout <= 0 {
+		bad("timeout", "must be > 0, got %s", c.Timeout)
+	}
+	if c.Rise < 1 {
+		bad("rise", "must be >= 1, got %d", c.Rise)
+	}
+	if c.Fall < 1 {
+		bad("fall", "must be >= 1, got %d", c.Fall)
+	}
+	if c.Jitter < 0 || c.Jitter > 0.5 || c.Jitter != c.Jitter {
+		bad("jitter", "must be in [0, 0.5], got %v", c.Jitter)
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		bad("port", "%d out of range 0-65535", c.Port)
+	}
+	if c.Type == TypeHTTPS {
+		if !strings.HasPrefix(c.Path, "/") {
+			bad("path", "%q must start with \"/\"", c.Path)
+		}
+		if c.ExpectStatus < 100 || c.ExpectStatus > 599 {
+			bad("expect_status", "%d is not an HTTP status code", c.ExpectStatus)
+		}
+		if (c.CertFile == "") != (c.KeyFile == "") {
+			bad("cert_file", "cert_file and key_file must be set together")
+		}
+		if c.CAFile != "" && c.InsecureSkipVerify {
+			bad("insecure_skip_verify", "set together with ca_file; choose one")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateBackends checks a backend list ("host:port", no duplicates) and
+// names entries as field[i], e.g. "proxy.backends[1]".
+func ValidateBackends(field string, backends []string) error {
+	var errs []error
+	seen := map[string]int{}
+	for i, b := range backends {
+		if err := ValidateHostPort(b); err != nil {
+			errs = append(errs, fmt.Errorf("%s[%d]: %w", field, i, err))
+			continue
+		}
+		if j, ok := seen[b]; ok {
+			errs = append(errs, fmt.Errorf("%s[%d]: duplicate backend %q (same as %s[%d])", field, i, b, field, j))
+			continue
+		}
+		seen[b] = i
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateHostPort checks that s is "host:port" with a non-empty host and a
+// port in 1-65535.
+func ValidateHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", s)
+	}
+	if strings.ContainsAny(host, " \t/") {
+		return fmt.Errorf("%q: bad host %q", s, host)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("%q: port %q is not a number", s, port)
+	}
+	if p < 1 || p > 65535 {
+		return fmt.Errorf("%q: port %d out of range 1-65535", s, p)
+	}
+	return nil
+}
