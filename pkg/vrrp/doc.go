@@ -1,0 +1,2 @@
+// Package vrrp is the VRRP engine of vipd.
+package vrrp
