@@ -49,9 +49,10 @@ type Lab struct {
 	ownDir  bool
 	keepDir bool
 
-	mu     sync.Mutex
-	procs  []*Proc
-	closed bool
+	mu      sync.Mutex
+	procs   []*Proc
+	onClose []func()
+	closed  bool
 }
 
 // TB is the part of testing.TB that New uses.
@@ -244,6 +245,14 @@ func (l *Lab) addProc(p *Proc) error {
 	return nil
 }
 
+// OnClose registers fn to run at the start of Close, before the lab's processes are killed
+// (last registered runs first).
+func (l *Lab) OnClose(fn func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.onClose = append(l.onClose, fn)
+}
+
 // Close ends every process the lab started (SIGKILL by PID, then waits), deletes the hosts' and
 // the bridge's namespaces and the lab's own temporary directory. Safe to call twice.
 func (l *Lab) Close() error {
@@ -253,10 +262,13 @@ func (l *Lab) Close() error {
 		return nil
 	}
 	l.closed = true
-	procs := l.procs
+	procs, onClose := l.procs, l.onClose
 	l.mu.Unlock()
 
 	var errs []error
+	for i := len(onClose) - 1; i >= 0; i-- {
+		onClose[i]()
+	}
 	for _, p := range procs {
 		p.Kill()
 	}
