@@ -1,0 +1,15 @@
+// Package apiserverstub is a stand-in for kube-apiserver in vipd's lab tests, benchmarks and
+// demo: a TLS server (certificate from a throw-away CA the caller makes with NewCA) that answers
+// the endpoints a load balancer in front of the control plane sees:
+//
+//   - /readyz, /healthz, /livez: "ok" (200), what vipd's HTTPS health check asks;
+//   - /version: a JSON version object whose "host" field names the master that answered, so a
+//     client can see where the load balancer sent it;
+//   - /api/v1/namespaces/default/pods?watch=1 (any path with watch=1 or watch=true): a watch
+//     stream that sends one JSON line every WatchInterval (default 200 ms), chunked, until the
+//     client goes away; each line carries the host and a sequence number.
+//
+// Serve runs it in-process on a listener the caller made (e.g. inside a lab host's namespace);
+// the program in ./cmd/apiserverstub runs it as a process (so a test can SIGKILL a master by PID),
+// and Build compiles that program. Nothing here needs root.
+package apiserverstub
