@@ -1,0 +1,161 @@
+package tcpproxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/vipd-project/vipd/pkg/health"
+)
+
+// Balance algorithms.
+const (
+	RoundRobin = "roundrobin"
+	LeastConn  = "leastconn"
+)
+
+// Config of the proxy. Field comments give the YAML name used in errors
+// (prefix "proxy."). Start from DefaultConfig.
+type Config struct {
+	// Listen is "host:port"; host empty (all addresses) or an IP (the VIP).
+	// proxy.listen
+	Listen string
+	// Freebind sets IP_FREEBIND so the VIP can be bound before it is local.
+	// It is implied when Listen names a specific address. proxy.freebind
+	Freebind bool
+	// Backends "host:port". proxy.backends
+	Backends []string
+	// Balance is "roundrobin" or "leastconn". proxy.balance
+	Balance string
+	// ConnectTimeout bounds one backend dial. proxy.connect_timeout
+	ConnectTimeout time.Duration
+	// Retries is how many other backends are tried after a failed dial.
+	// proxy.retries
+	Retries int
+	// MaxConns caps concurrent client connections (0: no cap).
+	// proxy.max_conns
+	MaxConns int
+	// IdleTimeout closes connections with no byte moving in either
+	// direction for that long (0: never, the default). proxy.idle_timeout
+	IdleTimeout time.Duration
+	// KeepAlive is the TCP keepalive idle time on both sides (probes every
+	// KeepAlive/3, 3 probes); negative disables. proxy.keepalive
+	KeepAlive time.Duration
+	// DrainGrace is how long open connections may continue after shutdown
+	// starts. proxy.drain_grace
+	DrainGrace time.Duration
+	// RemovedBackendGrace: after a reload removes a backend, its open
+	// connections are closed after this grace (0: left alone until they
+	// end). proxy.removed_backend_grace
+	RemovedBackendGrace time.Duration
+	// MinHealthy is the number of UP backends needed to serve (for the VRRP
+	// tracker). proxy.min_healthy_backends
+	MinHealthy int
+}
+
+// Defaults.
+const (
+	DefaultListen         = ":6443"
+	DefaultConnectTimeout = 1 * time.Second
+	DefaultRetries        = 2
+	DefaultMaxConns       = 20000
+	DefaultKeepAlive      = 15 * time.Second
+	DefaultDrainGrace     = 10 * time.Second
+	DefaultMinHealthy     = 1
+)
+
+// DefaultConfig returns the defaults (no backends).
+func DefaultConfig() Config {
+	return Config{
+		Listen:         DefaultListen,
+		Balance:        RoundRobin,
+		ConnectTimeout: DefaultConnectTimeout,
+		Retries:        DefaultRetries,
+		MaxConns:       DefaultMaxConns,
+		KeepAlive:      DefaultKeepAlive,
+		DrainGrace:     DefaultDrainGrace,
+		MinHealthy:     DefaultMinHealthy,
+	}
+}
+
+// Validate reports every invalid field, naming it as in the YAML file.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("proxy.%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if _, err := listenHost(c.Listen); err != nil {
+		bad("listen", "%v", err)
+	}
+	if len(c.Backends) == 0 {
+		bad("backends", "at least one backend is required")
+	}
+	if err := health.ValidateBackends("proxy.backends", c.Backends); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.Balance {
+	case RoundRobin, LeastConn:
+	default:
+		bad("balance", "%q is not one of roundrobin, leastconn", c.Balance)
+	}
+	if c.ConnectTimeout <= 0 {
+		bad("connect_timeout", "must be > 0, got %s", c.ConnectTimeout)
+	}
+	if c.Retries < 0 {
+		bad("retries", "must be >= 0, got %d", c.Retries)
+	}
+	if c.MaxConns < 0 {
+		bad("max_conns", "must be >= 0 (0: no cap), got %d", c.MaxConns)
+	}
+	if c.IdleTimeout < 0 {
+		bad("idle_timeout", "must be >= 0 (0: none), got %s", c.IdleTimeout)
+	}
+	if c.KeepAlive > 0 && c.KeepAlive < time.Second {
+		bad("keepalive", "must be >= 1s (or negative to disable), got %s", c.KeepAlive)
+	}
+	if c.DrainGrace < 0 {
+		bad("drain_grace", "must be >= 0, got %s", c.DrainGrace)
+	}
+	if c.RemovedBackendGrace < 0 {
+		bad("removed_backend_grace", "must be >= 0, got %s", c.RemovedBackendGrace)
+	}
+	if c.MinHealthy < 0 {
+		bad("min_healthy_backends", "must be >= 0, got %d", c.MinHealthy)
+	} else if len(c.Backends) > 0 && c.MinHealthy > len(c.Backends) {
+		bad("min_healthy_backends", "%d is more than the %d backends", c.MinHealthy, len(c.Backends))
+	}
+	return errors.Join(errs...)
+}
+
+// listenHost parses Listen and returns its host address (invalid Addr when
+// the host is empty, meaning all addresses).
+func listenHost(listen string) (netip.Addr, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%q is not host:port", listen)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return netip.Addr{}, fmt.Errorf("%q: port %q out of range 0-65535", listen, port)
+	}
+	if host == "" {
+		return netip.Addr{}, nil
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%q: host %q is not an IP address", listen, host)
+	}
+	return a, nil
+}
+
+// freebind reports whether IP_FREEBIND is used for c.Listen.
+func (c Config) freebind() bool {
+	if c.Freebind {
+		return true
+	}
+	a, err := listenHost(c.Listen)
+	return err == nil && a.IsValid() && !a.IsUnspecified()
+}

@@ -1,0 +1,581 @@
+package tcpproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vipd-project/vipd/pkg/health"
+)
+
+// Health is what the proxy needs from the health checker; *health.Monitor
+// implements it. If the value also has Subscribe(func(health.Event)) func()
+// (as *health.Monitor does), the proxy re-evaluates CanServe on every
+// transition; otherwise call HealthChanged (a 1 s poll is the fallback).
+type Health interface {
+	IsUp(addr string) bool
+	ReportFailure(addr string, err error)
+}
+
+type healthSubscriber interface {
+	Subscribe(fn func(health.Event)) (unsubscribe func())
+}
+
+// Options of a Proxy. All optional.
+type Options struct {
+	Logger *slog.Logger
+	// Health decides which backends are UP; nil treats every backend as UP.
+	Health Health
+}
+
+// Proxy is a TCP load balancer. Create with New, run with Run.
+type Proxy struct {
+	log    *slog.Logger
+	health Health
+
+	cfg atomic.Pointer[runtimeConfig]
+	rr  atomic.Uint64
+
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	active atomic.Int64 // client connections being handled
+
+	mu        sync.Mutex
+	ln        *net.TCPListener
+	running   bool
+	stopping  bool
+	listenErr error
+	backends  map[string]*backendState // persistent across reloads
+	sessions  map[uint64]*session
+	nextID    uint64
+	fe        counters
+	wg        sync.WaitGroup
+
+	servMu   sync.Mutex
+	servCBs  []func(ok bool, reason string)
+	servLast *bool
+
+	capLog  rateLog
+	dialLog rateLog
+}
+
+type runtimeConfig struct {
+	cfg      Config
+	backends []*backendState
+}
+
+type counters struct {
+	total        uint64
+	refusedByCap uint64
+	connErrors   uint64
+	retries      uint64
+	bytesIn      uint64 // closed sessions
+	bytesOut     uint64
+}
+
+type backendState struct {
+	addr    string
+	current atomic.Int64
+	// under Proxy.mu:
+	c counters
+}
+
+type session struct {
+	id       uint64
+	client   *net.TCPConn
+	server   *net.TCPConn
+	clientRC syscall.RawConn
+	serverRC syscall.RawConn
+	be       *backendState
+	clientAP netip.AddrPort
+	localAP  netip.AddrPort
+	since    time.Time
+
+	// under Proxy.mu: high-water marks of reported bytes, idle tracking.
+	hwmIn, hwmOut uint64
+	lastSig       uint64
+	lastActive    time.Time
+
+	abortOnce sync.Once
+}
+
+// abort closes both sides with a reset.
+func (s *session) abort() {
+	s.abortOnce.Do(func() {
+		_ = s.client.SetLinger(0)
+		_ = s.client.Close()
+		if s.server != nil {
+			_ = s.server.SetLinger(0)
+			_ = s.server.Close()
+		}
+	})
+}
+
+// New validates cfg and returns a Proxy; it does not bind yet.
+func New(cfg Config, opts Options) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Proxy{
+		log:      opts.Logger,
+		health:   opts.Health,
+		ready:    make(chan struct{}),
+		backends: map[string]*backendState{},
+		sessions: map[uint64]*session{},
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.capLog.every = time.Second
+	p.dialLog.every = time.Second
+	p.apply(cfg)
+	return p, nil
+}
+
+func (p *Proxy) apply(cfg Config) {
+	cfg.Backends = slices.Clone(cfg.Backends)
+	rc := &runtimeConfig{cfg: cfg}
+	p.mu.Lock()
+	for _, a := range cfg.Backends {
+		b := p.backends[a]
+		if b == nil {
+			b = &backendState{addr: a}
+			p.backends[a] = b
+		}
+		rc.backends = append(rc.backends, b)
+	}
+	p.mu.Unlock()
+	p.cfg.Store(rc)
+}
+
+// Config returns the current configuration.
+func (p *Proxy) Config() Config {
+	c := p.cfg.Load().cfg
+	c.Backends = slices.Clone(c.Backends)
+	return c
+}
+
+// Ready is closed once the listener is bound (systemd READY=1).
+func (p *Proxy) Ready() <-chan struct{} { return p.ready }
+
+// Addr returns the bound listen address, nil before Run bound it.
+func (p *Proxy) Addr() net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln == nil {
+		return nil
+	}
+	return p.ln.Addr()
+}
+
+// Update applies a reloaded configuration to new connections (see the
+// package doc). Listen and Freebind cannot change. On error nothing changes.
+func (p *Proxy) Update(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	old := p.cfg.Load().cfg
+	if cfg.Listen != old.Listen {
+		return fmt.Errorf("proxy.listen: cannot change from %q to %q on reload; restart vipd", old.Listen, cfg.Listen)
+	}
+	if cfg.freebind() != old.freebind() {
+		return fmt.Errorf("proxy.freebind: cannot change on reload; restart vipd")
+	}
+	p.apply(cfg)
+	var removed []string
+	for _, a := range old.Backends {
+		if !slices.Contains(cfg.Backends, a) {
+			removed = append(removed, a)
+		}
+	}
+	p.log.Info("proxy: configuration reloaded", "backends", cfg.Backends, "balance", cfg.Balance, "removed", removed)
+	if len(removed) > 0 && cfg.RemovedBackendGrace > 0 {
+		time.AfterFunc(cfg.RemovedBackendGrace, p.closeRemoved)
+	}
+	p.evaluate()
+	return nil
+}
+
+// closeRemoved closes sessions whose backend is no longer configured.
+func (p *Proxy) closeRemoved() {
+	cur := p.cfg.Load().cfg.Backends
+	p.mu.Lock()
+	var victims []*session
+	for _, s := range p.sessions {
+		if !slices.Contains(cur, s.be.addr) {
+			victims = append(victims, s)
+		}
+	}
+	p.mu.Unlock()
+	if len(victims) > 0 {
+		p.log.Info("proxy: closing connections to removed backends after grace", "connections", len(victims))
+	}
+	for _, s := range victims {
+		s.abort()
+	}
+}
+
+// Run binds the listener and serves until ctx is cancelled, then drains
+// (see the package doc). It returns an error if the listener cannot be
+// bound or Run is already running.
+func (p *Proxy) Run(ctx context.Context) error {
+	p.mu.Lock()
+	if p.running {
+		p.mu.Unlock()
+		return errors.New("proxy: already running")
+	}
+	p.running = true
+	p.stopping = false
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.running = false
+		p.mu.Unlock()
+	}()
+
+	cfg := p.cfg.Load().cfg
+	lc := net.ListenConfig{KeepAliveConfig: keepAliveConfig(cfg.KeepAlive)}
+	if cfg.KeepAlive < 0 {
+		lc.KeepAlive = -1
+	}
+	if cfg.freebind() {
+		lc.Control = freebindControl
+	}
+	l, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		err = fmt.Errorf("proxy.listen %s: %w", cfg.Listen, err)
+		p.mu.Lock()
+		p.listenErr = err
+		p.mu.Unlock()
+		p.evaluate()
+		return err
+	}
+	ln := l.(*net.TCPListener)
+	p.mu.Lock()
+	p.ln = ln
+	p.listenErr = nil
+	p.mu.Unlock()
+	p.readyOnce.Do(func() { close(p.ready) })
+	p.log.Info("proxy: listening", "addr", ln.Addr().String(), "freebind", cfg.freebind(), "backends", cfg.Backends)
+
+	if hs, ok := p.health.(healthSubscriber); ok {
+		unsub := hs.Subscribe(func(health.Event) { p.evaluate() })
+		defer unsub()
+	}
+	p.evaluate()
+
+	// forceCtx aborts dials in progress when the drain grace is over.
+	forceCtx, force := context.WithCancel(context.Background())
+	defer force()
+
+	bg := make(chan struct{})
+	var bgWG sync.WaitGroup
+	bgWG.Add(1)
+	go func() { defer bgWG.Done(); p.background(bg) }()
+
+	stopAccept := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	defer stopAccept()
+
+	delay := time.Duration(0)
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				break
+			}
+			// EMFILE and friends: back off like net/http and go on.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay *= 2; delay > time.Second {
+				delay = time.Second
+			}
+			p.log.Error("proxy: accept failed", "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		delay = 0
+		rc := p.cfg.Load()
+		if max := rc.cfg.MaxConns; max > 0 && p.active.Load() >= int64(max) {
+			_ = c.Close()
+			p.mu.Lock()
+			p.fe.refusedByCap++
+			n := p.fe.refusedByCap
+			p.mu.Unlock()
+			if sup, ok := p.capLog.allow(); ok {
+				p.log.Warn("proxy: connection cap reached, refusing new connections", "max_conns", max, "refused_total", n, "suppressed", sup)
+			}
+			continue
+		}
+		p.active.Add(1)
+		p.wg.Add(1)
+		go p.handle(forceCtx, c, rc)
+	}
+	_ = ln.Close()
+
+	// Drain.
+	p.mu.Lock()
+	p.stopping = true
+	n := len(p.sessions)
+	p.mu.Unlock()
+	p.evaluate()
+	p.log.Info("proxy: stopped accepting, draining", "connections", p.active.Load(), "established", n, "grace", cfg.DrainGrace)
+	drained := make(chan struct{})
+	go func() { p.wg.Wait(); close(drained) }()
+	grace := p.cfg.Load().cfg.DrainGrace
+	t := time.NewTimer(grace)
+	select {
+	case <-drained:
+		t.Stop()
+	case <-t.C:
+		p.log.Info("proxy: drain grace over, closing connections", "connections", p.active.Load())
+		force()
+		p.mu.Lock()
+		victims := make([]*session, 0, len(p.sessions))
+		for _, s := range p.sessions {
+			victims = append(victims, s)
+		}
+		p.mu.Unlock()
+		for _, s := range victims {
+			s.abort()
+		}
+		<-drained
+	}
+	close(bg)
+	bgWG.Wait()
+	p.mu.Lock()
+	p.ln = nil
+	p.mu.Unlock()
+	return nil
+}
+
+// candidates returns the dial order: UP backends first (rotated for
+// round-robin, sorted by current sessions for leastconn), then the others.
+func (p *Proxy) candidates(rc *runtimeConfig) []*backendState {
+	n := len(rc.backends)
+	up := make([]*backendState, 0, n)
+	var down []*backendState
+	for _, b := range rc.backends {
+		if p.health == nil || p.health.IsUp(b.addr) {
+			up = append(up, b)
+		} else {
+			down = append(down, b)
+		}
+	}
+	rot := p.rr.Add(1) - 1
+	rotate := func(l []*backendState) {
+		if len(l) > 1 {
+			k := int(rot % uint64(len(l)))
+			slices.Reverse(l[:k])
+			slices.Reverse(l[k:])
+			slices.Reverse(l)
+		}
+	}
+	rotate(up)
+	rotate(down)
+	if rc.cfg.Balance == LeastConn {
+		cur := make(map[*backendState]int64, len(up))
+		for _, b := range up {
+			cur[b] = b.current.Load()
+		}
+		sort.SliceStable(up, func(i, j int) bool { return cur[up[i]] < cur[up[j]] })
+	}
+	return append(up, down...)
+}
+
+func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConfig) {
+	defer p.wg.Done()
+	defer p.active.Add(-1)
+	cfg := rc.cfg
+	order := p.candidates(rc)
+	attempts := min(1+cfg.Retries, len(order))
+	d := net.Dialer{Timeout: cfg.ConnectTimeout, KeepAliveConfig: keepAliveConfig(cfg.KeepAlive)}
+	if cfg.KeepAlive < 0 {
+		d.KeepAlive = -1
+	}
+	var server *net.TCPConn
+	var be *backendState
+	for i := 0; i < attempts; i++ {
+		b := order[i]
+		conn, err := d.DialContext(forceCtx, "tcp", b.addr)
+		if err == nil {
+			server, be = conn.(*net.TCPConn), b
+			break
+		}
+		if forceCtx.Err() != nil {
+			break
+		}
+		retry := i+1 < attempts
+		p.mu.Lock()
+		b.c.connErrors++
+		if retry {
+			b.c.retries++
+			p.fe.retries++
+		}
+		p.mu.Unlock()
+		if p.health != nil {
+			p.health.ReportFailure(b.addr, err)
+		}
+		if sup, ok := p.dialLog.allow(); ok {
+			p.log.Warn("proxy: backend dial failed", "backend", b.addr, "err", err, "retry", retry, "suppressed", sup)
+		}
+	}
+	if server == nil {
+		p.mu.Lock()
+		p.fe.total++
+		p.fe.connErrors++
+		p.mu.Unlock()
+		_ = c.SetLinger(0)
+		_ = c.Close()
+		return
+	}
+
+	s := &session{client: c, server: server, be: be, since: time.Now()}
+	s.clientRC, _ = c.SyscallConn()
+	s.serverRC, _ = server.SyscallConn()
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		s.clientAP = a.AddrPort()
+	}
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		s.localAP = a.AddrPort()
+	}
+	s.lastActive = s.since
+	be.current.Add(1)
+	p.mu.Lock()
+	p.nextID++
+	s.id = p.nextID
+	p.sessions[s.id] = s
+	p.fe.total++
+	be.c.total++
+	p.mu.Unlock()
+	if forceCtx.Err() != nil { // drain grace ended while we dialed
+		s.abort()
+	}
+
+	nIn, nOut := forward(s)
+
+	be.current.Add(-1)
+	p.mu.Lock()
+	delete(p.sessions, s.id)
+	in, out := max(uint64(nIn), s.hwmIn), max(uint64(nOut), s.hwmOut)
+	p.fe.bytesIn += in
+	p.fe.bytesOut += out
+	be.c.bytesIn += in
+	be.c.bytesOut += out
+	p.mu.Unlock()
+}
+
+// forward copies both ways with io.Copy between the bare *net.TCPConn
+// values (splice on Linux) and returns the bytes client->server (in) and
+// server->client (out).
+func forward(s *session) (in, out int64) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var err error
+		in, err = io.Copy(s.server, s.client)
+		if err != nil {
+			s.abort()
+		} else {
+			_ = s.server.CloseWrite()
+		}
+	}()
+	out, err := io.Copy(s.client, s.server)
+	if err != nil {
+		s.abort()
+	} else {
+		_ = s.client.CloseWrite()
+	}
+	<-done
+	_ = s.client.Close()
+	_ = s.server.Close()
+	return in, out
+}
+
+// background runs the idle sweeper and the serving poll until stop closes.
+func (p *Proxy) background(stop <-chan struct{}) {
+	const poll = time.Second
+	nextPoll := time.Now().Add(poll)
+	for {
+		tick := poll
+		if it := p.cfg.Load().cfg.IdleTimeout; it > 0 {
+			tick = min(max(it/4, 50*time.Millisecond), poll)
+		}
+		t := time.NewTimer(tick)
+		select {
+		case <-stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if it := p.cfg.Load().cfg.IdleTimeout; it > 0 {
+			p.sweepIdle(it)
+		}
+		if now := time.Now(); now.After(nextPoll) {
+			nextPoll = now.Add(poll)
+			p.evaluate()
+		}
+	}
+}
+
+func (p *Proxy) sweepIdle(timeout time.Duration) {
+	now := time.Now()
+	p.mu.Lock()
+	var victims []*session
+	for _, s := range p.sessions {
+		cr, ca, ok1 := tcpCounters(s.clientRC)
+		sr, sa, ok2 := tcpCounters(s.serverRC)
+		if !ok1 || !ok2 {
+			continue
+		}
+		sig := cr + ca + sr + sa
+		if sig != s.lastSig {
+			s.lastSig = sig
+			s.lastActive = now
+			continue
+		}
+		if now.Sub(s.lastActive) >= timeout {
+			victims = append(victims, s)
+		}
+	}
+	p.mu.Unlock()
+	for _, s := range victims {
+		p.log.Info("proxy: closing idle connection", "client", s.clientAP.String(), "backend", s.be.addr, "idle_timeout", timeout)
+		s.abort()
+	}
+}
+
+// rateLog allows one log line per period and counts the suppressed ones.
+type rateLog struct {
+	mu         sync.Mutex
+	every      time.Duration
+	last       time.Time
+	suppressed int
+}
+
+func (r *rateLog) allow() (suppressed int, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if !r.last.IsZero() && now.Sub(r.last) < r.every {
+		r.suppressed++
+		return 0, false
+	}
+	r.last = now
+	s := r.suppressed
+	r.suppressed = 0
+	return s, true
+}
