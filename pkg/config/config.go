@@ -65,22 +65,25 @@ type GARP struct {
 
 // Proxy is the TCP load balancer section. A nil *Proxy means VRRP only.
 type Proxy struct {
-	Listen             string    `yaml:"listen"`
-	Backends           []string  `yaml:"backends"`
-	Balance            string    `yaml:"balance"`
-	ConnectTimeout     Duration  `yaml:"connect_timeout"`
-	Retries            *int      `yaml:"retries"`
-	MaxConns           *int      `yaml:"max_conns"`
-	IdleTimeout        Duration  `yaml:"idle_timeout"`
-	DrainGrace         *Duration `yaml:"drain_grace"`
-	MinHealthyBackends *int      `yaml:"min_healthy_backends"`
-	TrackWeight        *int      `yaml:"track_weight"`
+	Listen              string    `yaml:"listen"`
+	Backends            []string  `yaml:"backends"`
+	Balance             string    `yaml:"balance"`
+	ConnectTimeout      Duration  `yaml:"connect_timeout"`
+	Retries             *int      `yaml:"retries"`
+	MaxConns            *int      `yaml:"max_conns"`
+	IdleTimeout         Duration  `yaml:"idle_timeout"`
+	KeepAlive           Duration  `yaml:"keepalive"`
+	DrainGrace          *Duration `yaml:"drain_grace"`
+	RemovedBackendGrace Duration  `yaml:"removed_backend_grace"`
+	MinHealthyBackends  *int      `yaml:"min_healthy_backends"`
+	TrackWeight         *int      `yaml:"track_weight"`
 }
 
 // Health is the active check section for the proxy's backends.
 type Health struct {
 	Type            string   `yaml:"type"`
 	Path            string   `yaml:"path"`
+	ExpectStatus    int      `yaml:"expect_status"`
 	Interval        Duration `yaml:"interval"`
 	FastInterval    Duration `yaml:"fast_interval"`
 	Timeout         Duration `yaml:"timeout"`
@@ -287,10 +290,10 @@ func (c *Config) setDefaults() {
 		v.TrackInterface = boolPtr(true)
 	}
 	if v.GARP.Count == 0 {
-		v.GARP.Count = 3
+		v.GARP.Count = 5
 	}
 	if v.GARP.Interval == 0 {
-		v.GARP.Interval = Duration(100 * time.Millisecond)
+		v.GARP.Interval = Duration(300 * time.Millisecond)
 	}
 	if v.GARP.Refresh == nil {
 		v.GARP.Refresh = durPtr(60 * time.Second)
@@ -311,6 +314,9 @@ func (c *Config) setDefaults() {
 		if p.MaxConns == nil {
 			p.MaxConns = intPtr(20000)
 		}
+		if p.KeepAlive == 0 {
+			p.KeepAlive = Duration(15 * time.Second)
+		}
 		if p.DrainGrace == nil {
 			p.DrainGrace = durPtr(30 * time.Second)
 		}
@@ -327,6 +333,9 @@ func (c *Config) setDefaults() {
 	}
 	if h.Path == "" {
 		h.Path = "/readyz"
+	}
+	if h.ExpectStatus == 0 {
+		h.ExpectStatus = 200
 	}
 	if h.Interval == 0 {
 		h.Interval = Duration(2 * time.Second)
@@ -554,6 +563,9 @@ func (c *Config) validateHealth(v *validator) {
 	case "tcp", "https":
 	default:
 		v.add("health.type", "%q is not tcp or https", h.Type)
+	}
+	if h.ExpectStatus < 100 || h.ExpectStatus > 599 {
+		v.add("health.expect_status", "must be an HTTP status code, got %d", h.ExpectStatus)
 	}
 	if !strings.HasPrefix(h.Path, "/") {
 		v.add("health.path", "%q must start with /", h.Path)

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/vipd-project/vipd/pkg/config"
+	"github.com/vipd-project/vipd/pkg/health"
+	"github.com/vipd-project/vipd/pkg/stats"
+	"github.com/vipd-project/vipd/pkg/tcpproxy"
+	"github.com/vipd-project/vipd/pkg/vrrp"
+)
+
+// This file maps the validated YAML configuration onto each package's options, and each
+// package's snapshot onto the stats model. It holds no logic of its own beyond the mapping.
+
+func vrrpConfig(c *config.Config) (vrrp.Config, error) {
+	v := c.VRRP
+	out := vrrp.Config{
+		Interface:      v.Interface,
+		VRID:           uint8(v.VRID),
+		Priority:       uint8(v.Priority),
+		Version:        v.Version,
+		AdvertInterval: v.AdvertInterval.D(),
+		Preempt:        *v.Preempt,
+		PreemptDelay:   v.PreemptDelay.D(),
+		AuthPass:       v.AuthPass,
+		TrackInterface: *v.TrackInterface,
+		GARPCount:      v.GARP.Count,
+		GARPInterval:   v.GARP.Interval.D(),
+		GARPRefresh:    v.GARP.Refresh.D(),
+	}
+	if v.AuthPassFile != "" {
+		p, err := config.ReadSecret("vrrp.auth_pass_file", v.AuthPassFile)
+		if err != nil {
+			return out, err
+		}
+		out.AuthPass = p
+	}
+	for _, s := range v.VIPs {
+		out.VIPs = append(out.VIPs, netip.MustParsePrefix(s)) // validated by config
+	}
+	for _, s := range v.UnicastPeers {
+		out.UnicastPeers = append(out.UnicastPeers, netip.MustParseAddr(s))
+	}
+	if v.UnicastSource != "" {
+		out.UnicastSource = netip.MustParseAddr(v.UnicastSource)
+	}
+	return out, out.Validate()
+}
+
+func healthConfig(c *config.Config) health.Config {
+	h := c.Health
+	return health.Config{
+		Type:               h.Type,
+		Interval:           h.Interval.D(),
+		FastInterval:       h.FastInterval.D(),
+		Timeout:            h.Timeout.D(),
+		Rise:               h.Rise,
+		Fall:               h.Fall,
+		Jitter:             *h.Jitter,
+		Path:               h.Path,
+		ExpectStatus:       h.ExpectStatus,
+		CAFile:             h.TLS.CAFile,
+		InsecureSkipVerify: h.TLS.InsecureSkipVerify,
+		CertFile:           h.TLS.CertFile,
+		KeyFile:            h.TLS.KeyFile,
+		BearerTokenFile:    h.BearerTokenFile,
+		AuthErrorsAreUp:    h.AuthErrorsAreUp,
+	}
+}
+
+func proxyConfig(c *config.Config) tcpproxy.Config {
+	p := c.Proxy
+	return tcpproxy.Config{
+		Listen:              p.Listen,
+		Backends:            slices.Clone(p.Backends),
+		Balance:             p.Balance,
+		ConnectTimeout:      p.ConnectTimeout.D(),
+		Retries:             *p.Retries,
+		MaxConns:            *p.MaxConns,
+		IdleTimeout:         p.IdleTimeout.D(),
+		KeepAlive:           p.KeepAlive.D(),
+		DrainGrace:          p.DrainGrace.D(),
+		RemovedBackendGrace: p.RemovedBackendGrace.D(),
+		MinHealthy:          *p.MinHealthyBackends,
+	}
+}
+
+func statsConfig(c *config.Config, healthz func() error) (stats.Config, error) {
+	out := stats.Config{Listen: c.Stats.Listen, Refresh: c.Stats.Refresh.D(), Healthz: healthz}
+	if ba := c.Stats.BasicAuth; ba != nil {
+		pw, err := config.ReadSecret("stats.basic_auth.password_file", ba.PasswordFile)
+		if err != nil {
+			return out, err
+		}
+		out.BasicAuth = &stats.BasicAuth{Username: ba.Username, Password: pw}
+	}
+	return out, nil
+}
+
+func vrrpView(s vrrp.Status) stats.VRRPView {
+	v := stats.VRRPView{
+		State:             s.State.String(),
+		Priority:          int(s.Priority),
+		EffectivePriority: int(s.EffectivePriority),
+		HoldsVIP:          s.HoldsVIP,
+		Interface:         s.Interface,
+		VRID:              int(s.VRID),
+		ProtoVersion:      s.Version,
+		AdvertInterval:    stats.Duration(s.AdvertInterval),
+		Since:             s.Since,
+		AdvertsSent:       s.AdvertsSent,
+		AdvertsReceived:   s.AdvertsReceived,
+		GARPsSent:         s.GARPsSent,
+		Drops:             s.Drops,
+		Faults:            s.Faults,
+	}
+	if s.MasterAddr.IsValid() {
+		v.MasterAddr = s.MasterAddr.String()
+	}
+	for _, p := range s.VIPs {
+		v.VIPs = append(v.VIPs, p.String())
+	}
+	for _, t := range s.Transitions {
+		v.Transitions = append(v.Transitions, stats.Transition{From: t.From.String(), To: t.To.String(), At: t.At, Reason: t.Reason})
+	}
+	v.TransitionsTotal = uint64(len(s.Transitions))
+	return v
+}
+
+func frontendView(st tcpproxy.Stats) *stats.FrontendView {
+	f := st.Frontend
+	return &stats.FrontendView{
+		Listen:       f.Listen,
+		Listening:    f.Listen != "",
+		CurrentConns: f.CurrentSessions,
+		TotalConns:   f.TotalSessions,
+		RefusedByCap: f.RefusedByCap,
+		MaxConns:     int64(f.MaxConns),
+		BytesIn:      f.BytesIn,
+		BytesOut:     f.BytesOut,
+		Errors:       f.ConnErrors,
+	}
+}
+
+// backendViews joins the proxy's counters and the health monitor's view, in the proxy's
+// order (configured, then removed-but-draining).
+func backendViews(ps tcpproxy.Stats, hs []health.BackendStatus) []stats.BackendView {
+	byAddr := make(map[string]health.BackendStatus, len(hs))
+	for _, h := range hs {
+		byAddr[h.Addr] = h
+	}
+	out := make([]stats.BackendView, 0, len(ps.Backends))
+	for _, b := range ps.Backends {
+		h := byAddr[b.Addr]
+		v := stats.BackendView{
+			Addr:          b.Addr,
+			Up:            h.Up,
+			Since:         h.Since,
+			LastCheck:     h.LastCheck,
+			LastResult:    h.LastResult,
+			LastLatency:   stats.Duration(h.LastLatency),
+			CheckFailures: h.Failures,
+			Transitions:   h.Transitions,
+			CurrentConns:  b.CurrentSessions,
+			TotalConns:    b.TotalSessions,
+			BytesIn:       b.BytesIn,
+			BytesOut:      b.BytesOut,
+			ConnErrors:    b.ConnErrors,
+			Retries:       b.Retries,
+		}
+		switch {
+		case b.Removed:
+			v.Status = stats.BackendDrain
+		case h.State == health.StateUnknown:
+			v.Status = stats.BackendUnknown
+		}
+		out = append(out, v)
+	}
+	return out
+}

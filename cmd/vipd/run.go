@@ -1,0 +1,386 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/vipd-project/vipd/pkg/config"
+	"github.com/vipd-project/vipd/pkg/health"
+	"github.com/vipd-project/vipd/pkg/stats"
+	"github.com/vipd-project/vipd/pkg/tcpproxy"
+	"github.com/vipd-project/vipd/pkg/vrrp"
+)
+
+func newRunCmd() *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Run the daemon (what the systemd unit starts)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			level := new(slog.LevelVar)
+			level.Set(parseLevel(cfg.LogLevel))
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			d, err := newDaemon(cfg, path, log, level)
+			if err != nil {
+				log.Error("cannot start", "err", err)
+				return &exitError{code: 1}
+			}
+			if err := d.run(cmd.Context()); err != nil {
+				log.Error("stopped with an error", "err", err)
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&path, "config", "c", config.DefaultPath, "configuration file")
+	return c
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(s)) // validated by config
+	return l
+}
+
+// daemon wires the packages together. Data flows one way: health events feed the proxy; the
+// proxy's "can serve" feeds the VRRP tracker; stats read snapshots of all of them.
+type daemon struct {
+	log     *slog.Logger
+	level   *slog.LevelVar
+	path    string
+	started time.Time
+	notify  *notifier
+
+	mu  sync.Mutex // guards cfg
+	cfg *config.Config
+
+	router  *vrrp.Router
+	monitor *health.Monitor // nil without a proxy section
+	proxy   *tcpproxy.Proxy // nil without a proxy section
+	track   *vrrp.Track     // the proxy's weight on the VRRP priority
+	stats   *stats.Server
+}
+
+func newDaemon(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
+	d := &daemon{log: log, level: level, path: path, cfg: cfg, started: time.Now(), notify: newNotifier()}
+	vc, err := vrrpConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if d.router, err = vrrp.New(vc, log.With("component", "vrrp")); err != nil {
+		return nil, err
+	}
+	if cfg.Proxy != nil {
+		if d.monitor, err = health.New(cfg.Proxy.Backends, healthConfig(cfg), health.Options{Logger: log.With("component", "health")}); err != nil {
+			d.router.Close()
+			return nil, err
+		}
+		if d.proxy, err = tcpproxy.New(proxyConfig(cfg), tcpproxy.Options{Logger: log.With("component", "proxy"), Health: d.monitor}); err != nil {
+			d.router.Close()
+			return nil, err
+		}
+		d.track = d.router.Track("proxy", *cfg.Proxy.TrackWeight)
+		d.track.Set(true, "proxy starting") // cleared once the listener is bound and backends are UP
+		d.proxy.OnServingChange(func(ok bool, reason string) { d.track.Set(!ok, reason) })
+	}
+	sc, err := statsConfig(cfg, d.healthz)
+	if err != nil {
+		d.router.Close()
+		return nil, err
+	}
+	if d.stats, err = stats.New(sc, stats.SourceFunc(d.snapshot), log.With("component", "stats")); err != nil {
+		d.router.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// snapshot is the stats model of the whole daemon, read per request.
+func (d *daemon) snapshot() stats.Snapshot {
+	d.mu.Lock()
+	node := d.cfg.NodeName
+	d.mu.Unlock()
+	s := stats.Snapshot{Node: node, Version: version, Time: time.Now(), Started: d.started, VRRP: vrrpView(d.router.Status())}
+	if d.proxy != nil {
+		ps := d.proxy.Stats()
+		s.Frontend = frontendView(ps)
+		s.Backends = backendViews(ps, d.monitor.Status())
+		if !ps.Serving && ps.ServingReason != "" {
+			s.VRRP.Faults = appendUnique(s.VRRP.Faults, "proxy: "+ps.ServingReason)
+		}
+	}
+	return s
+}
+
+func appendUnique(s []string, v string) []string {
+	if slices.Contains(s, v) {
+		return s
+	}
+	return append(s, v)
+}
+
+// healthz is the daemon's own liveness: every main loop still running.
+func (d *daemon) healthz() error {
+	select {
+	case <-d.router.Done():
+		return errors.New("vrrp loop stopped")
+	default:
+	}
+	return nil
+}
+
+func (d *daemon) run(parent context.Context) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	start := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+
+	// The VRRP router runs on its own context: on shutdown it must resign (priority 0,
+	// VIP removed) while the proxy drains, not after.
+	vctx, vcancel := context.WithCancel(context.Background())
+	defer vcancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := d.router.Run(vctx); err != nil {
+			errc <- fmt.Errorf("vrrp: %w", err)
+		}
+	}()
+	if d.monitor != nil {
+		start("health", d.monitor.Run)
+		start("proxy", d.proxy.Run)
+	}
+	start("stats", d.stats.Run)
+	ctl, err := d.serveControl(ctx)
+	if err != nil {
+		d.log.Warn("control socket unavailable; `vipd status --url` still works", "err", err)
+	}
+
+	if err := d.waitReady(ctx, errc); err != nil {
+		cancel()
+		vcancel()
+		wg.Wait()
+		return err
+	}
+	_ = d.notify.send("READY=1\nSTATUS=running")
+	d.log.Info("vipd started", "version", version, "node", d.cfg.NodeName, "config", d.path,
+		"vrid", d.cfg.VRRP.VRID, "priority", d.cfg.VRRP.Priority, "proxy", d.proxy != nil)
+
+	var wd <-chan time.Time
+	if iv := watchdogInterval(); iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		wd = t.C
+	}
+	var runErr error
+loop:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				_ = d.notify.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+				d.reload()
+				_ = d.notify.send("READY=1")
+				continue
+			}
+			d.log.Info("stopping", "signal", sig.String())
+			break loop
+		case err := <-errc:
+			runErr = err
+			break loop
+		case <-wd:
+			if d.healthz() == nil {
+				_ = d.notify.send("WATCHDOG=1")
+			}
+		case <-parent.Done():
+			break loop
+		}
+	}
+	_ = d.notify.send("STOPPING=1")
+	// Give up the VIP first (priority-0 advert: the peer takes over at once), and at the
+	// same time stop accepting and drain the proxy's connections for drain_grace.
+	vcancel()
+	cancel()
+	if ctl != nil {
+		ctl.Close()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if runErr == nil {
+			runErr = err
+		}
+	}
+	d.log.Info("vipd stopped")
+	return runErr
+}
+
+// waitReady returns when every part is up (VRRP sockets open, proxy and stats listening),
+// or with the first error.
+func (d *daemon) waitReady(ctx context.Context, errc chan error) error {
+	waits := []<-chan struct{}{d.router.Ready(), d.stats.Ready()}
+	if d.proxy != nil {
+		waits = append(waits, d.proxy.Ready())
+	}
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout.C:
+			return errors.New("not ready after 30s")
+		}
+	}
+	return nil
+}
+
+// reload re-reads the configuration file and applies what can change without a restart.
+// Anything it cannot apply is refused as a whole and the running configuration stays.
+func (d *daemon) reload() {
+	log := d.log.With("config", d.path)
+	nc, err := config.Load(d.path)
+	if err != nil {
+		log.Error("reload refused: the new configuration is invalid; keeping the running one", "err", err)
+		return
+	}
+	d.mu.Lock()
+	old := d.cfg
+	d.mu.Unlock()
+	if err := restartOnly(old, nc); err != nil {
+		log.Error("reload refused; keeping the running configuration", "err", err)
+		return
+	}
+	vc, err := vrrpConfig(nc)
+	if err != nil {
+		log.Error("reload refused; keeping the running configuration", "err", err)
+		return
+	}
+	if err := d.router.Reconfigure(vc); err != nil {
+		log.Error("reload refused; keeping the running configuration", "err", err)
+		return
+	}
+	if d.proxy != nil {
+		if err := d.monitor.Update(nc.Proxy.Backends, healthConfig(nc)); err != nil {
+			log.Error("reload of health checks failed; VRRP changes applied, proxy unchanged", "err", err)
+			return
+		}
+		if err := d.proxy.Update(proxyConfig(nc)); err != nil {
+			log.Error("reload of the proxy failed; VRRP and health changes applied", "err", err)
+			return
+		}
+	}
+	d.level.Set(parseLevel(nc.LogLevel))
+	d.mu.Lock()
+	d.cfg = nc
+	d.mu.Unlock()
+	log.Info("configuration reloaded")
+}
+
+// restartOnly lists the changes that need a restart.
+func restartOnly(old, nc *config.Config) error {
+	var errs []error
+	refuse := func(field string, a, b any) {
+		errs = append(errs, fmt.Errorf("%s changed (%v -> %v): this needs a restart (systemctl restart vipd)", field, a, b))
+	}
+	if (old.Proxy == nil) != (nc.Proxy == nil) {
+		refuse("proxy", old.Proxy != nil, nc.Proxy != nil)
+	} else if old.Proxy != nil {
+		if old.Proxy.Listen != nc.Proxy.Listen {
+			refuse("proxy.listen", old.Proxy.Listen, nc.Proxy.Listen)
+		}
+		if *old.Proxy.TrackWeight != *nc.Proxy.TrackWeight {
+			refuse("proxy.track_weight", *old.Proxy.TrackWeight, *nc.Proxy.TrackWeight)
+		}
+	}
+	if old.Stats.Listen != nc.Stats.Listen {
+		refuse("stats.listen", old.Stats.Listen, nc.Stats.Listen)
+	}
+	if old.ControlSocket != nc.ControlSocket {
+		refuse("control_socket", old.ControlSocket, nc.ControlSocket)
+	}
+	if old.NodeName != nc.NodeName {
+		refuse("node_name", old.NodeName, nc.NodeName)
+	}
+	return errors.Join(errs...)
+}
+
+// serveControl answers `vipd status` on the local control socket (mode 0660: root and the
+// vipd group).
+func (d *daemon) serveControl(ctx context.Context) (net.Listener, error) {
+	path := d.cfg.ControlSocket
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /stats.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(d.snapshot())
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		_ = srv.Serve(ln)
+	}()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+		_ = os.Remove(path)
+	}()
+	return ln, nil
+}
+
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano() / 1000
+}
