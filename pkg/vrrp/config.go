@@ -1,0 +1,201 @@
+package vrrp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Config configures one VRRP instance. Field names in error messages are
+// the YAML keys under "vrrp:" (vrrp.vrid, vrrp.advert_interval, ...).
+type Config struct {
+	Interface      string        // vrrp.interface
+	VRID           uint8         // vrrp.vrid, 1-255
+	Priority       uint8         // vrrp.priority, 1-255 (255: address owner)
+	Version        int           // vrrp.version, 2 or 3
+	AdvertInterval time.Duration // vrrp.advert_interval: v3 10ms-40.95s in 10ms steps; v2 whole seconds 1-255
+	Preempt        bool          // vrrp.preempt
+	PreemptDelay   time.Duration // vrrp.preempt_delay, 0-1000s
+	VIPs           []netip.Prefix
+	UnicastPeers   []netip.Addr // vrrp.unicast_peers: empty means multicast 224.0.0.18
+	UnicastSource  netip.Addr   // vrrp.unicast_source: source address (default: interface's primary IPv4)
+	AuthPass       string       // vrrp.auth_pass: v2 only, at most 8 bytes
+	TrackInterface bool         // vrrp.track_interface: link down -> FAULT
+	GARPCount      int          // vrrp.garp_count: gratuitous ARPs per burst
+	GARPInterval   time.Duration
+	GARPRefresh    time.Duration // vrrp.garp_refresh: 0 disables the periodic refresh
+}
+
+// Defaults used by WithDefaults.
+const (
+	DefaultVersion        = 3
+	DefaultPriority       = 100
+	DefaultAdvertInterval = time.Second
+	DefaultGARPCount      = 5
+	DefaultGARPInterval   = 300 * time.Millisecond
+	DefaultGARPRefresh    = 60 * time.Second
+)
+
+// WithDefaults returns c with zero values replaced by defaults (version 3,
+// priority 100, advert interval 1s, 5 GARPs 300ms apart — the burst spans
+// more than the 1 s neighbour locktime of Linux peers — refreshed every 60 s).
+// Preempt's zero value (false) is not defaulted: the config layer decides.
+func (c Config) WithDefaults() Config {
+	if c.Version == 0 {
+		c.Version = DefaultVersion
+	}
+	if c.Priority == 0 {
+		c.Priority = DefaultPriority
+	}
+	if c.AdvertInterval == 0 {
+		c.AdvertInterval = DefaultAdvertInterval
+	}
+	if c.GARPCount == 0 {
+		c.GARPCount = DefaultGARPCount
+	}
+	if c.GARPInterval == 0 {
+		c.GARPInterval = DefaultGARPInterval
+	}
+	if c.GARPRefresh == 0 {
+		c.GARPRefresh = DefaultGARPRefresh
+	}
+	return c
+}
+
+// Validate checks c and returns all problems, each naming its YAML field.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("vrrp.%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	switch {
+	case c.Interface == "":
+		bad("interface", "required (the interface that carries the VIP, e.g. eth0)")
+	case len(c.Interface) > 15:
+		bad("interface", "%q is longer than 15 characters", c.Interface)
+	}
+	if c.VRID == 0 {
+		bad("vrid", "must be 1-255 (got 0)")
+	}
+	if c.Priority == 0 {
+		bad("priority", "must be 1-255 (0 is reserved for a resigning master)")
+	}
+	switch c.Version {
+	case 3:
+		iv := c.AdvertInterval
+		if iv < 10*time.Millisecond || iv > maxInterval3 {
+			bad("advert_interval", "%v out of range 10ms-40.95s for VRRPv3", iv)
+		} else if iv%(10*time.Millisecond) != 0 {
+			bad("advert_interval", "%v is not a multiple of 10ms (VRRPv3 sends centiseconds)", iv)
+		}
+		if c.AuthPass != "" {
+			bad("auth_pass", "VRRPv3 has no authentication; remove it or set vrrp.version: 2")
+		}
+	case 2:
+		iv := c.AdvertInterval
+		if iv < time.Second || iv > 255*time.Second || iv%time.Second != 0 {
+			bad("advert_interval", "%v must be whole seconds 1-255 for VRRPv2", iv)
+		}
+		if len(c.AuthPass) > 8 {
+			bad("auth_pass", "longer than 8 bytes (VRRPv2 PASS carries 8)")
+		}
+	default:
+		bad("version", "must be 2 or 3 (got %d)", c.Version)
+	}
+	if c.PreemptDelay < 0 || c.PreemptDelay > 1000*time.Second {
+		bad("preempt_delay", "%v out of range 0-1000s", c.PreemptDelay)
+	}
+	if len(c.VIPs) == 0 {
+		bad("vips", "at least one virtual IPv4 address is required")
+	}
+	if len(c.VIPs) > 64 {
+		bad("vips", "%d addresses; at most 64", len(c.VIPs))
+	}
+	seen := map[netip.Addr]bool{}
+	for i, p := range c.VIPs {
+		a := p.Addr()
+		switch {
+		case !p.IsValid() || !a.Is4():
+			bad(fmt.Sprintf("vips[%d]", i), "%v is not an IPv4 prefix (VRRP for IPv6 is not supported)", p)
+		case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+			bad(fmt.Sprintf("vips[%d]", i), "%v is not a usable unicast address", p)
+		case seen[a]:
+			bad(fmt.Sprintf("vips[%d]", i), "%v listed twice", a)
+		}
+		seen[a] = true
+	}
+	peers := map[netip.Addr]bool{}
+	for i, a := range c.UnicastPeers {
+		switch {
+		case !a.Is4() || a.IsUnspecified() || a.IsMulticast():
+			bad(fmt.Sprintf("unicast_peers[%d]", i), "%v is not a unicast IPv4 address", a)
+		case peers[a]:
+			bad(fmt.Sprintf("unicast_peers[%d]", i), "%v listed twice", a)
+		case a == c.UnicastSource:
+			bad(fmt.Sprintf("unicast_peers[%d]", i), "%v is our own unicast_source", a)
+		case seen[a]:
+			bad(fmt.Sprintf("unicast_peers[%d]", i), "%v is one of the vips", a)
+		}
+		peers[a] = true
+	}
+	if c.UnicastSource.IsValid() && (!c.UnicastSource.Is4() || c.UnicastSource.IsUnspecified() || c.UnicastSource.IsMulticast()) {
+		bad("unicast_source", "%v is not a unicast IPv4 address", c.UnicastSource)
+	}
+	if seen[c.UnicastSource] {
+		bad("unicast_source", "%v is one of the vips", c.UnicastSource)
+	}
+	if c.GARPCount < 1 || c.GARPCount > 100 {
+		bad("garp_count", "must be 1-100 (got %d)", c.GARPCount)
+	}
+	if c.GARPInterval < 0 || c.GARPInterval > 10*time.Second {
+		bad("garp_interval", "%v out of range 0-10s", c.GARPInterval)
+	}
+	if c.GARPRefresh < 0 || (c.GARPRefresh > 0 && c.GARPRefresh < time.Second) {
+		bad("garp_refresh", "%v must be 0 (off) or at least 1s", c.GARPRefresh)
+	}
+	return errors.Join(errs...)
+}
+
+// reconfigurable checks that next differs from c only in fields Reconfigure
+// can apply.
+func (c Config) reconfigurable(next Config) error {
+	var errs []error
+	refuse := func(field string, old, nu any) {
+		errs = append(errs, fmt.Errorf("vrrp.%s: cannot change from %v to %v without a restart", field, old, nu))
+	}
+	if c.Interface != next.Interface {
+		refuse("interface", c.Interface, next.Interface)
+	}
+	if c.VRID != next.VRID {
+		refuse("vrid", c.VRID, next.VRID)
+	}
+	if c.Version != next.Version {
+		refuse("version", c.Version, next.Version)
+	}
+	if !samePrefixes(c.VIPs, next.VIPs) {
+		refuse("vips", c.VIPs, next.VIPs)
+	}
+	if c.UnicastSource != next.UnicastSource {
+		refuse("unicast_source", c.UnicastSource, next.UnicastSource)
+	}
+	if (len(c.UnicastPeers) == 0) != (len(next.UnicastPeers) == 0) {
+		errs = append(errs, errors.New("vrrp.unicast_peers: switching between multicast and unicast needs a restart"))
+	}
+	if c.TrackInterface != next.TrackInterface {
+		refuse("track_interface", c.TrackInterface, next.TrackInterface)
+	}
+	return errors.Join(errs...)
+}
+
+func samePrefixes(a, b []netip.Prefix) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
