@@ -1,0 +1,663 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/vipd-project/vipd/pkg/connreset"
+)
+
+// fakeLocal is a NodeState the test edits. If advertsFrom is set, LastAdvertFrom reports an
+// advert just received from that address (VRRP flowing).
+type fakeLocal struct {
+	mu          sync.Mutex
+	st          NodeState
+	advertsFrom netip.Addr
+}
+
+func (f *fakeLocal) LocalState() NodeState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.st
+	st.LastAdvertFrom = map[netip.Addr]time.Time{}
+	if f.advertsFrom.IsValid() {
+		st.LastAdvertFrom[f.advertsFrom] = time.Now()
+	}
+	return st
+}
+
+func (f *fakeLocal) set(fn func(*NodeState)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(&f.st)
+}
+
+func (f *fakeLocal) hearAdverts(from netip.Addr) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advertsFrom = from
+}
+
+func baseState(name string, prio int, addr string) NodeState {
+	return NodeState{
+		Name: name, Version: "test", VRRPState: "BACKUP", Priority: prio, EffectivePriority: prio,
+		VIPs: []string{"10.0.0.100/24"}, VRID: 51, ProtoVersion: 3, AdvertInterval: 200 * time.Millisecond,
+		PrimaryAddr: netip.MustParseAddr(addr),
+		Backends:    map[string]bool{"10.0.0.1:6443": true, "10.0.0.2:6443": true},
+	}
+}
+
+// syncBuf is a goroutine-safe log sink.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type hookRec struct {
+	mu    sync.Mutex
+	calls []bool
+}
+
+func (h *hookRec) fn(resign bool, _ string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, resign)
+}
+
+func (h *hookRec) get() []bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]bool(nil), h.calls...)
+}
+
+type node struct {
+	c     *Cluster
+	local *fakeLocal
+	logs  *syncBuf
+	hook  *hookRec
+	conns *fakeConns
+	reset *fakeResetter
+}
+
+type fakeConns struct {
+	mu sync.Mutex
+	cs []Conn
+}
+
+func (f *fakeConns) Conns() []Conn {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Conn(nil), f.cs...)
+}
+
+type fakeResetter struct {
+	mu    sync.Mutex
+	calls [][]Conn
+}
+
+func (f *fakeResetter) Reset(_ context.Context, cs []Conn) (connreset.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, append([]Conn(nil), cs...))
+	return connreset.Result{Requested: len(cs), Sent: len(cs)}, nil
+}
+
+func (f *fakeResetter) get() [][]Conn {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]Conn(nil), f.calls...)
+}
+
+func writeKey(t *testing.T, key []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "gossip.key")
+	if err := os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var testKey = bytes.Repeat([]byte{7}, 32)
+
+type nodeOpt struct {
+	bind       string
+	peers      []string
+	key        []byte
+	splitBrain string
+}
+
+func startNode(t *testing.T, st NodeState, o nodeOpt) *node {
+	t.Helper()
+	if o.bind == "" {
+		o.bind = "127.0.0.1:0"
+	}
+	if o.key == nil {
+		o.key = testKey
+	}
+	if o.splitBrain == "" {
+		o.splitBrain = SplitBrainNone
+	}
+	n := &node{local: &fakeLocal{st: st}, logs: &syncBuf{}, hook: &hookRec{}, conns: &fakeConns{}, reset: &fakeResetter{}}
+	cfg := Config{Enabled: true, NodeName: st.Name, Bind: o.bind, Peers: o.peers, KeyFile: writeKey(t, o.key),
+		SplitBrain: o.splitBrain, ConnReset: true}
+	c, err := New(cfg, Deps{
+		Local: n.local, Conns: n.conns, Resetter: n.reset, OnSplitBrain: n.hook.fn,
+		Logger: slog.New(slog.NewTextHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Tuning: Tuning{DisagreementHold: 300 * time.Millisecond, PeerLostGrace: 2 * time.Second, MinResign: 500 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatalf("New(%s): %v", st.Name, err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatalf("Start(%s): %v", st.Name, err)
+	}
+	n.c = c
+	t.Cleanup(func() { _ = c.Stop() })
+	return n
+}
+
+// crash stops a node without a graceful leave, like a power loss.
+func (n *node) crash() {
+	n.c.cancel()
+	n.c.wg.Wait()
+	_ = n.c.ml.Shutdown()
+	n.c.cancel = nil
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < within {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s", what, within)
+	return 0
+}
+
+func (n *node) member(name string) (MemberView, bool) {
+	for _, m := range n.c.View().Members {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return MemberView{}, false
+}
+
+func (n *node) alarm(kind, peer string) (Alarm, bool) {
+	for _, a := range n.c.Alarms() {
+		if a.Kind == kind && (peer == "" || a.Peer == peer) {
+			return a, true
+		}
+	}
+	return Alarm{}, false
+}
+
+func pair(t *testing.T, sa, sb NodeState, splitBrain string) (*node, *node) {
+	t.Helper()
+	a := startNode(t, sa, nodeOpt{splitBrain: splitBrain})
+	b := startNode(t, sb, nodeOpt{peers: []string{a.c.Addr()}, splitBrain: splitBrain})
+	waitFor(t, 5*time.Second, "a and b see each other alive", func() bool {
+		ma, okA := a.member(sb.Name)
+		mb, okB := b.member(sa.Name)
+		return okA && okB && ma.Alive && mb.Alive
+	})
+	return a, b
+}
+
+func TestMembersSeeEachOtherAndStatePropagates(t *testing.T) {
+	a, b := pair(t, baseState("lb1", 100, "10.0.0.11"), baseState("lb2", 90, "10.0.0.12"), "")
+	m, _ := b.member("lb1")
+	if m.Priority != 100 || m.VRRPState != "BACKUP" || len(m.Backends) != 2 || !m.Backends["10.0.0.1:6443"] {
+		t.Fatalf("lb2's view of lb1 = %+v", m)
+	}
+	// A VRRP transition on lb1 (no explicit Notify: the poll must catch it).
+	start := time.Now()
+	a.local.set(func(s *NodeState) { s.VRRPState = "MASTER"; s.HoldsVIP = true })
+	waitFor(t, 2*time.Second, "lb2 sees lb1 MASTER", func() bool {
+		m, _ := b.member("lb1")
+		return m.VRRPState == "MASTER" && m.HoldsVIP
+	})
+	took := time.Since(start)
+	t.Logf("state propagation lb1 -> lb2: %s", took)
+	if took > time.Second {
+		t.Errorf("state took %s to propagate, want < 1s", took)
+	}
+	if len(b.c.Alarms()) != 0 || len(a.c.Alarms()) != 0 {
+		t.Errorf("alarms in a healthy pair: a=%v b=%v", a.c.Alarms(), b.c.Alarms())
+	}
+	var out bytes.Buffer
+	if err := b.c.View().WriteText(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "lb1") || !strings.Contains(out.String(), "MASTER") || !strings.Contains(out.String(), "alarms: none") {
+		t.Errorf("status text:\n%s", out.String())
+	}
+}
+
+func TestSplitBrainResignLower(t *testing.T) {
+	sa, sb := baseState("lb1", 100, "10.0.0.11"), baseState("lb2", 90, "10.0.0.12")
+	a, b := pair(t, sa, sb, SplitBrainResignLower)
+	// VRRP flowing: both hear each other, lb1 MASTER, lb2 BACKUP.
+	a.local.hearAdverts(sb.PrimaryAddr)
+	b.local.hearAdverts(sa.PrimaryAddr)
+	a.local.set(func(s *NodeState) { s.VRRPState = "MASTER" })
+	time.Sleep(time.Second)
+	if al := append(a.c.Alarms(), b.c.Alarms()...); len(al) != 0 {
+		t.Fatalf("alarms while VRRP flows: %v", al)
+	}
+
+	// Protocol 112 blocked: lb2 no longer hears lb1 and becomes MASTER too.
+	b.local.hearAdverts(netip.Addr{})
+	a.local.hearAdverts(netip.Addr{})
+	start := time.Now()
+	b.local.set(func(s *NodeState) { s.VRRPState = "MASTER" })
+	for _, n := range []*node{a, b} {
+		waitFor(t, 3*time.Second, n.c.cfg.NodeName+" raises split_brain", func() bool {
+			_, ok := n.alarm(AlarmSplitBrain, "")
+			return ok
+		})
+	}
+	t.Logf("split brain detected on both after %s", time.Since(start))
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("split brain detection took %s, want < 2s", d)
+	}
+	al, _ := b.alarm(AlarmSplitBrain, "lb1")
+	if !strings.Contains(al.Message, "IP protocol 112") {
+		t.Errorf("split brain message lacks the cause: %q", al.Message)
+	}
+	waitFor(t, 2*time.Second, "lb2 resigns", func() bool { return len(b.hook.get()) > 0 })
+	if got := b.hook.get(); got[0] != true {
+		t.Fatalf("lb2 hook calls = %v, want [true]", got)
+	}
+	if got := a.hook.get(); len(got) != 0 {
+		t.Fatalf("lb1 (higher priority) hook called: %v", got)
+	}
+	waitFor(t, 2*time.Second, "lb2 raises blocked_vrrp", func() bool {
+		_, ok := b.alarm(AlarmBlockedVRRP, "lb1")
+		return ok
+	})
+	bl, _ := b.alarm(AlarmBlockedVRRP, "lb1")
+	if !strings.Contains(bl.Message, "protocol 112") || !strings.Contains(bl.Message, "firewall") {
+		t.Errorf("blocked_vrrp message lacks cause/fix: %q", bl.Message)
+	}
+
+	// The wiring puts lb2 in FAULT: split brain clears, lb2 stays resigned (still blocked).
+	b.local.set(func(s *NodeState) { s.VRRPState = "FAULT" })
+	for _, n := range []*node{a, b} {
+		waitFor(t, 2*time.Second, n.c.cfg.NodeName+" clears split_brain", func() bool {
+			_, ok := n.alarm(AlarmSplitBrain, "")
+			return !ok
+		})
+	}
+	waitFor(t, 3*time.Second, "lb1 raises outbound blocked_vrrp", func() bool {
+		_, ok := a.alarm(AlarmBlockedVRRP, "lb2")
+		return ok
+	})
+	time.Sleep(time.Second)
+	if got := b.hook.get(); len(got) != 1 {
+		t.Fatalf("lb2 released while still blocked: %v", got)
+	}
+
+	// Unblocked: lb2 hears lb1's adverts again -> released, alarms clear.
+	b.local.hearAdverts(sa.PrimaryAddr)
+	a.local.hearAdverts(sb.PrimaryAddr)
+	waitFor(t, 3*time.Second, "lb2 released", func() bool { return len(b.hook.get()) == 2 })
+	if got := b.hook.get(); got[1] != false {
+		t.Fatalf("lb2 hook calls = %v, want [true false]", got)
+	}
+	b.local.set(func(s *NodeState) { s.VRRPState = "BACKUP" })
+	for _, n := range []*node{a, b} {
+		waitFor(t, 3*time.Second, n.c.cfg.NodeName+" clears all alarms", func() bool { return len(n.c.Alarms()) == 0 })
+	}
+	if s := b.logs.String(); !strings.Contains(s, "cluster alarm raised") || !strings.Contains(s, "cluster alarm cleared") {
+		t.Errorf("raise/clear not logged:\n%s", s)
+	}
+}
+
+func TestSplitBrainNonePolicyOnlyDetects(t *testing.T) {
+	sa, sb := baseState("lb1", 100, "10.0.0.11"), baseState("lb2", 90, "10.0.0.12")
+	sa.VRRPState, sb.VRRPState = "MASTER", "MASTER"
+	a, b := pair(t, sa, sb, SplitBrainNone)
+	waitFor(t, 3*time.Second, "split brain on lb2", func() bool { _, ok := b.alarm(AlarmSplitBrain, "lb1"); return ok })
+	time.Sleep(500 * time.Millisecond)
+	if len(a.hook.get())+len(b.hook.get()) != 0 {
+		t.Fatalf("split_brain: none called the resign hook: %v %v", a.hook.get(), b.hook.get())
+	}
+	if v := b.c.View(); v.ActiveByKind()[AlarmSplitBrain] != 1 || v.Counters.AlarmsRaised[AlarmSplitBrain] != 1 {
+		t.Errorf("view gauges/counters: %v %v", v.ActiveByKind(), v.Counters.AlarmsRaised)
+	}
+}
+
+func TestConfigDriftReportedOnBoth(t *testing.T) {
+	sa, sb := baseState("lb1", 100, "10.0.0.11"), baseState("lb2", 90, "10.0.0.12")
+	sb.Backends = map[string]bool{"10.0.0.1:6443": true, "10.0.0.3:6443": true}
+	sb.AdvertInterval = time.Second
+	a, b := pair(t, sa, sb, "")
+	for _, n := range []*node{a, b} {
+		waitFor(t, 2*time.Second, n.c.cfg.NodeName+" reports config_drift", func() bool {
+			_, ok := n.alarm(AlarmConfigDrift, "")
+			return ok
+		})
+		al, _ := n.alarm(AlarmConfigDrift, "")
+		if !strings.Contains(al.Message, "proxy.backends") || !strings.Contains(al.Message, "10.0.0.3:6443") ||
+			!strings.Contains(al.Message, "advert_interval") {
+			t.Errorf("%s drift message does not say what differs: %q", n.c.cfg.NodeName, al.Message)
+		}
+	}
+	// Same backends set now: only the interval differs.
+	b.local.set(func(s *NodeState) { s.Backends = map[string]bool{"10.0.0.1:6443": true, "10.0.0.2:6443": true} })
+	waitFor(t, 2*time.Second, "drift message updated", func() bool {
+		al, ok := a.alarm(AlarmConfigDrift, "lb2")
+		return ok && !strings.Contains(al.Message, "backends")
+	})
+	b.local.set(func(s *NodeState) { s.AdvertInterval = 200 * time.Millisecond })
+	waitFor(t, 2*time.Second, "drift cleared", func() bool { _, ok := a.alarm(AlarmConfigDrift, ""); return !ok })
+}
+
+func TestBackendDisagreement(t *testing.T) {
+	sa, sb := baseState("lb1", 100, "10.0.0.11"), baseState("lb2", 90, "10.0.0.12")
+	a, b := pair(t, sa, sb, "")
+	b.local.set(func(s *NodeState) { s.Backends = map[string]bool{"10.0.0.1:6443": true, "10.0.0.2:6443": false} })
+	for _, n := range []*node{a, b} {
+		waitFor(t, 3*time.Second, n.c.cfg.NodeName+" reports backend_disagreement", func() bool {
+			_, ok := n.alarm(AlarmBackendDisagreement, "")
+			return ok
+		})
+	}
+	al, _ := a.alarm(AlarmBackendDisagreement, "lb2")
+	if !strings.Contains(al.Message, "10.0.0.2:6443 is UP here and DOWN there") {
+		t.Errorf("message = %q", al.Message)
+	}
+	if _, ok := a.alarm(AlarmConfigDrift, ""); ok {
+		t.Errorf("a health difference reported as config drift")
+	}
+	m, _ := a.member("lb2")
+	if m.Backends["10.0.0.2:6443"] {
+		t.Errorf("lb1's view of lb2's backends = %v", m.Backends)
+	}
+	b.local.set(func(s *NodeState) { s.Backends = map[string]bool{"10.0.0.1:6443": true, "10.0.0.2:6443": true} })
+	waitFor(t, 2*time.Second, "disagreement cleared", func() bool { _, ok := a.alarm(AlarmBackendDisagreement, ""); return !ok })
+}
+
+func TestPeerLostAndRejoin(t *testing.T) {
+	sa, sb := baseState("lb1", 100, "10.0.0.11"), baseState("lb2", 90, "10.0.0.12")
+	a, b := pair(t, sa, sb, "")
+	bAddr := b.c.Addr()
+	start := time.Now()
+	b.crash()
+	waitFor(t, 4*time.Second, "lb1 reports lb2 lost", func() bool { _, ok := a.alarm(AlarmPeerLost, "lb2"); return ok })
+	t.Logf("peer lost detected %s after the crash", time.Since(start))
+	al, _ := a.alarm(AlarmPeerLost, "lb2")
+	if !strings.Contains(al.Message, "not alive on gossip") {
+		t.Errorf("message = %q", al.Message)
+	}
+	// Restart lb2 on the same address: it rejoins on its own and the alarm clears.
+	b2 := startNode(t, sb, nodeOpt{bind: bAddr, peers: []string{a.c.Addr()}})
+	start = time.Now()
+	waitFor(t, 8*time.Second, "lb2 back and alarm cleared", func() bool {
+		m, _ := a.member("lb2")
+		_, lost := a.alarm(AlarmPeerLost, "lb2")
+		return m.Alive && !lost
+	})
+	t.Logf("rejoined %s after restart", time.Since(start))
+	_ = b2
+}
+
+func TestConfiguredPeerNeverJoinedIsLost(t *testing.T) {
+	st := baseState("lb1", 100, "10.0.0.11")
+	// A port nothing listens on (TEST-NET would need routing: use loopback port 9).
+	a := startNode(t, st, nodeOpt{peers: []string{"127.0.0.1:9"}})
+	waitFor(t, 6*time.Second, "peer_lost for the configured peer", func() bool {
+		_, ok := a.alarm(AlarmPeerLost, "127.0.0.1:9")
+		return ok
+	})
+	if !strings.Contains(a.logs.String(), "gossip key mismatch?") {
+		t.Errorf("join failure log lacks the hint:\n%s", a.logs.String())
+	}
+}
+
+func TestWrongKeyCannotJoin(t *testing.T) {
+	sa, sb := baseState("lb1", 100, "10.0.0.11"), baseState("lb2", 90, "10.0.0.12")
+	a := startNode(t, sa, nodeOpt{})
+	other := bytes.Repeat([]byte{9}, 32)
+	b := startNode(t, sb, nodeOpt{peers: []string{a.c.Addr()}, key: other})
+	waitFor(t, 5*time.Second, "lb1 raises gossip_key", func() bool { _, ok := a.alarm(AlarmGossipKey, ""); return ok })
+	time.Sleep(time.Second)
+	if m, ok := a.member("lb2"); ok && m.Alive {
+		t.Fatalf("node with the wrong key joined: %+v", m)
+	}
+	if m, ok := b.member("lb1"); ok && m.Alive {
+		t.Fatalf("wrong-key node sees lb1: %+v", m)
+	}
+	al, _ := a.alarm(AlarmGossipKey, "")
+	if !strings.Contains(al.Message, "gossip key mismatch?") || !strings.Contains(al.Message, "key_file") {
+		t.Errorf("alarm message = %q", al.Message)
+	}
+	if !strings.Contains(a.logs.String(), "gossip key mismatch?") || !strings.Contains(b.logs.String(), "gossip key mismatch?") {
+		t.Errorf("no clear log line on one side:\nlb1:\n%s\nlb2:\n%s", a.logs.String(), b.logs.String())
+	}
+	t.Logf("lb1 log:\n%s\nlb2 log:\n%s", grepLines(a.logs.String(), "mismatch"), grepLines(b.logs.String(), "mismatch"))
+	if strings.Contains(a.logs.String(), base64.StdEncoding.EncodeToString(testKey)) {
+		t.Errorf("key material logged")
+	}
+}
+
+func TestNodeWithoutKeyCannotJoin(t *testing.T) {
+	a := startNode(t, baseState("lb1", 100, "10.0.0.11"), nodeOpt{})
+	mc := memberlist.DefaultLANConfig()
+	mc.Name, mc.BindAddr, mc.BindPort = "intruder", "127.0.0.1", 0
+	mc.LogOutput = &syncBuf{}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ml.Shutdown() })
+	if n, err := ml.Join([]string{a.c.Addr()}); err == nil || n > 0 {
+		t.Fatalf("plaintext node joined an encrypted cluster (n=%d, err=%v)", n, err)
+	}
+	waitFor(t, 3*time.Second, "lb1 raises gossip_key", func() bool { _, ok := a.alarm(AlarmGossipKey, ""); return ok })
+	if _, ok := a.member("intruder"); ok {
+		t.Fatal("intruder is listed as a member")
+	}
+}
+
+func TestConnTableSharedAndResetOnTakeover(t *testing.T) {
+	sa, sb := baseState("lb1", 100, "10.0.0.11"), baseState("lb2", 90, "10.0.0.12")
+	sa.VRRPState = "MASTER"
+	a, b := pair(t, sa, sb, "")
+	vip := netip.MustParseAddrPort("10.0.0.100:6443")
+	mk := func(s string) Conn { return Conn{Client: netip.MustParseAddrPort(s), VIP: vip} }
+	a.conns.mu.Lock()
+	a.conns.cs = []Conn{mk("10.0.1.1:40000"), mk("10.0.1.2:40001"), mk("10.0.1.3:40002")}
+	a.conns.mu.Unlock()
+	b.conns.mu.Lock()
+	b.conns.cs = []Conn{mk("10.0.1.3:40002")} // lb2 holds this one itself
+	b.conns.mu.Unlock()
+	waitFor(t, 4*time.Second, "lb2 has lb1's table", func() bool {
+		m, _ := b.member("lb1")
+		return m.Conns == 3 && b.c.View().Counters.ConnTablesReceived > 0
+	})
+
+	// While lb1 is alive and MASTER (split brain), nothing is reset.
+	b.c.OnBecameMaster()
+	time.Sleep(2 * time.Second)
+	if got := b.reset.get(); len(got) != 0 {
+		t.Fatalf("reset connections of a live master: %v", got)
+	}
+	// lb1 crashes; VRRP fails over 3 x 200ms later.
+	a.crash()
+	time.Sleep(650 * time.Millisecond)
+	b.local.set(func(s *NodeState) { s.VRRPState = "MASTER" })
+	start := time.Now()
+	b.c.OnBecameMaster()
+	waitFor(t, 2*time.Second, "reset called", func() bool { return len(b.reset.get()) == 1 })
+	t.Logf("reset requested %s after OnBecameMaster", time.Since(start))
+	got := b.reset.get()[0]
+	if len(got) != 2 {
+		t.Fatalf("reset %v, want lb1's two connections lb2 does not hold", got)
+	}
+	for _, c := range got {
+		if c == mk("10.0.1.3:40002") {
+			t.Fatalf("reset a connection this node holds: %v", got)
+		}
+	}
+	// Consumed: a second takeover does not reset them again.
+	b.c.OnBecameMaster()
+	time.Sleep(200 * time.Millisecond)
+	if n := len(b.reset.get()); n != 1 {
+		t.Fatalf("table reused: %d calls", n)
+	}
+}
+
+func TestLoadKey(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	k32 := bytes.Repeat([]byte{1}, 32)
+	if k, err := LoadKey(write("b64", []byte(base64.StdEncoding.EncodeToString(k32)+"\n"), 0o600)); err != nil || !bytes.Equal(k, k32) {
+		t.Errorf("base64 key: %v", err)
+	}
+	raw16 := []byte("0123456789abcdef")
+	if k, err := LoadKey(write("raw", raw16, 0o400)); err != nil || !bytes.Equal(k, raw16) {
+		t.Errorf("raw key: %v", err)
+	}
+	p := write("world", []byte(base64.StdEncoding.EncodeToString(k32)), 0o644)
+	_, err := LoadKey(p)
+	if err == nil || !strings.Contains(err.Error(), "chmod 600 "+p) || !strings.Contains(err.Error(), "cluster.key_file") {
+		t.Errorf("world-readable key: err = %v", err)
+	}
+	if _, err := LoadKey(write("group", k32, 0o640)); err == nil {
+		t.Error("group-readable key accepted")
+	}
+	secret := "c2VjcmV0LXM"
+	_, err = LoadKey(write("short", []byte(secret), 0o600))
+	if err == nil || strings.Contains(err.Error(), secret) {
+		t.Errorf("bad-length key: err = %v (must not echo the key)", err)
+	}
+	if _, err := LoadKey(filepath.Join(dir, "missing")); err == nil {
+		t.Error("missing key file accepted")
+	}
+	// New refuses to start with a world-readable key.
+	cfg := Config{Enabled: true, NodeName: "lb1", KeyFile: p}
+	if _, err := New(cfg, Deps{Local: &fakeLocal{}}); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("New with world-readable key: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := Config{Enabled: true, NodeName: "lb1", KeyFile: "/etc/vipd/gossip.key", Peers: []string{"192.168.10.143:7946"}}
+	good.SetDefaults()
+	if err := good.Validate(); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+	if err := (Config{}).Validate(); err != nil {
+		t.Fatalf("disabled config: %v", err)
+	}
+	cases := []struct {
+		mut  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Bind = "7946" }, "cluster.bind"},
+		{func(c *Config) { c.Peers = []string{"192.168.10.143"} }, "cluster.peers[0]"},
+		{func(c *Config) { c.KeyFile = "" }, "cluster.key_file"},
+		{func(c *Config) { c.SplitBrain = "resign" }, "cluster.split_brain"},
+		{func(c *Config) { c.BlockedVRRPIntervals = -1 }, "cluster.blocked_vrrp_intervals"},
+		{func(c *Config) { c.ConnTableMax = -1 }, "cluster.conn_table_max"},
+		{func(c *Config) { c.ConnReset = true; c.ConnResetRate = -5 }, "cluster.conn_reset_rate"},
+		{func(c *Config) { c.Advertise = "nope" }, "cluster.advertise"},
+		{func(c *Config) { c.NodeName = "" }, "node_name"},
+	}
+	for _, tc := range cases {
+		c := good
+		tc.mut(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want error naming %s, got %v", tc.want, err)
+		}
+	}
+}
+
+func TestConnTableWire(t *testing.T) {
+	vip := netip.MustParseAddrPort("10.0.0.100:6443")
+	vip6 := netip.MustParseAddrPort("[fd00::100]:6443")
+	in := []Conn{
+		{Client: netip.MustParseAddrPort("10.0.1.1:1"), VIP: vip},
+		{Client: netip.MustParseAddrPort("[fd00::1]:2"), VIP: vip6},
+		{Client: netip.MustParseAddrPort("10.0.1.2:65535"), VIP: vip},
+	}
+	sortConns(in)
+	b := encodeConns(connTable{Name: "lb1", Boot: 42, Seq: 7, Conns: in})
+	out, err := decodeConns(b, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Name != "lb1" || out.Boot != 42 || out.Seq != 7 || len(out.Conns) != 3 {
+		t.Fatalf("decoded %+v", out)
+	}
+	for i := range in {
+		if in[i] != out.Conns[i] {
+			t.Errorf("conn %d: %v != %v", i, out.Conns[i], in[i])
+		}
+	}
+	if capped, _ := decodeConns(b, 2); len(capped.Conns) != 2 {
+		t.Errorf("cap not applied: %d", len(capped.Conns))
+	}
+	// Every truncation is an error, never a panic.
+	for i := 1; i < len(b); i++ {
+		if _, err := decodeConns(b[:i], 100); err == nil {
+			t.Errorf("truncated at %d accepted", i)
+		}
+	}
+	st, _ := encodeState(wireState{NodeState: NodeState{Name: "lb1"}})
+	bundle := encodeBundle(st, b)
+	s2, c2, err := splitBundle(bundle)
+	if err != nil || !bytes.Equal(s2, st) || !bytes.Equal(c2, b) {
+		t.Fatalf("bundle round trip: %v", err)
+	}
+	if _, _, err := splitBundle(bundle[:8]); err == nil {
+		t.Error("truncated bundle accepted")
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && len(out) < 3 {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,430 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Alarm kinds.
+const (
+	AlarmSplitBrain          = "split_brain"
+	AlarmBlockedVRRP         = "blocked_vrrp"
+	AlarmConfigDrift         = "config_drift"
+	AlarmBackendDisagreement = "backend_disagreement"
+	AlarmPeerLost            = "peer_lost"
+	AlarmGossipKey           = "gossip_key"
+)
+
+// AlarmKinds lists every kind, for exporting gauges that are zero when nothing is wrong.
+var AlarmKinds = []string{AlarmSplitBrain, AlarmBlockedVRRP, AlarmConfigDrift,
+	AlarmBackendDisagreement, AlarmPeerLost, AlarmGossipKey}
+
+// Alarm is one active condition: its kind, the peer it concerns, since when, and a message
+// naming the cause and the fix.
+type Alarm struct {
+	Kind    string    `json:"kind"`
+	Peer    string    `json:"peer,omitempty"`
+	Since   time.Time `json:"since"`
+	Message string    `json:"message"`
+}
+
+type alarmKey struct{ kind, peer string }
+
+// Counters are cumulative numbers the stats package can export.
+type Counters struct {
+	AlarmsRaised       map[string]uint64 `json:"alarms_raised"` // by kind
+	StateSent          uint64            `json:"state_sent"`
+	StateReceived      uint64            `json:"state_received"`
+	ConnTablesSent     uint64            `json:"conn_tables_sent"`
+	ConnTablesReceived uint64            `json:"conn_tables_received"`
+	ConnResetRuns      uint64            `json:"conn_reset_runs"`
+	ConnResetProbes    uint64            `json:"conn_reset_probes"`
+	JoinFailures       uint64            `json:"join_failures"`
+	Resignations       uint64            `json:"resignations"`
+}
+
+func (c *Cluster) evalLoop(ctx context.Context) {
+	t := time.NewTicker(c.tun.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-c.kick:
+		}
+		c.evaluate()
+	}
+}
+
+type condition struct {
+	key  alarmKey
+	msg  string
+	hold time.Duration
+}
+
+// evaluate recomputes every condition, raises and clears alarms, and drives resign-lower.
+func (c *Cluster) evaluate() {
+	now := time.Now()
+	c.mu.Lock()
+	local := c.local
+	if local.Name == "" && local.VRRPState == "" && c.localSince.IsZero() {
+		c.mu.Unlock()
+		return // no local state yet
+	}
+	var conds []condition
+	add := func(kind, peer, msg string, hold time.Duration) {
+		conds = append(conds, condition{alarmKey{kind, peer}, msg, hold})
+	}
+	threshold := func(p *peer) time.Duration {
+		iv := p.state.AdvertInterval
+		if iv <= 0 {
+			iv = local.AdvertInterval
+		}
+		if iv <= 0 {
+			iv = time.Second
+		}
+		return time.Duration(c.cfg.BlockedVRRPIntervals) * iv
+	}
+	names := make([]string, 0, len(c.peers))
+	for n := range c.peers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var splitPeers []*peer
+	for _, name := range names {
+		p := c.peers[name]
+		if !c.aliveLocked(p, now) {
+			if p.member || p.hasState || !p.lastChanged.IsZero() {
+				add(AlarmPeerLost, name, c.lostMsg(p, now), 0)
+			}
+			continue
+		}
+		ps := p.state
+		sameVR := ps.VRID == local.VRID
+		th := threshold(p)
+		// Split brain.
+		if sameVR && isMaster(local.VRRPState) && isMaster(ps.VRRPState) {
+			add(AlarmSplitBrain, name, fmt.Sprintf(
+				"split brain: this node (%s, priority %d) and %s (%s, priority %d) are both MASTER for VRID %d, so the VIP is on two hosts and ARP caches flip between them; "+
+					"usual cause: VRRP adverts (IP protocol 112) dropped between them by a firewall or security group, or different VRRP settings (version, auth, VRID); see blocked_vrrp/config_drift",
+				local.Name, local.EffectivePriority, name, addrOr(ps.PrimaryAddr, p.addr), ps.EffectivePriority, local.VRID), c.tun.SplitBrainHold)
+			splitPeers = append(splitPeers, p)
+		}
+		// Blocked VRRP, inbound: the peer claims MASTER but its adverts do not arrive here.
+		if sameVR && isMaster(ps.VRRPState) && ps.PrimaryAddr.IsValid() && now.Sub(p.stateSince) > th {
+			if age, ok := advertAge(local.LastAdvertFrom, ps.PrimaryAddr, now); !ok || age > th {
+				add(AlarmBlockedVRRP, name, fmt.Sprintf(
+					"blocked VRRP: %s is alive on gossip and MASTER for VRID %d, but no VRRP advert from %s has arrived here for %s (%d advert intervals): "+
+						"IP protocol 112 (VRRP) from %s to this host is dropped; allow protocol 112 (vrrp) between the LB hosts in the firewall (nftables/iptables: ip protocol vrrp accept) or the cloud security group, or use unicast_peers where multicast is filtered",
+					name, local.VRID, ps.PrimaryAddr, ageText(age, ok), c.cfg.BlockedVRRPIntervals, ps.PrimaryAddr), 0)
+			}
+		}
+		// Blocked VRRP, outbound: we are MASTER, the peer is BACKUP (or resigned) and does not
+		// hear us.
+		if sameVR && isMaster(local.VRRPState) && local.PrimaryAddr.IsValid() && now.Sub(c.localSince) > th &&
+			(strings.EqualFold(ps.VRRPState, "BACKUP") || ps.Resigned) && now.Sub(p.stateSince) > th {
+			ms, ok := ps.AdvertAgeMs[local.PrimaryAddr.String()]
+			age := time.Duration(ms) * time.Millisecond
+			if !ok || age > th {
+				add(AlarmBlockedVRRP, name, fmt.Sprintf(
+					"blocked VRRP: this node is MASTER for VRID %d but %s (alive on gossip, %s) has received no VRRP advert from %s for %s: "+
+						"IP protocol 112 (VRRP) from this host to %s is dropped; allow protocol 112 (vrrp) between the LB hosts in the firewall (nftables/iptables: ip protocol vrrp accept) or the cloud security group",
+					local.VRID, name, ps.VRRPState, local.PrimaryAddr, ageText(age, ok), addrOr(ps.PrimaryAddr, p.addr)), 0)
+			}
+		}
+		// Config drift.
+		if d := drift(local, ps); len(d) > 0 {
+			add(AlarmConfigDrift, name, fmt.Sprintf("config drift with %s: %s; make the settings the same on all LB hosts (vipd check -c /etc/vipd/vipd.yaml on each) and reload",
+				name, strings.Join(d, "; ")), 0)
+		}
+		// Backend disagreement.
+		if d := disagree(local.Backends, ps.Backends); len(d) > 0 {
+			add(AlarmBackendDisagreement, name, fmt.Sprintf("backend disagreement with %s: %s; one LB cannot reach a backend the other can: check routes/firewall from each LB host to the backend, and the backend itself",
+				name, strings.Join(d, "; ")), c.tun.DisagreementHold)
+		}
+	}
+	// Configured peers that never joined.
+	if now.Sub(c.started) > c.tun.PeerLostGrace {
+		known := make(map[string]bool)
+		for _, p := range c.peers {
+			if p.addr != "" {
+				known[p.addr] = true
+			}
+		}
+		for _, cp := range c.cfg.Peers {
+			found := false
+			for _, a := range c.resolved[cp] {
+				found = found || known[a]
+			}
+			if !found {
+				add(AlarmPeerLost, cp, fmt.Sprintf("peer lost: configured gossip peer %s has never joined: vipd not running there, TCP and UDP port %s blocked, or gossip key mismatch? (cluster.key_file must be the same on all LB hosts)",
+					cp, portOf(cp)), 0)
+			}
+		}
+	}
+	// Undecryptable gossip.
+	if !c.keyMismatch.IsZero() && now.Sub(c.keyMismatch) < 30*time.Second {
+		add(AlarmGossipKey, c.keyFrom, fmt.Sprintf("gossip key mismatch? gossip from %s could not be decrypted or was not encrypted: cluster.key_file must hold the same key on all LB hosts (compare: sha256sum /etc/vipd/gossip.key)",
+			orUnknown(c.keyFrom)), 0)
+	}
+
+	logs := c.applyLocked(conds, now)
+	hook := c.resignLocked(local, splitPeers, now)
+	c.mu.Unlock()
+
+	for _, l := range logs {
+		l()
+	}
+	if hook != nil {
+		c.hookMu.Lock()
+		c.deps.OnSplitBrain(hook.resign, hook.reason)
+		c.hookMu.Unlock()
+	}
+}
+
+// applyLocked raises conditions that held long enough and clears the rest; it returns the log
+// calls to make after unlocking.
+func (c *Cluster) applyLocked(conds []condition, now time.Time) []func() {
+	var logs []func()
+	active := make(map[alarmKey]bool, len(conds))
+	for _, cd := range conds {
+		active[cd.key] = true
+		if a := c.alarms[cd.key]; a != nil {
+			a.Message = cd.msg
+			continue
+		}
+		first, ok := c.pending[cd.key]
+		if !ok {
+			first = now
+			c.pending[cd.key] = now
+		}
+		if now.Sub(first) < cd.hold {
+			continue
+		}
+		a := &Alarm{Kind: cd.key.kind, Peer: cd.key.peer, Since: first, Message: cd.msg}
+		c.alarms[cd.key] = a
+		if c.ctr.AlarmsRaised == nil {
+			c.ctr.AlarmsRaised = make(map[string]uint64)
+		}
+		c.ctr.AlarmsRaised[a.Kind]++
+		al := *a
+		logs = append(logs, func() {
+			c.logger.Warn("cluster alarm raised: "+al.Message, "alarm", al.Kind, "peer", al.Peer)
+		})
+	}
+	for k := range c.pending {
+		if !active[k] {
+			delete(c.pending, k)
+		}
+	}
+	for k, a := range c.alarms {
+		if !active[k] {
+			delete(c.alarms, k)
+			al := *a
+			logs = append(logs, func() {
+				c.logger.Info("cluster alarm cleared", "alarm", al.Kind, "peer", al.Peer,
+					"lasted", now.Sub(al.Since).Round(time.Millisecond))
+			})
+		}
+	}
+	return logs
+}
+
+type hookCall struct {
+	resign bool
+	reason string
+}
+
+// resignLocked implements split_brain: resign-lower. The lower-priority master of a raised
+// split brain resigns; it stays resigned while that peer is alive on gossip, MASTER, and its
+// adverts do not reach us (the cause persists), at least MinResign.
+func (c *Cluster) resignLocked(local NodeState, split []*peer, now time.Time) *hookCall {
+	if c.cfg.SplitBrain != SplitBrainResignLower || c.deps.OnSplitBrain == nil {
+		return nil
+	}
+	if c.resign == nil {
+		for _, p := range split {
+			if c.alarms[alarmKey{AlarmSplitBrain, p.name}] == nil || !lowerThan(local, c.cfg.NodeName, p.state) {
+				continue
+			}
+			reason := fmt.Sprintf("split brain with %s (priority %d > %d here, or equal and higher address): resigning the VIP while it lasts (cluster.split_brain: resign-lower)",
+				p.name, p.state.EffectivePriority, local.EffectivePriority)
+			c.resign = &resignState{peer: p.name, since: now, reason: reason}
+			c.hookResign = true
+			c.ctr.Resignations++
+			c.logger.Warn("resigning VIP: "+reason, "peer", p.name)
+			return &hookCall{true, reason}
+		}
+		return nil
+	}
+	p := c.peers[c.resign.peer]
+	keep := p != nil && c.aliveLocked(p, now) && isMaster(p.state.VRRPState) && p.state.VRID == local.VRID
+	if keep && now.Sub(c.resign.since) >= c.tun.MinResign {
+		th := time.Duration(c.cfg.BlockedVRRPIntervals) * max(p.state.AdvertInterval, 10*time.Millisecond)
+		if age, ok := advertAge(local.LastAdvertFrom, p.state.PrimaryAddr, now); ok && age <= th {
+			keep = false // VRRP flows again: the election decides
+		}
+	}
+	if keep {
+		return nil
+	}
+	why := "peer no longer MASTER"
+	if p == nil || !c.aliveLocked(p, now) {
+		why = "peer not alive on gossip"
+	} else if isMaster(p.state.VRRPState) {
+		why = "VRRP adverts from the peer arrive again"
+	}
+	c.logger.Info("split brain resolved, rejoining the VRRP election", "peer", c.resign.peer, "why", why,
+		"resigned_for", now.Sub(c.resign.since).Round(time.Millisecond))
+	c.resign = nil
+	c.hookResign = false
+	return &hookCall{false, ""}
+}
+
+// lowerThan reports whether the local node loses to peer: lower effective priority; on a tie,
+// lower primary address; then lower name.
+func lowerThan(local NodeState, localName string, peer wireState) bool {
+	if local.EffectivePriority != peer.EffectivePriority {
+		return local.EffectivePriority < peer.EffectivePriority
+	}
+	if c := local.PrimaryAddr.Compare(peer.PrimaryAddr); c != 0 {
+		return c < 0
+	}
+	return localName < peer.Name
+}
+
+func advertAge(m map[netip.Addr]time.Time, a netip.Addr, now time.Time) (time.Duration, bool) {
+	t, ok := m[a]
+	if !ok {
+		t, ok = m[a.Unmap()]
+	}
+	if !ok {
+		return 0, false
+	}
+	return now.Sub(t), true
+}
+
+func ageText(d time.Duration, ok bool) string {
+	if !ok {
+		return "ever (none seen since start)"
+	}
+	return d.Round(10 * time.Millisecond).String()
+}
+
+func addrOr(a netip.Addr, alt string) string {
+	if a.IsValid() {
+		return a.String()
+	}
+	return alt
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unknown peer"
+	}
+	return s
+}
+
+func portOf(hp string) string {
+	if i := strings.LastIndexByte(hp, ':'); i >= 0 {
+		return hp[i+1:]
+	}
+	return hp
+}
+
+func (c *Cluster) lostMsg(p *peer, now time.Time) string {
+	last := "no state ever received"
+	if p.hasState {
+		last = "last state " + now.Sub(p.lastSeen).Round(100*time.Millisecond).String() + " ago"
+	}
+	gs := p.gossip
+	if gs == "" {
+		gs = "unknown"
+	}
+	return fmt.Sprintf("peer lost: %s (%s) is not alive on gossip (memberlist: %s, %s): host down, vipd stopped, or TCP/UDP gossip port blocked between the LB hosts; VRRP still decides who holds the VIP",
+		p.name, orUnknown(p.addr), gs, last)
+}
+
+// drift lists the settings that differ between two nodes.
+func drift(a NodeState, b wireState) []string {
+	var d []string
+	if a.VRID != b.VRID {
+		d = append(d, fmt.Sprintf("vrrp.vrid %d here, %d there", a.VRID, b.VRID))
+	}
+	va, vb := slices.Sorted(slices.Values(a.VIPs)), slices.Sorted(slices.Values(b.VIPs))
+	if !slices.Equal(va, vb) {
+		d = append(d, fmt.Sprintf("vrrp.vips %v here, %v there", va, vb))
+	}
+	if a.AdvertInterval != b.AdvertInterval {
+		d = append(d, fmt.Sprintf("vrrp.advert_interval %s here, %s there", a.AdvertInterval, b.AdvertInterval))
+	}
+	if a.ProtoVersion != b.ProtoVersion {
+		d = append(d, fmt.Sprintf("vrrp.version %d here, %d there", a.ProtoVersion, b.ProtoVersion))
+	}
+	var only, theirs []string
+	for k := range a.Backends {
+		if _, ok := b.Backends[k]; !ok {
+			only = append(only, k)
+		}
+	}
+	for k := range b.Backends {
+		if _, ok := a.Backends[k]; !ok {
+			theirs = append(theirs, k)
+		}
+	}
+	if len(only)+len(theirs) > 0 {
+		sort.Strings(only)
+		sort.Strings(theirs)
+		d = append(d, fmt.Sprintf("proxy.backends differ (only here: %v, only there: %v)", only, theirs))
+	}
+	if len(d) == 0 && a.ConfigFingerprint != "" && b.ConfigFingerprint != "" && a.ConfigFingerprint != b.ConfigFingerprint {
+		d = append(d, fmt.Sprintf("config fingerprint %s here, %s there (other shared settings differ)", a.ConfigFingerprint, b.ConfigFingerprint))
+	}
+	return d
+}
+
+// disagree lists backends both nodes have but see in different states.
+func disagree(a, b map[string]bool) []string {
+	var d []string
+	for k, up := range a {
+		if upThere, ok := b[k]; ok && up != upThere {
+			d = append(d, fmt.Sprintf("%s is %s here and %s there", k, upDown(up), upDown(upThere)))
+		}
+	}
+	sort.Strings(d)
+	return d
+}
+
+func upDown(up bool) string {
+	if up {
+		return "UP"
+	}
+	return "DOWN"
+}
+
+// Alarms returns the active alarms, sorted by kind and peer.
+func (c *Cluster) Alarms() []Alarm {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.alarmsLocked()
+}
+
+func (c *Cluster) alarmsLocked() []Alarm {
+	out := make([]Alarm, 0, len(c.alarms))
+	for _, a := range c.alarms {
+		out = append(out, *a)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind < out[j].Kind
+		}
+		return out[i].Peer < out[j].Peer
+	})
+	return out
+}
