@@ -22,9 +22,9 @@ type Config struct {
 	UnicastSource  netip.Addr   // vrrp.unicast_source: source address (default: interface's primary IPv4)
 	AuthPass       string       // vrrp.auth_pass: v2 only, at most 8 bytes
 	TrackInterface bool         // vrrp.track_interface: link down -> FAULT
-	GARPCount      int          // vrrp.garp_count: gratuitous ARPs per burst
+	GARPCount      int          // vrrp.garp.count: gratuitous ARPs per burst
 	GARPInterval   time.Duration
-	GARPRefresh    time.Duration // vrrp.garp_refresh: 0 disables the periodic refresh
+	GARPRefresh    time.Duration // vrrp.garp.refresh: 0 disables the periodic refresh
 }
 
 // Defaults used by WithDefaults.
@@ -146,13 +146,13 @@ func (c Config) Validate() error {
 		bad("unicast_source", "%v is one of the vips", c.UnicastSource)
 	}
 	if c.GARPCount < 1 || c.GARPCount > 100 {
-		bad("garp_count", "must be 1-100 (got %d)", c.GARPCount)
+		bad("garp.count", "must be 1-100 (got %d)", c.GARPCount)
 	}
 	if c.GARPInterval < 0 || c.GARPInterval > 10*time.Second {
-		bad("garp_interval", "%v out of range 0-10s", c.GARPInterval)
+		bad("garp.interval", "%v out of range 0-10s", c.GARPInterval)
 	}
 	if c.GARPRefresh < 0 || (c.GARPRefresh > 0 && c.GARPRefresh < time.Second) {
-		bad("garp_refresh", "%v must be 0 (off) or at least 1s", c.GARPRefresh)
+		bad("garp.refresh", "%v must be 0 (off) or at least 1s", c.GARPRefresh)
 	}
 	return errors.Join(errs...)
 }

@@ -97,6 +97,10 @@ type MachineConfig struct {
 	Preempt        bool
 	PreemptDelay   time.Duration
 	PrimaryAddr    netip.Addr
+	// SolePeer says the resigning master can only be our single configured
+	// unicast peer, so no other backup competes: a priority-0 advert makes
+	// us master at once instead of after Skew_Time.
+	SolePeer bool
 }
 
 // Machine is the pure RFC 5798 (and RFC 3768) state machine: no goroutines,
@@ -321,6 +325,9 @@ func (m *Machine) setPriority(now time.Time, p uint8) []Action {
 
 func (m *Machine) backupAdvert(now time.Time, ev Event, acts []Action) []Action {
 	if ev.Priority == 0 {
+		if m.cfg.SolePeer {
+			return m.toMaster(now, acts, "sole peer "+ev.Src.String()+" resigned (priority 0)")
+		}
 		// The master resigned: take over after Skew_Time.
 		m.deadline = now.Add(m.SkewTime())
 		m.masterAddr = netip.Addr{}

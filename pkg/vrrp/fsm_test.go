@@ -352,3 +352,14 @@ func TestAnnounceRateLimited(t *testing.T) {
 		t.Fatalf("%d announces during a 1 s flood", n)
 	}
 }
+
+func TestSolePeerResignTakesOverAtOnce(t *testing.T) {
+	h := newHarness(t, MachineConfig{Priority: 90, Preempt: true, SolePeer: true})
+	h.ev(Event{Kind: EvStartup})
+	h.advert(100, addrB, time.Second)
+	acts := h.advert(0, addrB, time.Second)
+	h.wantState(StateMaster)
+	if !has(acts, ActAcquire) {
+		t.Fatalf("%+v", acts)
+	}
+}

@@ -10,19 +10,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipd-project/vipd/test/lab"
 	"golang.org/x/sys/unix"
 )
 
 // node is one Router running inside a lab host.
 type node struct {
-	h      *lab.Host
+	h      *thost
 	r      *Router
 	cancel context.CancelFunc
 	errc   chan error
 }
 
-func startNode(t *testing.T, h *lab.Host, cfg Config) *node {
+func startNode(t *testing.T, h *thost, cfg Config) *node {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t, h.Name}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	var r *Router
@@ -91,7 +90,7 @@ func (n *node) hasVIP(t *testing.T, vip netip.Addr) bool {
 
 // sendHostile sends hand-made IPv4 packets (IP_HDRINCL, so TTL and source
 // can be anything) from host h to dst.
-func sendHostile(t *testing.T, h *lab.Host, dst netip.Addr, pkts [][]byte) {
+func sendHostile(t *testing.T, h *thost, dst netip.Addr, pkts [][]byte) {
 	t.Helper()
 	err := h.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
@@ -170,7 +169,7 @@ func TestRouterFailoverLab(t *testing.T) {
 }
 
 func testFailover(t *testing.T, unicast bool) {
-	l := lab.New(t, lab.Options{Hosts: []string{"lb1", "lb2", "client"}, Subnet: netip.MustParsePrefix("10.77.51.0/24")})
+	l := newTLab(t, "10.77.51.0/24", "lb1", "lb2", "client")
 	lb1h, lb2h, client := l.Host("lb1"), l.Host("lb2"), l.Host("client")
 	vip := l.Addr(100)
 	base := Config{
@@ -185,7 +184,7 @@ func testFailover(t *testing.T, unicast bool) {
 		c2.UnicastPeers = []netip.Addr{lb1h.Addr}
 	}
 	// A VIP left behind on lb2 by a "crash" must be removed at start.
-	if _, err := lb2h.Exec(context.Background(), "ip", "addr", "add", netip.PrefixFrom(vip, 24).String(), "dev", lb2h.Iface); err != nil {
+	if _, err := lb2h.Exec("ip", "addr", "add", netip.PrefixFrom(vip, 24).String(), "dev", lb2h.Iface); err != nil {
 		t.Fatal(err)
 	}
 	if err := client.NoNeighLocktime(); err != nil {
@@ -203,7 +202,7 @@ func testFailover(t *testing.T, unicast bool) {
 		t.Fatalf("lb2 status: master %v last advert from %v", st.MasterAddr, st.LastAdvertFrom)
 	}
 	// The client reaches the VIP at lb1's MAC.
-	if _, err := client.Exec(context.Background(), "ping", "-c1", "-W1", vip.String()); err != nil {
+	if _, err := client.Exec("ping", "-c1", "-W1", vip.String()); err != nil {
 		t.Fatal(err)
 	}
 	mac1, _ := lb1h.MAC()
@@ -313,9 +312,9 @@ func TestNewPreflightErrors(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces)")
 	}
-	l := lab.New(t, lab.Options{Hosts: []string{"h"}, Subnet: netip.MustParsePrefix("10.77.52.0/24")})
+	l := newTLab(t, "10.77.52.0/24", "h")
 	h := l.Host("h")
-	if _, err := h.Exec(context.Background(), "ip", "link", "add", "vx0", "type", "veth", "peer", "name", "vx1"); err != nil {
+	if _, err := h.Exec("ip", "link", "add", "vx0", "type", "veth", "peer", "name", "vx1"); err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{Interface: "nosuch0", VRID: 51, VIPs: []netip.Prefix{netip.MustParsePrefix("10.77.52.100/24")}}.WithDefaults()

@@ -155,8 +155,8 @@ func TestConfigValidate(t *testing.T) {
 		{"vrrp.unicast_peers[1]", func(c *Config) {
 			c.UnicastPeers = []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.2")}
 		}},
-		{"vrrp.garp_count", func(c *Config) { c.GARPCount = -1 }},
-		{"vrrp.garp_refresh", func(c *Config) { c.GARPRefresh = time.Millisecond }},
+		{"vrrp.garp.count", func(c *Config) { c.GARPCount = -1 }},
+		{"vrrp.garp.refresh", func(c *Config) { c.GARPRefresh = time.Millisecond }},
 		{"vrrp.preempt_delay", func(c *Config) { c.PreemptDelay = time.Hour }},
 	}
 	for _, c := range cases {

@@ -510,6 +510,7 @@ func (r *Router) machineConfig(cfg Config) MachineConfig {
 		Preempt:        cfg.Preempt,
 		PreemptDelay:   cfg.PreemptDelay,
 		PrimaryAddr:    r.primary,
+		SolePeer:       len(cfg.UnicastPeers) == 1,
 	}
 }
 
@@ -667,7 +668,7 @@ func (r *Router) applyConfig(cfg Config) error {
 	r.log.Info("VRRP reconfigured", "priority", cfg.Priority, "preempt", cfg.Preempt, "preempt_delay", cfg.PreemptDelay,
 		"advert_interval", cfg.AdvertInterval, "unicast_peers", cfg.UnicastPeers)
 	if cfg.GARPRefresh != old.GARPRefresh {
-		r.log.Warn("vrrp.garp_refresh change takes effect after a restart")
+		r.log.Warn("vrrp.garp.refresh change takes effect after a restart")
 	}
 	return nil
 }
