@@ -42,7 +42,9 @@ type Config struct {
 	// direction for that long (0: never, the default). proxy.idle_timeout
 	IdleTimeout time.Duration
 	// KeepAlive is the TCP keepalive idle time on both sides (probes every
-	// KeepAlive/3, 3 probes); negative disables. proxy.keepalive
+	// KeepAlive/3, 3 probes: a dead peer is dropped after about
+	// 2 x KeepAlive of silence); 0 means the default 15s; negative disables.
+	// proxy.keepalive
 	KeepAlive time.Duration
 	// DrainGrace is how long open connections may continue after shutdown
 	// starts. proxy.drain_grace

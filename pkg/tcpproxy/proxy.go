@@ -284,7 +284,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 	bgWG.Add(1)
 	go func() { defer bgWG.Done(); p.background(bg) }()
 
-	stopAccept := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	stopAccept := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.stopping = true
+		p.mu.Unlock()
+		_ = ln.Close()
+		p.evaluate()
+	})
 	defer stopAccept()
 
 	delay := time.Duration(0)

@@ -123,10 +123,16 @@ func TestRetriesBounded(t *testing.T) {
 	cfg.Retries = 1
 	r := startProxy(t, cfg, newFakeHealth())
 	// Rotation: client 0 starts at dead1 (tries dead1, dead2: both fail).
-	_, _, err := hello(t, r.addr())
-	if err == nil {
-		t.Fatal("with retries 1 the first client should have failed after 2 dead backends")
+	// The proxy resets the client: the dial itself may see the reset.
+	if c, err := net.DialTimeout("tcp", r.addr(), 5*time.Second); err == nil {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		_ = c.Close()
+		if err == nil {
+			t.Fatal("with retries 1 the first client should have failed after 2 dead backends")
+		}
 	}
+	waitFor(t, 5*time.Second, "session end", func() bool { return r.p.Stats().Frontend.CurrentSessions == 0 })
 	if st := r.p.Stats(); st.Frontend.ConnErrors != 1 {
 		t.Fatalf("frontend %+v", st.Frontend)
 	}
