@@ -36,6 +36,45 @@ type Snapshot struct {
 	Cluster *ClusterView `json:"cluster,omitempty"`
 }
 
+// MarshalJSON encodes s with [] and {} instead of null for empty lists and
+// maps, whoever marshals it (the stats server or the control socket).
+func (s Snapshot) MarshalJSON() ([]byte, error) {
+	normalize(&s)
+	type plain Snapshot // no MarshalJSON method: no recursion
+	return json.Marshal(plain(s))
+}
+
+// normalize replaces nil slices and maps by empty ones so that JSON readers
+// get [] and {} instead of null.
+func normalize(s *Snapshot) {
+	if s.Backends == nil {
+		s.Backends = []BackendView{}
+	}
+	v := &s.VRRP
+	if v.VIPs == nil {
+		v.VIPs = []string{}
+	}
+	if v.Transitions == nil {
+		v.Transitions = []Transition{}
+	}
+	if v.Drops == nil {
+		v.Drops = map[string]uint64{}
+	}
+	if v.Faults == nil {
+		v.Faults = []string{}
+	}
+	if c := s.Cluster; c != nil {
+		cc := *c
+		if cc.Members == nil {
+			cc.Members = []MemberView{}
+		}
+		if cc.Alarms == nil {
+			cc.Alarms = []Alarm{}
+		}
+		s.Cluster = &cc
+	}
+}
+
 // VRRP states as they appear in VRRPView.State, MemberView.VRRPState and the
 // vipd_vrrp_state{state} metric (Keepalived's spelling).
 const (

@@ -296,13 +296,18 @@ func buildCluster(c *ClusterView, now time.Time) *clusterBlock {
 	}
 	cb.Backends = sortedKeys(set)
 	cb.VIPConflict = holders > 1
-	// The fingerprint most alive members share; the others are drift.
-	common, best := "", 0
+	// The fingerprint most alive members share; the others are drift. With
+	// no majority (two nodes that differ) every node is marked.
+	common, best, ties := "", 0, 0
 	for _, fp := range sortedKeys(fps) {
-		if fps[fp] > best {
-			common, best = fp, fps[fp]
+		switch n := fps[fp]; {
+		case n > best:
+			common, best, ties = fp, n, 1
+		case n == best:
+			ties++
 		}
 	}
+	majority := ties == 1
 	for _, m := range c.Members {
 		r := memberRow{
 			Name:        orDash(m.Name),
@@ -322,7 +327,7 @@ func buildCluster(c *ClusterView, now time.Time) *clusterBlock {
 		} else if !m.LastSeen.IsZero() {
 			r.Seen = humanDuration(now.Sub(m.LastSeen)) + " ago"
 		}
-		r.FingerprintDiffers = len(fps) > 1 && m.ConfigFingerprint != common
+		r.FingerprintDiffers = len(fps) > 1 && (!majority || m.ConfigFingerprint != common)
 		for _, a := range cb.Backends {
 			up, ok := m.Backends[a]
 			mb := memberBackend{Addr: a, Status: "?", Class: "unknown"}

@@ -245,9 +245,7 @@ func (s *Server) snapshot() Snapshot {
 }
 
 func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
-	snap := s.snapshot()
-	normalize(&snap)
-	b, err := json.MarshalIndent(snap, "", "  ")
+	b, err := json.MarshalIndent(s.snapshot(), "", "  ")
 	if err != nil {
 		s.log.Error("stats: encode JSON", "err", err)
 		http.Error(w, "encode stats: "+err.Error(), http.StatusInternalServerError)
@@ -257,37 +255,6 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	b = append(b, '\n')
 	_, _ = w.Write(b)
-}
-
-// normalize replaces nil slices and maps by empty ones so that JSON readers
-// get [] and {} instead of null.
-func normalize(s *Snapshot) {
-	if s.Backends == nil {
-		s.Backends = []BackendView{}
-	}
-	v := &s.VRRP
-	if v.VIPs == nil {
-		v.VIPs = []string{}
-	}
-	if v.Transitions == nil {
-		v.Transitions = []Transition{}
-	}
-	if v.Drops == nil {
-		v.Drops = map[string]uint64{}
-	}
-	if v.Faults == nil {
-		v.Faults = []string{}
-	}
-	if c := s.Cluster; c != nil {
-		cc := *c
-		if cc.Members == nil {
-			cc.Members = []MemberView{}
-		}
-		if cc.Alarms == nil {
-			cc.Alarms = []Alarm{}
-		}
-		s.Cluster = &cc
-	}
 }
 
 func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {

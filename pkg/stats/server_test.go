@@ -121,6 +121,20 @@ func TestJSONRoundTripAndEmpty(t *testing.T) {
 	if m["time"] == nil {
 		t.Errorf("time not filled")
 	}
+
+	// The same holds for anyone who marshals a Snapshot (the control
+	// socket), and the caller's value is not changed.
+	in := Snapshot{Cluster: &ClusterView{Enabled: true}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "null") || !strings.Contains(string(b), `"members":[]`) {
+		t.Errorf("json.Marshal(Snapshot) = %s", b)
+	}
+	if in.Cluster.Members != nil || in.Backends != nil {
+		t.Errorf("MarshalJSON changed its argument")
+	}
 }
 
 func TestDurationJSON(t *testing.T) {
