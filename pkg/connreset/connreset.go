@@ -122,31 +122,15 @@ func (r *Resetter) Close() error {
 // Reset sends one probe per connection that this host does not hold, at the configured rate.
 // It returns when all probes are sent or ctx is done (with ctx's error).
 func (r *Resetter) Reset(ctx context.Context, conns []Conn) (Result, error) {
-	res := Result{Requested: len(conns)}
 	if r.fd < 0 {
-		return res, errors.New("connection reset: resetter is closed")
+		return Result{Requested: len(conns)}, errors.New("connection reset: resetter is closed")
 	}
 	held, err := r.cfg.Held()
 	if err != nil {
 		// Without the table we cannot prove a connection is not ours: send nothing.
-		return res, fmt.Errorf("read this host's TCP connections: %w", err)
+		return Result{Requested: len(conns)}, fmt.Errorf("read this host's TCP connections: %w", err)
 	}
-	todo := make([]Conn, 0, min(len(conns), r.cfg.Max))
-	seen := make(map[Conn]bool, len(conns))
-	for _, c := range conns {
-		c = Conn{Client: unmap(c.Client), VIP: unmap(c.VIP)}
-		switch {
-		case !c.Client.Addr().Is4() || !c.VIP.Addr().Is4() || c.Client.Port() == 0 || c.VIP.Port() == 0 || seen[c]:
-			res.Invalid++
-		case held[c]:
-			res.Held++
-		case len(todo) >= r.cfg.Max:
-			res.OverCap++
-		default:
-			todo = append(todo, c)
-		}
-		seen[c] = true
-	}
+	todo, res := plan(conns, held, r.cfg.Max)
 	start := time.Now()
 	per := time.Second / time.Duration(r.cfg.Rate)
 	var firstErr error
@@ -182,6 +166,29 @@ func (r *Resetter) Reset(ctx context.Context, conns []Conn) (Result, error) {
 		"held_here", res.Held, "invalid", res.Invalid, "over_cap", res.OverCap, "failed", res.Failed,
 		"duration", res.Duration)
 	return res, firstErr
+}
+
+// plan picks the connections to probe: IPv4, nonzero ports, not held here, no duplicates, at
+// most max.
+func plan(conns []Conn, held map[Conn]bool, max int) ([]Conn, Result) {
+	res := Result{Requested: len(conns)}
+	todo := make([]Conn, 0, min(len(conns), max))
+	seen := make(map[Conn]bool, len(conns))
+	for _, c := range conns {
+		c = Conn{Client: unmap(c.Client), VIP: unmap(c.VIP)}
+		switch {
+		case !c.Client.Addr().Is4() || !c.VIP.Addr().Is4() || c.Client.Port() == 0 || c.VIP.Port() == 0 || seen[c]:
+			res.Invalid++
+		case held[c]:
+			res.Held++
+		case len(todo) >= max:
+			res.OverCap++
+		default:
+			todo = append(todo, c)
+		}
+		seen[c] = true
+	}
+	return todo, res
 }
 
 func unmap(ap netip.AddrPort) netip.AddrPort {

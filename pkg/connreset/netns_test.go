@@ -1,0 +1,308 @@
+package connreset
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// lab is three hosts (client, lb1, lb2) on a bridge that lives in a fourth namespace.
+type lab struct {
+	t      *testing.T
+	prefix string
+	ns     map[string]netns.NsHandle // "c", "a", "b"
+}
+
+const (
+	labVIP    = "10.231.0.100"
+	labClient = "10.231.0.10"
+)
+
+func ipCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces, raw sockets)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2")
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	l := &lab{t: t, prefix: "vt" + hex.EncodeToString(b)[:5], ns: map[string]netns.NsHandle{}}
+	sw := l.prefix + "s"
+	for _, n := range []string{sw, l.prefix + "c", l.prefix + "a", l.prefix + "b"} {
+		ipCmd(t, "netns", "add", n)
+		name := n
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	}
+	ipCmd(t, "-n", sw, "link", "add", "br0", "type", "bridge")
+	ipCmd(t, "-n", sw, "link", "set", "br0", "up")
+	addrs := map[string]string{"c": labClient, "a": "10.231.0.1", "b": "10.231.0.2"}
+	for _, h := range []string{"c", "a", "b"} {
+		ns := l.prefix + h
+		ipCmd(t, "-n", sw, "link", "add", "p"+h, "type", "veth", "peer", "name", "eth0", "netns", ns)
+		ipCmd(t, "-n", sw, "link", "set", "p"+h, "master", "br0", "up")
+		ipCmd(t, "-n", ns, "link", "set", "lo", "up")
+		ipCmd(t, "-n", ns, "addr", "add", addrs[h]+"/24", "dev", "eth0")
+		ipCmd(t, "-n", ns, "link", "set", "eth0", "up")
+		hd, err := netns.GetFromName(ns)
+		if err != nil {
+			t.Fatalf("open netns %s: %v", ns, err)
+		}
+		l.ns[h] = hd
+		t.Cleanup(func() { hd.Close() })
+	}
+	return l
+}
+
+// in runs fn on a thread switched into host h's namespace; sockets fn creates live there.
+func (l *lab) in(h string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(l.ns[h]); err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", h, err)
+			return
+		}
+		err = fn()
+		if serr := netns.Set(orig); serr == nil {
+			runtime.UnlockOSThread() // else the thread dies with the goroutine
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+type readResult struct {
+	idx int
+	err error
+	at  time.Time
+}
+
+// TestResetAfterFailover: an idle client connection to the VIP on lb1; the VIP moves to lb2
+// (lb1 cut off without a FIN, like a crash). Without a probe the client stays blocked; with the
+// probe sent from lb2 its read fails with ECONNRESET within 1 s. Then 1,000 connections are
+// reset at the default rate and timed; a connection lb2 holds itself is left alone.
+func TestResetAfterFailover(t *testing.T) {
+	l := newLab(t)
+	const tracked = 1000
+	vip := netip.MustParseAddr(labVIP)
+	ipCmd(t, "-n", l.prefix+"a", "addr", "add", labVIP+"/24", "dev", "eth0")
+
+	// lb1: a server that accepts and never answers.
+	var ln net.Listener
+	if err := l.in("a", func() (err error) {
+		ln, err = net.Listen("tcp4", labVIP+":6443")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var srvMu sync.Mutex
+	var srvConns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			srvMu.Lock()
+			srvConns = append(srvConns, c)
+			srvMu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		srvMu.Lock()
+		defer srvMu.Unlock()
+		for _, c := range srvConns {
+			c.Close()
+		}
+	})
+
+	// The client: tracked+1 idle connections without keepalive; conns[0] is the control.
+	var conns []net.Conn
+	if err := l.in("c", func() error {
+		d := net.Dialer{KeepAlive: -1, Timeout: 5 * time.Second}
+		for i := 0; i < tracked+1; i++ {
+			c, err := d.Dial("tcp4", labVIP+":6443")
+			if err != nil {
+				return fmt.Errorf("dial %d: %w", i, err)
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	results := make(chan readResult, len(conns))
+	for i, c := range conns {
+		go func() {
+			_, err := c.Read(make([]byte, 1))
+			results <- readResult{i, err, time.Now()}
+		}()
+	}
+
+	// Failover: lb1 is cut off (no FIN), lb2 takes the VIP, the client learns lb2's MAC (GARP).
+	ipCmd(t, "-n", l.prefix+"a", "link", "set", "eth0", "down")
+	ipCmd(t, "-n", l.prefix+"b", "addr", "add", labVIP+"/24", "dev", "eth0")
+	macB := strings.Fields(ipCmd(t, "-n", l.prefix+"b", "-br", "link", "show", "eth0"))[2]
+	ipCmd(t, "-n", l.prefix+"c", "neigh", "replace", labVIP, "lladdr", macB, "dev", "eth0", "nud", "reachable")
+	failover := time.Now()
+
+	// lb2 holds a connection of its own to the VIP: it must never be probed.
+	var own net.Listener
+	if err := l.in("b", func() (err error) {
+		own, err = net.Listen("tcp4", labVIP+":7000")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { own.Close() })
+	var ownClient net.Conn
+	if err := l.in("c", func() (err error) {
+		ownClient, err = net.DialTimeout("tcp4", labVIP+":7000", 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ownClient.Close() })
+	ownSrv, err := own.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ownSrv.Close() })
+
+	conn := func(i int) Conn {
+		return Conn{Client: netip.MustParseAddrPort(conns[i].LocalAddr().String()), VIP: netip.AddrPortFrom(vip, 6443)}
+	}
+	ownConn := Conn{Client: netip.MustParseAddrPort(ownClient.LocalAddr().String()), VIP: netip.AddrPortFrom(vip, 7000)}
+
+	var r *Resetter
+	if err := l.in("b", func() (err error) {
+		r, err = New(Config{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	reset := func(cs []Conn) Result {
+		var res Result
+		if err := l.in("b", func() (err error) {
+			res, err = r.Reset(context.Background(), cs)
+			return err
+		}); err != nil {
+			t.Fatalf("Reset: %v", err)
+		}
+		return res
+	}
+
+	// 1. One connection (plus lb2's own, which must be skipped).
+	start := time.Now()
+	res := reset([]Conn{conn(1), ownConn})
+	if res.Sent != 1 || res.Held != 1 {
+		t.Fatalf("first reset: %+v (want 1 sent, 1 held here)", res)
+	}
+	select {
+	case rr := <-results:
+		if rr.idx != 1 {
+			t.Fatalf("connection %d ended (%v), expected 1", rr.idx, rr.err)
+		}
+		if !errors.Is(rr.err, syscall.ECONNRESET) {
+			t.Fatalf("client read error = %v, want connection reset", rr.err)
+		}
+		t.Logf("single connection: client read failed with %q %s after the probe", rr.err, rr.at.Sub(start).Round(time.Microsecond))
+		if d := rr.at.Sub(start); d > time.Second {
+			t.Errorf("reset took %s, want < 1s", d)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("client connection not reset within 2s of the probe")
+	}
+	// lb2's own connection still works.
+	if _, err := ownClient.Write([]byte("x")); err != nil {
+		t.Fatalf("lb2's own connection broken: %v", err)
+	}
+	_ = ownSrv.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.ReadFull(ownSrv, make([]byte, 1)); err != nil {
+		t.Fatalf("lb2's own connection broken: %v", err)
+	}
+
+	// 2. The other 999 at the default rate (2000/s).
+	var batch []Conn
+	for i := 2; i <= tracked; i++ {
+		batch = append(batch, conn(i))
+	}
+	start = time.Now()
+	res = reset(batch)
+	if res.Sent != len(batch) {
+		t.Fatalf("batch: %+v", res)
+	}
+	var lat []time.Duration
+	deadline := time.After(10 * time.Second)
+	for len(lat) < len(batch) {
+		select {
+		case rr := <-results:
+			if rr.idx == 0 {
+				t.Fatalf("the control connection (never probed) ended: %v", rr.err)
+			}
+			if !errors.Is(rr.err, syscall.ECONNRESET) {
+				t.Errorf("connection %d: %v, want connection reset", rr.idx, rr.err)
+			}
+			lat = append(lat, rr.at.Sub(start))
+		case <-deadline:
+			t.Fatalf("only %d of %d connections reset within 10s", len(lat), len(batch))
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	t.Logf("%d connections at 2000/s: probes sent in %s; all clients reset after %s (median %s)",
+		len(batch), res.Duration.Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), lat[len(lat)/2].Round(time.Millisecond))
+	if last := lat[len(lat)-1]; last > 3*time.Second {
+		t.Errorf("resetting %d connections took %s, want about 0.5s at 2000/s", len(batch), last)
+	}
+
+	// 3. Without the probe the control connection stays hung.
+	if wait := 3*time.Second - time.Since(failover); wait > 0 {
+		time.Sleep(wait)
+	}
+	select {
+	case rr := <-results:
+		t.Fatalf("connection %d ended without a probe: %v", rr.idx, rr.err)
+	default:
+	}
+	t.Logf("control connection still blocked %s after failover (no probe sent)", time.Since(failover).Round(time.Millisecond))
+}
