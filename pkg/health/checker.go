@@ -70,25 +70,25 @@ type httpsChecker struct {
 
 func newHTTPSChecker(cfg Config) (*httpsChecker, error) {
 	tc := &tls.Config{
-		InsecureSkipVerify: cfg.InsecureSkipVerify, //nolint:gosec // operator's explicit choice (health.insecure_skip_verify)
+		InsecureSkipVerify: cfg.InsecureSkipVerify, //nolint:gosec // operator's explicit choice (health.tls.insecure_skip_verify)
 		ServerName:         cfg.ServerName,
 		MinVersion:         tls.VersionTLS12,
 	}
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("health.ca_file: %w", err)
+			return nil, fmt.Errorf("health.tls.ca_file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("health.ca_file: %s: no PEM certificate found", cfg.CAFile)
+			return nil, fmt.Errorf("health.tls.ca_file: %s: no PEM certificate found", cfg.CAFile)
 		}
 		tc.RootCAs = pool
 	}
 	if cfg.CertFile != "" || cfg.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("health.cert_file/key_file: %w", err)
+			return nil, fmt.Errorf("health.tls.cert_file/key_file: %w", err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}

@@ -158,7 +158,7 @@ func TestHTTPSCheck(t *testing.T) {
 	bad := DefaultConfig()
 	bad.Type = TypeHTTPS
 	bad.CAFile = filepath.Join(t.TempDir(), "nope.crt")
-	if _, err := NewChecker(bad); err == nil || !strings.Contains(err.Error(), "health.ca_file") {
+	if _, err := NewChecker(bad); err == nil || !strings.Contains(err.Error(), "health.tls.ca_file") {
 		t.Fatalf("missing CA file: %v", err)
 	}
 }

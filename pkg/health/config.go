@@ -46,16 +46,16 @@ type Config struct {
 	// ExpectStatus is the status code meaning UP, default 200.
 	// health.expect_status
 	ExpectStatus int
-	// CAFile verifies the backend's certificate (PEM). health.ca_file
+	// CAFile verifies the backend's certificate (PEM). health.tls.ca_file
 	CAFile string
 	// InsecureSkipVerify skips certificate verification (kube-apiserver's
-	// self-signed serving certificate). health.insecure_skip_verify
+	// self-signed serving certificate). health.tls.insecure_skip_verify
 	InsecureSkipVerify bool
 	// ServerName for SNI and verification (default: the backend's host).
-	// health.server_name
+	// health.tls.server_name
 	ServerName string
-	// CertFile and KeyFile: client certificate (PEM). health.cert_file,
-	// health.key_file
+	// CertFile and KeyFile: client certificate (PEM). health.tls.cert_file,
+	// health.tls.key_file
 	CertFile string
 	KeyFile  string
 	// BearerTokenFile is read at every check (tokens rotate); its content
@@ -168,10 +168,10 @@ func (c Config) Validate() error {
 			bad("expect_status", "%d is not an HTTP status code", c.ExpectStatus)
 		}
 		if (c.CertFile == "") != (c.KeyFile == "") {
-			bad("cert_file", "cert_file and key_file must be set together")
+			bad("tls.cert_file", "cert_file and key_file must be set together")
 		}
 		if c.CAFile != "" && c.InsecureSkipVerify {
-			bad("insecure_skip_verify", "set together with ca_file; choose one")
+			bad("tls.insecure_skip_verify", "set together with ca_file; choose one")
 		}
 	}
 	return errors.Join(errs...)

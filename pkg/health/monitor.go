@@ -150,7 +150,7 @@ func (m *Monitor) Update(backends []string, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := ValidateBackends("health.backends", backends); err != nil {
+	if err := ValidateBackends("proxy.backends", backends); err != nil {
 		return err
 	}
 	checker := m.override

@@ -349,7 +349,7 @@ func TestConfigValidate(t *testing.T) {
 	c.CertFile = "/x.crt"
 	c.Port = 70000
 	err := c.Validate()
-	for _, want := range []string{"health.path", `must start with "/"`, "health.interval", "health.fall", "health.jitter", "health.cert_file", "health.port"} {
+	for _, want := range []string{"health.path", `must start with "/"`, "health.interval", "health.fall", "health.jitter", "health.tls.cert_file", "health.port"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error %v does not mention %q", err, want)
 		}
