@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,34 @@ type Lab struct {
 	procs   []*Proc
 	onClose []func()
 	closed  bool
+	spawn   chan spawnReq
+}
+
+// spawnReq asks the lab's spawner thread to start a command.
+type spawnReq struct {
+	cmd  *exec.Cmd
+	errc chan error
+}
+
+// spawner starts every process of the lab from one OS thread that lives as long as the lab:
+// Pdeathsig fires when the thread that forked a child exits, and Host.Do retires threads.
+func (l *Lab) spawner() {
+	runtime.LockOSThread()
+	for r := range l.spawn {
+		r.errc <- r.cmd.Start()
+	}
+}
+
+// startCmd starts cmd from the spawner thread.
+func (l *Lab) startCmd(cmd *exec.Cmd) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return errors.New("lab is closed")
+	}
+	errc := make(chan error, 1)
+	l.spawn <- spawnReq{cmd: cmd, errc: errc}
+	return <-errc
 }
 
 // TB is the part of testing.TB that New uses.
@@ -139,7 +168,9 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 		log:      opts.Logger,
 		byName:   map[string]*Host{},
 		keepDir:  opts.KeepDir,
+		spawn:    make(chan spawnReq),
 	}
+	go l.spawner()
 	if opts.Dir == "" {
 		d, err := os.MkdirTemp("", "lab-"+opts.Prefix+"-")
 		if err != nil {
@@ -263,6 +294,8 @@ func (l *Lab) Close() error {
 	}
 	l.closed = true
 	procs, onClose := l.procs, l.onClose
+	// Ends the spawner thread only after the processes are gone (Pdeathsig would kill them).
+	defer close(l.spawn)
 	l.mu.Unlock()
 
 	var errs []error

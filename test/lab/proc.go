@@ -40,7 +40,7 @@ func (h *Host) Start(name string, argv []string, logfile string) (*Proc, error) 
 	cmd := h.Command(context.Background(), argv...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := h.lab.startCmd(cmd); err != nil {
 		return nil, fmt.Errorf("%s: start %s (%s): %w", h.Name, name, strings.Join(argv, " "), err)
 	}
 	p := &Proc{Name: name, PID: cmd.Process.Pid, LogPath: logfile, Host: h, Started: time.Now(),

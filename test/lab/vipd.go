@@ -253,7 +253,7 @@ func (v *Vipd) WaitState(ctx context.Context, want string) (time.Time, error) {
 			st = s
 		}
 		if !v.Running() {
-			return time.Time{}, fmt.Errorf("%s: vipd exited while waiting for %s", v.Host.Name, want)
+			return time.Time{}, fmt.Errorf("%s: vipd exited while waiting for %s (%v):\n%s", v.Host.Name, want, v.Wait(0), v.Tail(20))
 		}
 		select {
 		case <-ctx.Done():
