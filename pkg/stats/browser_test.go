@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -172,4 +173,27 @@ func snippet(s, at string) string {
 		return ""
 	}
 	return s[i:min(len(s), i+80)]
+}
+
+// TestBrowserShowsConnectionLost: when a refresh fails, the page keeps the
+// last data and shows the "connection lost" bar.
+func TestBrowserShowsConnectionLost(t *testing.T) {
+	bin := findChromium(t)
+	srv := newTestServer(t, Config{Refresh: time.Second}, fakeSnapshot)
+	var n atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stats" && n.Add(1) > 1 {
+			http.Error(w, "gone", http.StatusServiceUnavailable)
+			return
+		}
+		srv.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	dom := runChromium(t, bin, "--virtual-time-budget=4000", "--dump-dom", ts.URL+"/stats")
+	if !strings.Contains(dom, `<div id="stale">`) {
+		t.Errorf("no visible connection-lost bar after a failed refresh: %q", snippet(dom, `id="stale"`))
+	}
+	if !strings.Contains(dom, `id="vrrp-state">MASTER<`) {
+		t.Errorf("last data not kept")
+	}
 }

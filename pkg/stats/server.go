@@ -266,7 +266,7 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 	page := buildPage(snap, s.cfg.Refresh)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src data:")
+	w.Header().Set("Content-Security-Policy", pageCSP)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if err := renderPage(w, page); err != nil {
 		s.log.Error("stats: render page", "err", err)

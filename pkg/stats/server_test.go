@@ -2,6 +2,8 @@ package stats
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -351,5 +353,26 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
 		t.Errorf("still accepting on %s after shutdown", addr)
+	}
+}
+
+func TestPageCSPMatchesInlineCode(t *testing.T) {
+	srv := newTestServer(t, Config{}, fakeSnapshot)
+	rec := get(t, srv.Handler(), "/stats")
+	csp := rec.Header().Get("Content-Security-Policy")
+	body := rec.Body.String()
+	if strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("CSP allows any inline code: %s", csp)
+	}
+	for _, tag := range [][2]string{{"<style>", "</style>"}, {"<script>", "</script>"}} {
+		i, j := strings.Index(body, tag[0]), strings.Index(body, tag[1])
+		if i < 0 || j < i {
+			t.Fatalf("page lacks %s", tag[0])
+		}
+		sum := sha256.Sum256([]byte(body[i+len(tag[0]) : j]))
+		want := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+		if !strings.Contains(csp, want) {
+			t.Errorf("served %s hashes to %s, not in CSP %q", tag[0], want, csp)
+		}
 	}
 }
