@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -304,6 +305,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 }
 
 func TestRunServesAndShutsDown(t *testing.T) {
+	baseline := runtime.NumGoroutine()
 	srv := newTestServer(t, Config{Listen: "127.0.0.1:0"}, fakeSnapshot)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -324,7 +326,9 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		t.Fatal("not ready after 10s")
 	}
 	addr := srv.Addr().String()
-	resp, err := http.Get("http://" + addr + "/healthz")
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("http://" + addr + "/healthz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,6 +357,15 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
 		t.Errorf("still accepting on %s after shutdown", addr)
+	}
+	// The server's goroutines are gone.
+	client.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > baseline && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > baseline {
+		t.Errorf("%d goroutines after shutdown, %d before Run", n, baseline)
 	}
 }
 
