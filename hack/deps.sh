@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(make git iproute2 iputils-ping nftables tcpdump keepalived haproxy iperf3 wrk
       chromium openssh-server openssh-client sudo debootstrap systemd-container
-      apt-utils dpkg-dev gnupg zstd curl ca-certificates procps)
+      apt-utils dpkg-dev gnupg zstd curl ca-certificates procps prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -20,7 +20,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian starts these daemons on install; the tests run their own copies inside namespaces.
-for s in keepalived haproxy ssh; do
+for s in keepalived haproxy ssh prometheus prometheus-node-exporter; do
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     systemctl disable --now "$s" >/dev/null 2>&1 || true
   fi
