@@ -245,7 +245,41 @@ func testFailover(t *testing.T, unicast bool) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	// A flood (1 s at full speed, at most 100k packets) of garbage at the
+	// backup: it must keep hearing the master (no transition).
+	trans := len(lb2.r.Status().Transitions)
+	sum := func(m map[string]uint64) (n uint64) {
+		for _, v := range m {
+			n += v
+		}
+		return n
+	}
+	before := sum(lb2.r.Status().Drops)
+	flood := ipPacket(64, client.Addr, lb2h.Addr, []byte{0x31, 51, 200, 1, 0, 10, 0, 0, 10, 77, 51, 100})
+	sent := 0
+	if err := client.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		to := &unix.SockaddrInet4{Addr: lb2h.Addr.As4()}
+		end := time.Now().Add(time.Second)
+		for sent < 100000 && time.Now().Before(end) {
+			if err := unix.Sendto(fd, flood, 0, to); err == nil {
+				sent++
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(300 * time.Millisecond) // > Master_Down_Interval: a stalled loop would show
+	st2 := lb2.r.Status()
+	t.Logf("flood: %d packets sent in 1 s, %d counted as drops by lb2 (%v)", sent, sum(st2.Drops)-before, st2.Drops)
+	if len(st2.Transitions) != trans || st2.State != StateBackup {
+		t.Fatalf("garbage flood moved lb2: %v, transitions %+v", st2.State, st2.Transitions[trans:])
+	}
 	if !lb1.is(StateMaster) || !lb2.is(StateBackup) || !lb1.hasVIP(t, vip) {
 		t.Fatalf("hostile packets moved the VIP: lb1 %v lb2 %v", lb1.r.Status().State, lb2.r.Status().State)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -523,7 +524,11 @@ func (r *Router) Run(ctx context.Context) error {
 		return errors.New("vrrp: Run called twice")
 	}
 	defer close(r.done)
-	defer r.closeAll()
+	rxDone := make(chan struct{})
+	defer func() {
+		r.closeAll()
+		<-rxDone // the receiver ends when its socket is closed
+	}()
 
 	if stale, err := r.vip.present(); err != nil {
 		r.log.Warn("check for stale VIPs", "error", err)
@@ -534,7 +539,6 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 	}
 
-	rxDone := make(chan struct{})
 	go r.receive(rxDone)
 	r.ann = newAnnouncer(r)
 	go r.ann.run()
@@ -807,7 +811,7 @@ func (r *Router) receive(done chan struct{}) {
 	for {
 		n, err := r.conn.read(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || errors.Is(err, unix.EBADF) || strings.Contains(err.Error(), "closed") {
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) || errors.Is(err, unix.EBADF) {
 				return
 			}
 			r.drops.drop(time.Now(), "read_error", netip.Addr{}, err)

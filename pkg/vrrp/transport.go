@@ -3,8 +3,10 @@ package vrrp
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -15,6 +17,7 @@ import (
 // writes let the kernel build the header (TTL 255, source set per packet
 // with IP_PKTINFO).
 type rawConn struct {
+	closed  atomic.Bool
 	f       *os.File
 	rc      syscall.RawConn
 	ifindex int
@@ -81,6 +84,9 @@ func (c *rawConn) read(b []byte) (int, error) {
 		return rerr != unix.EAGAIN && rerr != unix.EINTR
 	})
 	if err != nil {
+		if c.closed.Load() {
+			return 0, net.ErrClosed
+		}
 		return 0, err
 	}
 	return n, rerr
@@ -104,4 +110,7 @@ func (c *rawConn) send(msg []byte, src, dst netip.Addr) error {
 	return nil
 }
 
-func (c *rawConn) close() error { return c.f.Close() }
+func (c *rawConn) close() error {
+	c.closed.Store(true)
+	return c.f.Close()
+}
