@@ -1,0 +1,408 @@
+package phases
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vipd-project/vipd/pkg/sshx"
+	"github.com/vipd-project/vipd/pkg/topology"
+)
+
+const kubectl = "kubectl --kubeconfig " + AdminConf
+
+// firstMaster is the master kubeadm init runs on: the first in the file.
+func (r *Runner) firstMaster() topology.Host { return r.t.Masters()[0] }
+
+// ---- init
+
+type initPhase struct{}
+
+func (initPhase) Name() string   { return PhaseInit }
+func (initPhase) Title() string  { return "Initialise the cluster on the first master" }
+func (initPhase) Parallel() bool { return false }
+func (initPhase) Hosts(r *Runner) []topology.Host {
+	return []topology.Host{r.firstMaster()}
+}
+
+func (initPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status, error) {
+	exists, nodes, err := r.clusterNodes(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	if exists {
+		return Status{Done: true, Detail: fmt.Sprintf("cluster exists (%d nodes)", len(nodes))}, nil
+	}
+	return Status{Todo: []string{
+		fmt.Sprintf("upload %s (0600; controlPlaneEndpoint %s, kubernetesVersion v%s, podSubnet %s)", KubeadmConfig, r.t.APIEndpoint(), r.t.Cluster.KubernetesVersion, r.t.Cluster.PodCIDR),
+		"kubeadm init --config " + KubeadmConfig + " --upload-certs",
+		"copy " + AdminConf + " to /root/.kube/config (0600)",
+	}}, nil
+}
+
+func (initPhase) Run(ctx context.Context, r *Runner, h topology.Host, _ Status) (string, error) {
+	if _, err := r.change(ctx, h, "init/dir", "install -d -m 0755 /etc/kubernetes"); err != nil {
+		return "", err
+	}
+	if err := r.upload(ctx, h, KubeadmConfig, RenderKubeadmConfig(r.t, h), 0o600, "root:root"); err != nil {
+		return "", err
+	}
+	// stdout holds the join commands with their secrets: it is not kept or shown.
+	if _, err := r.change(ctx, h, "kubeadm init", "kubeadm init --config "+KubeadmConfig+" --upload-certs"); err != nil {
+		if se := stderrOf(err); strings.Contains(se, "[ERROR") || strings.Contains(se, "already exists") {
+			return "", &StepError{Step: "kubeadm init", Err: err, Fix: fmt.Sprintf("%s has leftovers of an earlier attempt: run `kubeadm reset -f` on it (or `bootstrap reset`), then rerun", h.Name)}
+		}
+		return "", err
+	}
+	if _, err := r.change(ctx, h, "init/kubeconfig", "install -d -m 0700 /root/.kube && install -m 0600 "+AdminConf+" /root/.kube/config"); err != nil {
+		return "", err
+	}
+	return "cluster initialised (controlPlaneEndpoint " + r.t.APIEndpoint() + ")", nil
+}
+
+func stderrOf(err error) string {
+	if ee := asExit(err); ee != nil {
+		return ee.Stderr
+	}
+	return ""
+}
+
+// clusterNodes asks the first master for the cluster's nodes. exists is false when the
+// first master has no admin.conf (no cluster yet).
+func (r *Runner) clusterNodes(ctx context.Context) (exists bool, nodes map[string]string, err error) {
+	fm := r.firstMaster()
+	_, ok, err := r.probe(ctx, fm, "cluster", "test -f "+AdminConf)
+	if err != nil || !ok {
+		return false, nil, err
+	}
+	out, ok, err := r.probe(ctx, fm, "cluster/nodes", kubectl+" get nodes --no-headers")
+	if err != nil {
+		return true, nil, err
+	}
+	if !ok {
+		return true, nil, &StepError{Step: "list the nodes on " + fm.Name, Err: fmt.Errorf("%s exists but `kubectl get nodes` fails", AdminConf),
+			Fix: fmt.Sprintf("check the control plane on %s (journalctl -u kubelet; crictl ps); if kubeadm init failed halfway, run `kubeadm reset -f` on it and rerun", fm.Name)}
+	}
+	return true, parseNodes(out), nil
+}
+
+// parseNodes parses `kubectl get nodes --no-headers`: name -> status.
+func parseNodes(out string) map[string]string {
+	nodes := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		fs := strings.Fields(line)
+		if len(fs) >= 2 {
+			nodes[fs[0]] = fs[1]
+		}
+	}
+	return nodes
+}
+
+// ---- cni
+
+type cniPhase struct{}
+
+func (cniPhase) Name() string   { return PhaseCNI }
+func (cniPhase) Title() string  { return "Install the pod network" }
+func (cniPhase) Parallel() bool { return false }
+func (cniPhase) Hosts(r *Runner) []topology.Host {
+	if r.t.Cluster.CNI.Name == "none" {
+		return nil
+	}
+	return []topology.Host{r.firstMaster()}
+}
+
+func isURL(s string) bool { return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") }
+
+func (cniPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status, error) {
+	_, ok, err := r.probe(ctx, h, "cni", kubectl+" -n kube-system get daemonset calico-node -o name")
+	if err != nil {
+		return Status{}, err
+	}
+	if ok {
+		return Status{Done: true, Detail: "calico already applied"}, nil
+	}
+	m := r.t.Cluster.CNI.Manifest
+	todo := []string{}
+	if !isURL(m) {
+		todo = append(todo, fmt.Sprintf("upload %s to %s", m, CNIManifestPath))
+		m = CNIManifestPath
+	}
+	todo = append(todo, fmt.Sprintf("kubectl apply -f %s (calico %s)", m, r.t.Cluster.CNI.Version),
+		"wait for kubectl -n kube-system rollout status daemonset/calico-node")
+	return Status{Todo: todo}, nil
+}
+
+func (cniPhase) Run(ctx context.Context, r *Runner, h topology.Host, _ Status) (string, error) {
+	m := r.t.Cluster.CNI.Manifest
+	if !isURL(m) {
+		data, err := r.o.CNIManifest(m)
+		if err != nil {
+			return "", &StepError{Step: "read the CNI manifest", Err: err}
+		}
+		if err := r.upload(ctx, h, CNIManifestPath, data, 0o644, "root:root"); err != nil {
+			return "", err
+		}
+		m = CNIManifestPath
+	}
+	if _, err := r.change(ctx, h, "kubectl apply (calico)", kubectl+" apply -f "+sshx.Quote(m)); err != nil {
+		return "", err
+	}
+	secs := int(r.o.CNITimeout.Seconds())
+	if _, err := r.change(ctx, h, "wait for calico", fmt.Sprintf("%s -n kube-system rollout status daemonset/calico-node --timeout=%ds", kubectl, secs)); err != nil {
+		return "", err
+	}
+	return "calico " + r.t.Cluster.CNI.Version + " applied and ready", nil
+}
+
+// ---- joins
+
+type joinSecrets struct {
+	token, caHash, certKey string
+}
+
+var (
+	reToken   = regexp.MustCompile(`--token\s+(\S+)`)
+	reCAHash  = regexp.MustCompile(`--discovery-token-ca-cert-hash\s+(\S+)`)
+	reCertKey = regexp.MustCompile(`(?m)^([0-9a-f]{64})\s*$`)
+)
+
+// secrets makes (once per run) a fresh bootstrap token and, for masters, a certificate key
+// on the first master. They are kept in memory only.
+func (r *Runner) secrets(ctx context.Context, control bool) (*joinSecrets, error) {
+	r.joinMu.Lock()
+	defer r.joinMu.Unlock()
+	fm := r.firstMaster()
+	if r.join == nil {
+		out, err := r.change(ctx, fm, "join/token", "kubeadm token create --ttl 1h --print-join-command")
+		if err != nil {
+			return nil, err
+		}
+		t, h := reToken.FindStringSubmatch(out), reCAHash.FindStringSubmatch(out)
+		if t == nil || h == nil {
+			return nil, &StepError{Step: "kubeadm token create", Err: fmt.Errorf("no --token and --discovery-token-ca-cert-hash in its output")}
+		}
+		r.join = &joinSecrets{token: t[1], caHash: h[1]}
+	}
+	if control && r.join.certKey == "" {
+		out, err := r.change(ctx, fm, "join/certificate-key", "kubeadm init phase upload-certs --upload-certs")
+		if err != nil {
+			return nil, err
+		}
+		k := reCertKey.FindAllStringSubmatch(out, -1)
+		if k == nil {
+			return nil, &StepError{Step: "kubeadm init phase upload-certs", Err: fmt.Errorf("no certificate key in its output")}
+		}
+		r.join.certKey = k[len(k)-1][1]
+	}
+	return r.join, nil
+}
+
+type joinState struct{}
+
+// probeJoin tells whether h is a member: kubelet.conf on the host and the node listed by
+// the first master. Anything in between is a half-joined host, reported with the fix.
+func (r *Runner) probeJoin(ctx context.Context, h topology.Host, control bool) (Status, error) {
+	_, hasKubelet, err := r.probe(ctx, h, "join", "test -f "+KubeletConf)
+	if err != nil {
+		return Status{}, err
+	}
+	exists, nodes, err := r.clusterNodes(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	_, listed := nodes[h.Name]
+	fm := r.firstMaster()
+	etcdFix := ""
+	if control {
+		etcdFix = fmt.Sprintf("; remove its etcd member on %s: kubectl -n kube-system exec etcd-%s -- etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt --key /etc/kubernetes/pki/etcd/server.key member list, then ... member remove <ID of %s>", fm.Name, fm.Name, h.Name)
+	}
+	rerun := fmt.Sprintf("; then rerun %s --only %s", r.o.RerunHint, map[bool]string{true: PhaseJoinMasters, false: PhaseJoinWorkers}[control])
+	switch {
+	case hasKubelet && listed:
+		return Status{Done: true, Detail: fmt.Sprintf("already a member (%s)", nodes[h.Name])}, nil
+	case hasKubelet && exists:
+		return Status{}, &StepError{Step: "check membership", Err: fmt.Errorf("half-joined: %s exists on %s but the cluster has no node %s", KubeletConf, h.Name, h.Name),
+			Fix: fmt.Sprintf("run `kubeadm reset -f` on %s%s%s", h.Name, etcdFix, rerun)}
+	case hasKubelet:
+		return Status{}, &StepError{Step: "check membership", Err: fmt.Errorf("%s has %s but there is no cluster on %s", h.Name, KubeletConf, fm.Name),
+			Fix: fmt.Sprintf("run `kubeadm reset -f` on %s%s", h.Name, rerun)}
+	case listed:
+		return Status{}, &StepError{Step: "check membership", Err: fmt.Errorf("half-joined: the cluster lists node %s but %s has no %s", h.Name, h.Name, KubeletConf),
+			Fix: fmt.Sprintf("on %s run `kubectl delete node %s`%s%s", fm.Name, h.Name, etcdFix, rerun)}
+	}
+	role := "worker"
+	extra := ""
+	if control {
+		role = "control-plane"
+		extra = fmt.Sprintf(" --control-plane --certificate-key <key> --apiserver-advertise-address %s", h.Address)
+	}
+	return Status{Todo: []string{
+		fmt.Sprintf("kubeadm join %s --token <fresh token> --discovery-token-ca-cert-hash <hash>%s --node-name %s (as %s)", r.t.APIEndpoint(), extra, h.Name, role),
+	}, data: joinState{}}, nil
+}
+
+func (r *Runner) joinHost(ctx context.Context, h topology.Host, control bool) (string, error) {
+	sec, err := r.secrets(ctx, control)
+	if err != nil {
+		return "", err
+	}
+	cmd := fmt.Sprintf("kubeadm join %s --token %s --discovery-token-ca-cert-hash %s --node-name %s",
+		r.t.APIEndpoint(), sshx.Quote(sec.token), sshx.Quote(sec.caHash), sshx.Quote(h.Name))
+	if control {
+		cmd += fmt.Sprintf(" --control-plane --certificate-key %s --apiserver-advertise-address %s --apiserver-bind-port %d",
+			sshx.Quote(sec.certKey), h.Address, r.t.LoadBalancer.APIPort)
+	}
+	if _, err := r.change(ctx, h, "kubeadm join", cmd); err != nil {
+		se := stderrOf(err)
+		if strings.Contains(se, "already exists") || strings.Contains(se, "[ERROR") {
+			fix := fmt.Sprintf("run `kubeadm reset -f` on %s", h.Name)
+			if control && (strings.Contains(se, "Peer URLs already exists") || strings.Contains(se, "etcd")) {
+				fix += fmt.Sprintf(" and remove its stale etcd member on %s (etcdctl member list / member remove)", r.firstMaster().Name)
+			}
+			return "", &StepError{Step: "kubeadm join", Err: err, Fix: fix + ", then rerun"}
+		}
+		return "", err
+	}
+	// kubeadm join returns once the node registered; make sure the cluster lists it.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, nodes, err := r.clusterNodes(ctx)
+		if err == nil {
+			if _, ok := nodes[h.Name]; ok {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", &StepError{Step: "wait for the node", Err: fmt.Errorf("kubeadm join succeeded but %s does not list node %s after 60s", r.firstMaster().Name, h.Name)}
+		}
+		if err := sleep(ctx, r.o.Poll); err != nil {
+			return "", err
+		}
+	}
+	if control {
+		return "joined as control-plane", nil
+	}
+	return "joined as worker", nil
+}
+
+type joinMastersPhase struct{}
+
+func (joinMastersPhase) Name() string   { return PhaseJoinMasters }
+func (joinMastersPhase) Title() string  { return "Join the other masters, one at a time" }
+func (joinMastersPhase) Parallel() bool { return false }
+func (joinMastersPhase) Hosts(r *Runner) []topology.Host {
+	return r.t.Masters()[1:]
+}
+func (joinMastersPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status, error) {
+	return r.probeJoin(ctx, h, true)
+}
+func (joinMastersPhase) Run(ctx context.Context, r *Runner, h topology.Host, _ Status) (string, error) {
+	return r.joinHost(ctx, h, true)
+}
+
+type joinWorkersPhase struct{}
+
+func (joinWorkersPhase) Name() string                     { return PhaseJoinWorkers }
+func (joinWorkersPhase) Title() string                    { return "Join the workers" }
+func (joinWorkersPhase) Parallel() bool                   { return true }
+func (joinWorkersPhase) Hosts(r *Runner) []topology.Host { return r.t.Workers() }
+func (joinWorkersPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status, error) {
+	return r.probeJoin(ctx, h, false)
+}
+func (joinWorkersPhase) Run(ctx context.Context, r *Runner, h topology.Host, _ Status) (string, error) {
+	return r.joinHost(ctx, h, false)
+}
+
+// ---- verify
+
+type verifyPhase struct{}
+
+func (verifyPhase) Name() string   { return PhaseVerify }
+func (verifyPhase) Title() string  { return "Verify the cluster through the VIP" }
+func (verifyPhase) Parallel() bool { return false }
+func (verifyPhase) Hosts(r *Runner) []topology.Host {
+	return append([]topology.Host{r.firstMaster()}, r.t.LBs()...)
+}
+
+func (r *Runner) viaVIP() string {
+	return fmt.Sprintf("%s --server %s", kubectl, r.t.APIServerURL())
+}
+
+func (verifyPhase) Probe(_ context.Context, r *Runner, h topology.Host) (Status, error) {
+	if h.Role == topology.RoleLB {
+		return Status{Todo: []string{fmt.Sprintf("check http://%s:%d/stats answers", h.Address, r.t.LoadBalancer.StatsPort)}}, nil
+	}
+	return Status{Todo: []string{
+		fmt.Sprintf("check every node is Ready: %s get nodes", r.viaVIP()),
+		fmt.Sprintf("check curl -k %s/healthz answers ok", r.t.APIServerURL()),
+	}}, nil
+}
+
+func (verifyPhase) Run(ctx context.Context, r *Runner, h topology.Host, _ Status) (string, error) {
+	if h.Role == topology.RoleLB {
+		url := fmt.Sprintf("http://%s:%d/stats", h.Address, r.t.LoadBalancer.StatsPort)
+		out, ok, err := r.probe(ctx, h, "verify/stats", "curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "+url)
+		if err != nil {
+			return "", err
+		}
+		if !ok || strings.TrimSpace(out) != "200" {
+			return "", &StepError{Step: "check /stats", Err: fmt.Errorf("%s answered %q", url, strings.TrimSpace(out)), Fix: "check `systemctl status vipd` and `journalctl -u vipd` on " + h.Name}
+		}
+		return fmt.Sprintf("/stats answers on :%d", r.t.LoadBalancer.StatsPort), nil
+	}
+	deadline := time.Now().Add(r.o.ReadyTimeout)
+	var notReady []string
+	for {
+		out, ok, err := r.probe(ctx, h, "verify/nodes", r.viaVIP()+" get nodes --no-headers")
+		if err != nil {
+			return "", err
+		}
+		notReady = notReady[:0]
+		if ok {
+			nodes := parseNodes(out)
+			for _, n := range r.t.Nodes() {
+				if st := nodes[n.Name]; !isReady(st) {
+					if st == "" {
+						st = "missing"
+					}
+					notReady = append(notReady, n.Name+" "+st)
+				}
+			}
+		} else {
+			notReady = append(notReady, "the API through the VIP does not answer")
+		}
+		if len(notReady) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			sort.Strings(notReady)
+			return "", &StepError{Step: "wait for nodes Ready", Err: fmt.Errorf("after %s: %s", r.o.ReadyTimeout, strings.Join(notReady, ", ")),
+				Fix: "look at `kubectl get pods -n kube-system` and the kubelet log (journalctl -u kubelet) of those nodes"}
+		}
+		if err := sleep(ctx, r.o.Poll); err != nil {
+			return "", err
+		}
+	}
+	out, _, err := r.probe(ctx, h, "verify/healthz", "curl -ksS --max-time 5 "+r.t.APIServerURL()+"/healthz")
+	if err != nil {
+		return "", err
+	}
+	if strings.TrimSpace(out) != "ok" {
+		return "", &StepError{Step: "check /healthz through the VIP", Err: fmt.Errorf("%s/healthz answered %q", r.t.APIServerURL(), strings.TrimSpace(out))}
+	}
+	return fmt.Sprintf("%d/%d nodes Ready through %s, /healthz ok", len(r.t.Nodes()), len(r.t.Nodes()), r.t.APIServerURL()), nil
+}
+
+func isReady(status string) bool {
+	for _, s := range strings.Split(status, ",") {
+		if s == "Ready" {
+			return true
+		}
+	}
+	return false
+}
+

@@ -1,0 +1,258 @@
+package phases
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vipd-project/vipd/pkg/topology"
+)
+
+type lbPhase struct{}
+
+func (lbPhase) Name() string                     { return PhaseLB }
+func (lbPhase) Title() string                    { return "Install vipd on the load balancers" }
+func (lbPhase) Parallel() bool                   { return true }
+func (lbPhase) Hosts(r *Runner) []topology.Host { return r.t.LBs() }
+
+type wantFile struct {
+	path  string
+	data  []byte
+	mode  os.FileMode
+	owner string // user:group
+	what  string
+}
+
+type lbState struct {
+	files      []wantFile
+	stale      []wantFile // files to upload
+	noUser     bool
+	badDir     bool
+	unitStale  bool
+	enabled    bool
+	active     bool
+	binProblem string // dry run: the vipd binary could not be read
+}
+
+const lbProbeScript = `for f in %s; do
+  if [ -f "$f" ]; then echo "file $f $(stat -c '%%a %%U:%%G' "$f") $(sha256sum < "$f" | cut -d' ' -f1)"; fi
+done
+echo "dir $(stat -c '%%a %%U:%%G' /etc/vipd 2>/dev/null)"
+id -u vipd >/dev/null 2>&1 && echo "user yes" || echo "user no"
+echo "enabled $(systemctl is-enabled vipd 2>/dev/null)"
+echo "active $(systemctl is-active vipd 2>/dev/null)"`
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func (lbPhase) desired(ctx context.Context, r *Runner, h topology.Host) ([]wantFile, string, error) {
+	f, err := r.Facts(ctx, h)
+	if err != nil {
+		return nil, "", err
+	}
+	cfg, err := RenderVipdConfig(r.t, h, f.Interface)
+	if err != nil {
+		return nil, "", err
+	}
+	files := []wantFile{
+		{VipdConfigPath, cfg, 0o640, "root:vipd", "vipd config"},
+		{VipdUnitPath, r.o.VipdUnit, 0o644, "root:root", "systemd unit"},
+	}
+	lb := r.t.LoadBalancer
+	if lb.VRRPVersion == 2 && lb.AuthPassEnv != "" {
+		pass := r.o.Getenv(lb.AuthPassEnv)
+		if pass == "" && !r.o.DryRun {
+			return nil, "", fmt.Errorf("loadBalancer.authPassEnv: environment variable %s is empty", lb.AuthPassEnv)
+		}
+		files = append(files, wantFile{VipdAuthPath, []byte(pass + "\n"), 0o640, "root:vipd", "VRRP password"})
+	}
+	bin, err := r.o.VipdBinary(f.Arch)
+	if err != nil {
+		if !r.o.DryRun {
+			return nil, "", fmt.Errorf("vipd binary for %s: %w", f.Arch, err)
+		}
+		return files, err.Error(), nil
+	}
+	files = append([]wantFile{{VipdBinaryPath, bin, 0o755, "root:root", "vipd " + f.Arch}}, files...)
+	return files, "", nil
+}
+
+func (p lbPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status, error) {
+	files, binProblem, err := p.desired(ctx, r, h)
+	if err != nil {
+		return Status{}, err
+	}
+	paths := []string{VipdBinaryPath, VipdConfigPath, VipdUnitPath, VipdAuthPath}
+	out, _, err := r.probe(ctx, h, "lb", fmt.Sprintf(lbProbeScript, strings.Join(paths, " ")))
+	if err != nil {
+		return Status{}, err
+	}
+	have := map[string]string{} // path -> "mode owner sha"
+	s := &lbState{files: files, binProblem: binProblem}
+	for _, line := range strings.Split(out, "\n") {
+		fs := strings.Fields(line)
+		switch {
+		case len(fs) == 5 && fs[0] == "file":
+			have[fs[1]] = strings.Join(fs[2:], " ")
+		case len(fs) >= 1 && fs[0] == "dir":
+			s.badDir = strings.Join(fs[1:], " ") != "750 root:vipd"
+		case line == "user no":
+			s.noUser = true
+		case len(fs) == 2 && fs[0] == "enabled":
+			s.enabled = fs[1] == "enabled"
+		case len(fs) == 2 && fs[0] == "active":
+			s.active = fs[1] == "active"
+		}
+	}
+	var todo []string
+	if s.noUser {
+		todo = append(todo, "create the system user vipd")
+	}
+	if s.badDir {
+		todo = append(todo, "create /etc/vipd (0750 root:vipd)")
+	}
+	if binProblem != "" {
+		todo = append(todo, "upload "+VipdBinaryPath+" (0755): "+binProblem)
+		s.unitStale = true
+	}
+	for _, f := range files {
+		want := fmt.Sprintf("%o %s %s", f.mode, f.owner, sha(f.data))
+		if have[f.path] != want {
+			s.stale = append(s.stale, f)
+			todo = append(todo, fmt.Sprintf("upload %s (%04o %s, %s)", f.path, f.mode, f.owner, f.what))
+			if f.path == VipdUnitPath {
+				s.unitStale = true
+			}
+		}
+	}
+	if s.unitStale {
+		todo = append(todo, "systemctl daemon-reload")
+	}
+	if !s.enabled {
+		todo = append(todo, "systemctl enable vipd")
+	}
+	switch {
+	case !s.active:
+		todo = append(todo, "systemctl start vipd")
+	case len(s.stale) > 0 || binProblem != "":
+		todo = append(todo, "systemctl restart vipd")
+	}
+	if len(todo) == 0 {
+		return Status{Done: true, Detail: "vipd installed, configured and running"}, nil
+	}
+	return Status{Todo: todo, data: s}, nil
+}
+
+func (lbPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Status) (string, error) {
+	s := st.data.(*lbState)
+	if s.noUser {
+		if _, err := r.change(ctx, h, "lb/user", "id -u vipd >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin vipd"); err != nil {
+			return "", err
+		}
+	}
+	if s.badDir {
+		if _, err := r.change(ctx, h, "lb/dir", "install -d -m 0750 -o root -g vipd /etc/vipd"); err != nil {
+			return "", err
+		}
+	}
+	for _, f := range s.stale {
+		if err := r.upload(ctx, h, f.path, f.data, f.mode, f.owner); err != nil {
+			return "", err
+		}
+	}
+	var cmds []string
+	if s.unitStale {
+		cmds = append(cmds, "systemctl daemon-reload")
+	}
+	if !s.enabled {
+		cmds = append(cmds, "systemctl enable vipd")
+	}
+	verb := "vipd started"
+	switch {
+	case !s.active:
+		cmds = append(cmds, "systemctl start vipd")
+	case len(s.stale) > 0:
+		cmds = append(cmds, "systemctl restart vipd")
+		verb = "vipd updated and restarted"
+	default:
+		verb = "vipd enabled"
+	}
+	if len(cmds) > 0 {
+		if _, err := r.change(ctx, h, "lb/systemctl", strings.Join(cmds, " && ")); err != nil {
+			if st, _, perr := r.probe(ctx, h, "lb/journal", "journalctl -u vipd -n 5 --no-pager -o cat 2>/dev/null"); perr == nil && st != "" {
+				return "", &StepError{Step: "start vipd", Err: err, Fix: "vipd's last log lines:\n" + strings.TrimSpace(st)}
+			}
+			return "", err
+		}
+	}
+	return fmt.Sprintf("%s (priority %d)", verb, r.t.LBPriority(h)), nil
+}
+
+// VIPHolders returns the lb hosts that have the VIP on an interface now.
+func (r *Runner) VIPHolders(ctx context.Context) ([]string, error) {
+	lbs := r.t.LBs()
+	held := make([]bool, len(lbs))
+	err := forEach(lbs, func(h topology.Host) error {
+		ok, err := r.holdsVIP(ctx, h)
+		held[indexOf(lbs, h)] = ok
+		return err
+	})
+	var names []string
+	for i, h := range lbs {
+		if held[i] {
+			names = append(names, h.Name)
+		}
+	}
+	return names, err
+}
+
+func indexOf(hs []topology.Host, h topology.Host) int {
+	for i := range hs {
+		if hs[i].Name == h.Name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *Runner) holdsVIP(ctx context.Context, h topology.Host) (bool, error) {
+	out, _, err := r.probe(ctx, h, "lb/vip", "ip -o -4 addr show")
+	if err != nil {
+		return false, err
+	}
+	return strings.Contains(out, " inet "+r.t.VIPAddr()+"/"), nil
+}
+
+// Finish waits until exactly one lb holds the VIP.
+func (lbPhase) Finish(ctx context.Context, r *Runner) (string, string, error) {
+	deadline := time.Now().Add(r.o.VIPTimeout)
+	var holders []string
+	for {
+		var err error
+		holders, err = r.VIPHolders(ctx)
+		if err != nil {
+			return "", "", err
+		}
+		if len(holders) == 1 {
+			return holders[0], fmt.Sprintf("holds the VIP %s", r.t.VIPPrefix()), nil
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		if err := sleep(ctx, r.o.Poll/2); err != nil {
+			return "", "", err
+		}
+	}
+	if len(holders) == 0 {
+		return "", "", &StepError{Step: "wait for the VIP", Err: fmt.Errorf("no lb holds %s after %s", r.t.VIPPrefix(), r.o.VIPTimeout),
+			Fix: "check `journalctl -u vipd` on the lb hosts and `vipd status`; VRRP (IP protocol 112) must pass between them"}
+	}
+	return "", "", &StepError{Step: "wait for the VIP", Err: fmt.Errorf("%s all hold %s after %s (split brain)", strings.Join(holders, ", "), r.t.VIPPrefix(), r.o.VIPTimeout),
+		Fix: "the lb hosts do not hear each other's VRRP adverts: allow IP protocol 112 (multicast 224.0.0.18) between them, or set loadBalancer.unicast: true"}
+}

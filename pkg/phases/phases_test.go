@@ -1,0 +1,539 @@
+package phases
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/vipd-project/vipd/pkg/config"
+	"github.com/vipd-project/vipd/pkg/topology"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (go test ./pkg/phases -update to accept):\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func TestRenderVipdConfigGolden(t *testing.T) {
+	top := refTopology(t)
+	for _, lb := range top.LBs() {
+		b, err := RenderVipdConfig(top, lb, "ens33")
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden(t, "vipd-"+lb.Name+".yaml", b)
+		// vipd itself must accept it, with the values of the reference.
+		c, err := config.Parse(lb.Name+".yaml", b)
+		if err != nil {
+			t.Fatalf("vipd rejects the rendered config: %v", err)
+		}
+		want := map[string]int{"lb1": 100, "lb2": 90}[lb.Name]
+		if c.VRRP.Priority != want || c.VRRP.VRID != 51 || c.VRRP.VIPs[0] != "192.168.10.100/24" {
+			t.Errorf("%s: priority %d vrid %d vips %v", lb.Name, c.VRRP.Priority, c.VRRP.VRID, c.VRRP.VIPs)
+		}
+		if strings.Join(c.Proxy.Backends, ",") != "192.168.10.138:6443,192.168.10.139:6443,192.168.10.140:6443" {
+			t.Errorf("backends %v", c.Proxy.Backends)
+		}
+		if c.Health.Type != "https" || c.Health.Path != "/readyz" || !c.Health.TLS.InsecureSkipVerify {
+			t.Errorf("health %+v", c.Health)
+		}
+	}
+}
+
+func TestRenderVipdConfigUnicastTCPAndDefaultPriorities(t *testing.T) {
+	top := refTopology(t)
+	top.LoadBalancer.Unicast = true
+	top.LoadBalancer.HealthCheck = "tcp"
+	for i := range top.Hosts {
+		top.Hosts[i].Priority = 0
+	}
+	top.Hosts = append(top.Hosts, topology.Host{Name: "lb3", Address: "192.168.10.144", Role: topology.RoleLB})
+	lb3, _ := top.Host("lb3")
+	b, err := RenderVipdConfig(top, lb3, "eth1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Parse("lb3.yaml", b)
+	if err != nil {
+		t.Fatalf("vipd rejects: %v\n%s", err, b)
+	}
+	if c.VRRP.Priority != 80 || c.VRRP.Interface != "eth1" || c.VRRP.UnicastSource != "192.168.10.144" ||
+		strings.Join(c.VRRP.UnicastPeers, ",") != "192.168.10.141,192.168.10.143" || c.Health.Type != "tcp" {
+		t.Errorf("got %+v %+v", c.VRRP, c.Health)
+	}
+	top.LoadBalancer.Interface = "bond0"
+	b, _ = RenderVipdConfig(top, lb3, "eth1")
+	if !strings.Contains(string(b), "interface: bond0") {
+		t.Error("loadBalancer.interface does not override the interface from facts")
+	}
+}
+
+func TestRenderKubeadmConfigGolden(t *testing.T) {
+	top := refTopology(t)
+	b := RenderKubeadmConfig(top, top.Masters()[0])
+	golden(t, "kubeadm-config.yaml", b)
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var kinds []string
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); err != nil {
+			break
+		}
+		kinds = append(kinds, doc["kind"].(string))
+		if doc["kind"] == "ClusterConfiguration" {
+			if doc["controlPlaneEndpoint"] != "192.168.10.100:6443" || doc["apiVersion"] != "kubeadm.k8s.io/v1beta4" || doc["kubernetesVersion"] != "v1.33.6" {
+				t.Errorf("cluster configuration: %v", doc)
+			}
+			sans := doc["apiServer"].(map[string]any)["certSANs"].([]any)
+			if sans[0] != "192.168.10.100" {
+				t.Errorf("certSANs %v do not start with the VIP", sans)
+			}
+		}
+	}
+	if strings.Join(kinds, ",") != "InitConfiguration,ClusterConfiguration,KubeletConfiguration" {
+		t.Errorf("documents: %v", kinds)
+	}
+	if KubeadmAPIVersion(30) != "kubeadm.k8s.io/v1beta3" {
+		t.Error("1.30 must use v1beta3")
+	}
+}
+
+func TestEmbeddedUnitMatchesDeploy(t *testing.T) {
+	want, err := os.ReadFile("../../deploy/vipd.service")
+	if err != nil {
+		t.Skip("deploy/vipd.service not present")
+	}
+	if !bytes.Equal(EmbeddedVipdUnit(), want) {
+		t.Error("pkg/phases/assets/vipd.service differs from deploy/vipd.service: cp deploy/vipd.service pkg/phases/assets/")
+	}
+}
+
+// The plan for the reference topology on fresh Ubuntu hosts (what --dry-run prints).
+func TestPlanReferenceGolden(t *testing.T) {
+	top := refTopology(t)
+	w := freshWorld(top)
+	r, out := newTestRunner(t, top, w, true)
+	if err := r.Up(context.Background(), nil); err != nil {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	golden(t, "plan-reference.txt", out.Bytes())
+	if ch := w.changes(); len(ch) > 0 {
+		t.Errorf("dry run ran host-changing commands: %v", ch)
+	}
+	if len(w.uploads) > 0 {
+		t.Errorf("dry run uploaded %d files", len(w.uploads))
+	}
+	if len(w.unexpected) > 0 {
+		t.Errorf("unexpected commands: %v", w.unexpected)
+	}
+}
+
+// A second `up` on hosts where everything is done runs no host-changing command.
+func TestSecondUpChangesNothing(t *testing.T) {
+	top := refTopology(t)
+	w := doneWorld(t, top)
+	r, out := newTestRunner(t, top, w, false)
+	if err := r.Up(context.Background(), nil); err != nil {
+		t.Fatalf("up: %v\n%s", err, out)
+	}
+	if ch := w.changes(); len(ch) > 0 {
+		t.Errorf("host-changing commands on a done cluster: %v", ch)
+	}
+	if len(w.uploads) > 0 || len(w.unexpected) > 0 {
+		t.Errorf("uploads %d, unexpected %v", len(w.uploads), w.unexpected)
+	}
+	for _, want := range []string{
+		"[lb1] lb: vipd installed, configured and running (",
+		"[lb1] lb: holds the VIP 192.168.10.100/24 (",
+		"[k8s-worker-1] common: already prepared",
+		"[k8s-master-1] init: cluster exists (4 nodes)",
+		"[k8s-master-1] cni: calico already applied",
+		"[k8s-master-3] join-masters: already a member (Ready)",
+		"[k8s-worker-1] join-workers: already a member (Ready)",
+		"[k8s-master-1] verify: 4/4 nodes Ready through https://192.168.10.100:6443, /healthz ok",
+		"[lb2] verify: /stats answers on :8404",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// A full `up` on fresh hosts: the commands each phase runs, secrets kept out of the output.
+func TestUpOnFreshHosts(t *testing.T) {
+	top := refTopology(t)
+	w := freshWorld(top)
+	// Every change succeeds.
+	for _, tag := range []string{"change lb/user", "change lb/dir", "change lb/systemctl", "change common/swap", "change common/modules",
+		"change common/sysctl", "change common/kubernetes-key", "change common/apt-update", "change common/containerd-install",
+		"change common/containerd-config", "change common/kubernetes-install", "change common/hold", "change common/kubelet-enable",
+		"change init/dir", "change kubeadm init", "change init/kubeconfig", "change kubectl apply (calico)", "change wait for calico", "change kubeadm join"} {
+		w.set("*", tag, answer{})
+	}
+	w.set("*", "probe common/kubernetes-version", answer{out: "1.33.6-1.1\n"})
+	// vipd on lb1 wins the election once started.
+	w.set("lb1", "probe lb/vip", answer{fn: func(w *world) answer {
+		if w.ran("lb1", "change lb/systemctl") {
+			return answer{out: "2: ens33    inet 192.168.10.100/24 scope global secondary ens33\n"}
+		}
+		return answer{}
+	}})
+	w.set("lb2", "probe lb/vip", answer{out: "2: ens33    inet 192.168.10.143/24 scope global ens33\n"})
+	w.set("k8s-master-1", "change join/token", answer{out: "kubeadm join 192.168.10.100:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:1111 \n"})
+	w.set("k8s-master-1", "change join/certificate-key", answer{out: "[upload-certs] Using certificate key:\n" + strings.Repeat("ab", 32) + "\n"})
+	// The cluster exists after kubeadm init and lists the nodes that joined.
+	w.set("*", "probe cluster", answer{fn: func(w *world) answer {
+		if w.ran("k8s-master-1", "change kubeadm init") {
+			return answer{}
+		}
+		return answer{code: 1}
+	}})
+	w.set("*", "probe cluster/nodes", answer{fn: func(w *world) answer {
+		var b strings.Builder
+		for _, n := range top.Nodes() {
+			if n.Name == "k8s-master-1" || w.ran(n.Name, "change kubeadm join") {
+				b.WriteString(n.Name + " Ready x 1m v1.33.6\n")
+			}
+		}
+		return answer{out: b.String()}
+	}})
+	w.set("*", "probe cni", answer{code: 1})
+	w.set("*", "probe verify/nodes", answer{out: nodesOut(top, "")})
+	w.set("*", "probe verify/healthz", answer{out: "ok"})
+	w.set("*", "probe verify/stats", answer{out: "200"})
+	r, out := newTestRunner(t, top, w, false)
+	if err := r.Up(context.Background(), nil); err != nil {
+		t.Fatalf("up: %v\n%s", err, out)
+	}
+	if len(w.unexpected) > 0 {
+		t.Errorf("unexpected commands: %v", w.unexpected)
+	}
+	calls := strings.Join(w.calls, "\n")
+	for _, want := range []string{
+		"lb1: change lb/user", "lb2: change lb/systemctl", "k8s-worker-1: change common/kubernetes-install",
+		"k8s-master-1: change kubeadm init", "k8s-master-2: change kubeadm join", "k8s-worker-1: change kubeadm join",
+	} {
+		if !strings.Contains(calls, want) {
+			t.Errorf("no %q in the calls", want)
+		}
+	}
+	if strings.Contains(calls, "lb1: change common") || strings.Contains(calls, "k8s-worker-1: change kubeadm init") || strings.Contains(calls, "k8s-master-1: change kubeadm join") {
+		t.Error("a phase ran on a host it does not concern")
+	}
+	if n := strings.Count(calls, "change join/token"); n != 1 {
+		t.Errorf("token created %d times, want once", n)
+	}
+	if n := strings.Count(calls, "change join/certificate-key"); n != 1 {
+		t.Errorf("certificate key created %d times, want once", n)
+	}
+	// Masters join one at a time, in order.
+	if i2, i3 := strings.Index(calls, "k8s-master-2: change kubeadm join"), strings.Index(calls, "k8s-master-3: change kubeadm join"); i2 < 0 || i3 < i2 {
+		t.Error("masters did not join in order")
+	}
+	// Uploads: vipd with the right modes and owners.
+	modes := map[string]string{}
+	for _, u := range w.uploads {
+		if u.host == "lb1" {
+			modes[u.path] = u.owner + " " + u.mode.String()
+		}
+	}
+	for p, want := range map[string]string{VipdBinaryPath: "root:root -rwxr-xr-x", VipdConfigPath: "root:vipd -rw-r-----", VipdUnitPath: "root:root -rw-r--r--"} {
+		if modes[p] != want {
+			t.Errorf("lb1 upload %s: %q, want %q", p, modes[p], want)
+		}
+	}
+	// The join command carries the secrets; the output must not.
+	var joinCmd, workerJoin string
+	for _, c := range w.cmds {
+		if strings.HasPrefix(c, "k8s-master-2: # change kubeadm join") {
+			joinCmd = c
+		}
+		if strings.HasPrefix(c, "k8s-worker-1: # change kubeadm join") {
+			workerJoin = c
+		}
+	}
+	if !strings.Contains(joinCmd, "--token 'abcdef.0123456789abcdef'") || !strings.Contains(joinCmd, "--control-plane --certificate-key '"+strings.Repeat("ab", 32)+"'") ||
+		!strings.Contains(joinCmd, "--node-name 'k8s-master-2'") || !strings.Contains(joinCmd, "192.168.10.100:6443") || !strings.Contains(joinCmd, "--apiserver-advertise-address 192.168.10.139") {
+		t.Errorf("master join command: %s", joinCmd)
+	}
+	if strings.Contains(workerJoin, "--control-plane") || !strings.Contains(workerJoin, "--discovery-token-ca-cert-hash 'sha256:1111'") {
+		t.Errorf("worker join command: %s", workerJoin)
+	}
+	if strings.Contains(out.String(), "abcdef.0123456789abcdef") || strings.Contains(out.String(), strings.Repeat("ab", 32)) {
+		t.Error("a join secret appears in the output")
+	}
+	for _, want := range []string{"[lb1] lb: vipd started (priority 100) (", "[lb2] lb: vipd started (priority 90) (", "[lb1] lb: holds the VIP",
+		"[k8s-master-1] init: cluster initialised", "[k8s-master-3] join-masters: joined as control-plane (", "[k8s-worker-1] join-workers: joined as worker ("} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestLBSkipLogic(t *testing.T) {
+	top := refTopology(t)
+	lb1, _ := top.Host("lb1")
+	done := lbProbeDone(t, top, lb1)
+	cases := []struct {
+		name     string
+		probe    string
+		wantTodo []string
+		wantNone []string
+	}{
+		{"done", done, nil, nil},
+		{"config changed", strings.Replace(done, "640 root:vipd ", "640 root:vipd 00", 1),
+			[]string{"upload /etc/vipd/vipd.yaml", "systemctl restart vipd"}, []string{"daemon-reload", "upload /usr/local/bin/vipd", "create the system user"}},
+		{"unit changed", strings.Replace(done, "644 root:root ", "644 root:root 00", 1),
+			[]string{"upload /etc/systemd/system/vipd.service", "systemctl daemon-reload", "systemctl restart vipd"}, []string{"upload /etc/vipd/vipd.yaml"}},
+		{"stopped", strings.Replace(done, "active active", "active failed", 1),
+			[]string{"systemctl start vipd"}, []string{"upload", "restart"}},
+		{"mode changed", strings.Replace(done, "640 root:vipd", "644 root:vipd", 1),
+			[]string{"upload /etc/vipd/vipd.yaml (0640 root:vipd"}, nil},
+		{"fresh", "dir \nuser no\nenabled disabled\nactive inactive\n",
+			[]string{"create the system user vipd", "create /etc/vipd (0750 root:vipd)", "upload /usr/local/bin/vipd (0755", "systemctl enable vipd", "systemctl start vipd"}, []string{"restart"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld()
+			w.set("lb1", "probe facts", answer{out: ubuntuFactsFor("lb1")})
+			w.set("lb1", "probe lb", answer{out: c.probe})
+			r, _ := newTestRunner(t, top, w, false)
+			st, err := lbPhase{}.Probe(context.Background(), r, lb1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			todo := strings.Join(st.Todo, "\n")
+			if (len(c.wantTodo) == 0) != st.Done {
+				t.Errorf("done = %v, todo:\n%s", st.Done, todo)
+			}
+			for _, want := range c.wantTodo {
+				if !strings.Contains(todo, want) {
+					t.Errorf("todo lacks %q:\n%s", want, todo)
+				}
+			}
+			for _, not := range c.wantNone {
+				if strings.Contains(todo, not) {
+					t.Errorf("todo has %q:\n%s", not, todo)
+				}
+			}
+		})
+	}
+}
+
+func ubuntuFactsFor(name string) string {
+	return strings.Replace(strings.Replace(ubuntuFacts, "%s", name, 1), "%d", "0", 1)
+}
+
+func TestCommonSkipLogic(t *testing.T) {
+	top := refTopology(t)
+	w1, _ := top.Host("k8s-worker-1")
+	done := commonProbeDone(top)
+	cases := []struct {
+		name     string
+		probe    string
+		wantTodo []string
+		wantNone []string
+	}{
+		{"done", done, nil, nil},
+		{"not held", strings.Replace(done, "held kubeadm kubectl kubelet", "held kubeadm", 1),
+			[]string{"apt-mark hold"}, []string{"apt-get", "swap", "modprobe"}},
+		{"swap back in fstab", strings.Replace(done, "fstab 0", "fstab 1", 1),
+			[]string{"turn swap off"}, []string{"apt-get"}},
+		{"wrong version", strings.ReplaceAll(done, "1.33.6-1.1", "1.32.9-1.1"),
+			[]string{"apt-get update", "kubelet=1.33.6-*", "apt-mark hold"}, []string{"apt-get install -y containerd"}},
+		{"cgroupfs containerd", strings.Replace(done, "cgroup systemd\n", "", 1),
+			[]string{"SystemdCgroup = true"}, []string{"apt-get"}},
+		{"repo of another minor", strings.Replace(done, sha([]byte("# Kubernetes v1.33 packages (bootstrap)\n"+top.KubernetesRepoLine()+"\n")), "0000", 1),
+			[]string{"install the Kubernetes apt key", "add the apt source", "apt-get update"}, []string{"kubelet=1.33.6"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld()
+			w.set("*", "probe common", answer{out: c.probe})
+			r, _ := newTestRunner(t, top, w, false)
+			st, err := commonPhase{}.Probe(context.Background(), r, w1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			todo := strings.Join(st.Todo, "\n")
+			if (len(c.wantTodo) == 0) != st.Done {
+				t.Errorf("done = %v, todo:\n%s", st.Done, todo)
+			}
+			for _, want := range c.wantTodo {
+				if !strings.Contains(todo, want) {
+					t.Errorf("todo lacks %q:\n%s", want, todo)
+				}
+			}
+			for _, not := range c.wantNone {
+				if strings.Contains(todo, not) {
+					t.Errorf("todo has %q:\n%s", not, todo)
+				}
+			}
+		})
+	}
+}
+
+func TestJoinProbe(t *testing.T) {
+	top := refTopology(t)
+	m2, _ := top.Host("k8s-master-2")
+	cases := []struct {
+		name      string
+		kubelet   int // exit code of test -f kubelet.conf
+		nodes     string
+		wantDone  bool
+		wantErr   string
+		wantFixes []string
+	}{
+		{"member", 0, nodesOut(top, ""), true, "", nil},
+		{"to join", 1, nodesOut(top, "k8s-master-2"), false, "", nil},
+		{"half joined: kubelet.conf but not listed", 0, nodesOut(top, "k8s-master-2"), false, "half-joined",
+			[]string{"kubeadm reset -f` on k8s-master-2", "member remove", "--only join-masters"}},
+		{"half joined: listed without kubelet.conf", 1, nodesOut(top, ""), false, "half-joined",
+			[]string{"kubectl delete node k8s-master-2", "member remove"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld()
+			w.set("k8s-master-2", "probe join", answer{code: c.kubelet})
+			w.set("k8s-master-1", "probe cluster", answer{})
+			w.set("k8s-master-1", "probe cluster/nodes", answer{out: c.nodes})
+			r, _ := newTestRunner(t, top, w, false)
+			st, err := joinMastersPhase{}.Probe(context.Background(), r, m2)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v, want %q", err, c.wantErr)
+				}
+				for _, f := range c.wantFixes {
+					if !strings.Contains(FixOf(err), f) {
+						t.Errorf("fix %q lacks %q", FixOf(err), f)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Done != c.wantDone {
+				t.Errorf("done = %v (%+v)", st.Done, st)
+			}
+		})
+	}
+}
+
+// A failure prints the host, the step, the exit code, the last lines of stderr and the
+// command to rerun; Up returns a *PhaseError.
+func TestFailureReport(t *testing.T) {
+	top := refTopology(t)
+	w := doneWorld(t, top)
+	w.set("k8s-master-3", "probe join", answer{code: 1})
+	w.set("*", "probe cluster/nodes", answer{out: nodesOut(top, "k8s-master-3")})
+	w.set("k8s-master-1", "change join/token", answer{out: "kubeadm join 192.168.10.100:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:1111\n"})
+	w.set("k8s-master-1", "change join/certificate-key", answer{out: strings.Repeat("cd", 32) + "\n"})
+	w.set("k8s-master-3", "change kubeadm join", answer{code: 1, err: "[preflight] Running pre-flight checks\nerror execution phase check-etcd: etcd cluster is not healthy: context deadline exceeded\nTo see the stack trace of this error execute with --v=5 or higher\n"})
+	r, out := newTestRunner(t, top, w, false)
+	err := r.Up(context.Background(), nil)
+	var pe *PhaseError
+	if !errors.As(err, &pe) || pe.Host != "k8s-master-3" || pe.Phase != PhaseJoinMasters {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{
+		"[k8s-master-3] join-masters: FAILED (",
+		"error: kubeadm join: host k8s-master-3: exit code 1: [preflight] Running pre-flight checks",
+		"etcd cluster is not healthy",
+		"exit code: 1",
+		"rerun: bootstrap up -f topology.yaml --only join-masters",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out.String(), "join-workers") || strings.Contains(out.String(), "verify") {
+		t.Errorf("phases after the failed one ran:\n%s", out)
+	}
+	if strings.Contains(out.String(), "abcdef.0123456789abcdef") {
+		t.Error("token in the output")
+	}
+}
+
+func TestVIPSplitBrainReported(t *testing.T) {
+	top := refTopology(t)
+	w := doneWorld(t, top)
+	w.set("lb2", "probe lb/vip", answer{out: "2: ens33    inet 192.168.10.100/24 scope global secondary ens33\n"})
+	r, out := newTestRunner(t, top, w, false)
+	err := r.Up(context.Background(), []string{PhaseLB})
+	if err == nil || !strings.Contains(err.Error(), "split brain") || !strings.Contains(out.String(), "unicast") {
+		t.Errorf("err = %v\n%s", err, out)
+	}
+}
+
+func TestKubeconfigRewritesServer(t *testing.T) {
+	top := refTopology(t)
+	w := newWorld()
+	w.set("k8s-master-1", "probe kubeconfig", answer{out: "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: QUJD\n    server: https://192.168.10.138:6443\n  name: k8s-ha\n"})
+	r, _ := newTestRunner(t, top, w, false)
+	b, err := r.Kubeconfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "    server: https://192.168.10.100:6443\n") || strings.Contains(string(b), "138") {
+		t.Errorf("kubeconfig:\n%s", b)
+	}
+}
+
+func TestPollAnalysis(t *testing.T) {
+	// ok every 100ms, then 12 failures over 1.3s, then ok again.
+	var b strings.Builder
+	ts := int64(1_000_000_000)
+	for i := 0; i < 10; i++ {
+		b.WriteString(itoa(ts) + " ok\n")
+		ts += 100e6
+	}
+	for i := 0; i < 12; i++ {
+		b.WriteString(itoa(ts) + " fail\n")
+		ts += 100e6
+	}
+	ts += 100e6
+	b.WriteString(itoa(ts) + " ok\n")
+	gap, fails, answers := analyzePoll(b.String())
+	if fails != 12 || answers != 11 || gap.Milliseconds() != 1400 {
+		t.Errorf("gap %s fails %d answers %d", gap, fails, answers)
+	}
+	if outageOf(gap, 0) != 0 || outageOf(gap, 1) != gap {
+		t.Error("outage must be the gap only when polls failed")
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestParseOnly(t *testing.T) {
+	got, err := ParseOnly("lb, join-masters")
+	if err != nil || strings.Join(got, ",") != "lb,join-masters" {
+		t.Errorf("%v %v", got, err)
+	}
+	if _, err := ParseOnly("lb,joins"); err == nil || !strings.Contains(err.Error(), `unknown phase "joins"`) {
+		t.Errorf("err = %v", err)
+	}
+}
