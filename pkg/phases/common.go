@@ -11,9 +11,9 @@ import (
 
 type commonPhase struct{}
 
-func (commonPhase) Name() string                     { return PhaseCommon }
-func (commonPhase) Title() string                    { return "Prepare the Kubernetes nodes" }
-func (commonPhase) Parallel() bool                   { return true }
+func (commonPhase) Name() string                    { return PhaseCommon }
+func (commonPhase) Title() string                   { return "Prepare the Kubernetes nodes" }
+func (commonPhase) Parallel() bool                  { return true }
 func (commonPhase) Hosts(r *Runner) []topology.Host { return r.t.Nodes() }
 
 const (
@@ -35,7 +35,7 @@ echo "kubelet $(systemctl is-enabled kubelet 2>/dev/null)"
 true`
 
 type commonState struct {
-	swap, modules, sysctl, k8sKey, k8sList, ctrKey, ctrList bool
+	swap, modules, sysctl, k8sKey, k8sList, ctrKey, ctrList               bool
 	ctrInstall, ctrConfig, ctrStart, kubeInstall, kubeHold, kubeletEnable bool
 }
 

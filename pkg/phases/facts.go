@@ -128,9 +128,9 @@ func goArch(uname string) string {
 
 type factsPhase struct{}
 
-func (factsPhase) Name() string                     { return PhaseFacts }
-func (factsPhase) Title() string                    { return "Gather facts" }
-func (factsPhase) Parallel() bool                   { return true }
+func (factsPhase) Name() string                    { return PhaseFacts }
+func (factsPhase) Title() string                   { return "Gather facts" }
+func (factsPhase) Parallel() bool                  { return true }
 func (factsPhase) Hosts(r *Runner) []topology.Host { return r.t.Hosts }
 
 // Probe gathers the facts (read-only, so the phase is always "done") and warns about what

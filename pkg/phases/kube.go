@@ -306,9 +306,9 @@ func (joinMastersPhase) Run(ctx context.Context, r *Runner, h topology.Host, _ S
 
 type joinWorkersPhase struct{}
 
-func (joinWorkersPhase) Name() string                     { return PhaseJoinWorkers }
-func (joinWorkersPhase) Title() string                    { return "Join the workers" }
-func (joinWorkersPhase) Parallel() bool                   { return true }
+func (joinWorkersPhase) Name() string                    { return PhaseJoinWorkers }
+func (joinWorkersPhase) Title() string                   { return "Join the workers" }
+func (joinWorkersPhase) Parallel() bool                  { return true }
 func (joinWorkersPhase) Hosts(r *Runner) []topology.Host { return r.t.Workers() }
 func (joinWorkersPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status, error) {
 	return r.probeJoin(ctx, h, false)
@@ -405,4 +405,3 @@ func isReady(status string) bool {
 	}
 	return false
 }
-

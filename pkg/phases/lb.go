@@ -14,9 +14,9 @@ import (
 
 type lbPhase struct{}
 
-func (lbPhase) Name() string                     { return PhaseLB }
-func (lbPhase) Title() string                    { return "Install vipd on the load balancers" }
-func (lbPhase) Parallel() bool                   { return true }
+func (lbPhase) Name() string                    { return PhaseLB }
+func (lbPhase) Title() string                   { return "Install vipd on the load balancers" }
+func (lbPhase) Parallel() bool                  { return true }
 func (lbPhase) Hosts(r *Runner) []topology.Host { return r.t.LBs() }
 
 type wantFile struct {

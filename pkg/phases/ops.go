@@ -590,4 +590,3 @@ func DrillPassed(rs []DrillResult) bool {
 	}
 	return true
 }
-
