@@ -61,7 +61,7 @@
 // and reply, broadcast), built by hand so they work even when the interface
 // has no other IPv4 address. The burst is repeated when a lower-priority
 // advert is heard while master, and one round is sent every GARPRefresh while
-// master. Leaving master stops any burst first, then removes the VIPs. Run
+// master (which also puts back a VIP someone removed). Leaving master stops any burst first, then removes the VIPs. Run
 // removes VIPs found on the interface at start (left by a crash), and on
 // return (context cancelled) sends priority 0 if master and removes them.
 //

@@ -296,7 +296,9 @@ func testFailover(t *testing.T, unicast bool) {
 	if lb1.hasVIP(t, vip) {
 		t.Fatal("lb1 kept the VIP after a graceful stop")
 	}
-	if err := client.WaitNeighbour(ctx, vip, mac2); err != nil {
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel2()
+	if err := client.WaitNeighbour(ctx2, vip, mac2); err != nil {
 		t.Fatalf("client's neighbour entry did not move to lb2: %v", err)
 	}
 	_ = d

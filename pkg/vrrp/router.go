@@ -617,6 +617,7 @@ func (r *Router) Run(ctx context.Context) error {
 			}
 		case <-refresh:
 			if r.m.State() == StateMaster {
+				r.ensureVIP()
 				r.ann.refresh()
 			}
 		}
@@ -717,6 +718,22 @@ func (r *Router) apply(now time.Time, acts []Action) {
 	r.st.MasterAddr = r.m.MasterAddr()
 	r.st.MasterAdvertInterval = r.m.MasterAdverInterval()
 	r.mu.Unlock()
+}
+
+// ensureVIP puts back VIPs someone removed while we are master.
+func (r *Router) ensureVIP() {
+	have, err := r.vip.present()
+	if err != nil {
+		r.log.Warn("check VIPs", "error", err)
+		return
+	}
+	if len(have) == len(r.vip.vips) {
+		return
+	}
+	r.log.Warn("VIP missing while master (removed by someone else?); adding it again", "have", have, "want", r.vip.vips)
+	if err := r.vip.add(); err != nil {
+		r.log.Error("add VIP", "error", err)
+	}
 }
 
 func (r *Router) release() {
