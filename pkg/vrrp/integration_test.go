@@ -192,6 +192,15 @@ func testFailover(t *testing.T, unicast bool) {
 	}
 
 	lb2 := startNode(t, lb2h, c2)
+	changes := make(chan [2]State, 64)
+	lb2.r.OnStateChange(func(from, to State) {
+		select {
+		case changes <- [2]State{from, to}:
+		default:
+		}
+	})
+	sub, unsub := lb2.r.Subscribe()
+	defer unsub()
 	lb1 := startNode(t, lb1h, c1)
 	d := waitFor(t, "lb1 MASTER and lb2 BACKUP", 5*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
 	t.Logf("election settled %v after start", d)
@@ -290,6 +299,22 @@ func testFailover(t *testing.T, unicast bool) {
 	lb1.stop()
 	d = waitFor(t, "lb2 MASTER with the VIP", 2*time.Second, func() bool { return lb2.is(StateMaster) && lb2.hasVIP(t, vip) })
 	t.Logf("graceful handover: lb2 master with VIP %v after cancel (skew %v)", time.Since(start), 166*100*time.Millisecond/256)
+	sawMaster := false
+	for len(changes) > 0 {
+		c := <-changes
+		sawMaster = sawMaster || (c == [2]State{StateBackup, StateMaster})
+	}
+	if !sawMaster {
+		t.Fatal("OnStateChange did not report BACKUP -> MASTER on lb2")
+	}
+	select {
+	case st := <-sub:
+		if st.State != StateMaster {
+			t.Fatalf("Subscribe: latest status %v, want MASTER", st.State)
+		}
+	default:
+		t.Fatal("Subscribe delivered nothing")
+	}
 	if err := <-lb1.errc; err != nil {
 		t.Fatalf("lb1 Run: %v", err)
 	}
