@@ -49,6 +49,10 @@ func main() {
 	advert := flag.Duration("advert", 0, "VRRP advert interval (0: vipd's default, 1s)")
 	flag.Parse()
 	if err := run(*bin, *advert); err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(os.Stderr, "demo: interrupted")
+			os.Exit(130)
+		}
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		os.Exit(1)
 	}
