@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -394,5 +395,38 @@ func TestNewPreflightErrors(t *testing.T) {
 	err = h.Do(func() error { _, err := New(cfg, nil); return err })
 	if err == nil || !strings.Contains(err.Error(), "vrrp.auth_pass") {
 		t.Fatalf("invalid config: %v", err)
+	}
+}
+
+// TestNewMissingCapabilities drops CAP_NET_ADMIN and CAP_NET_RAW from the
+// effective set of one OS thread (capabilities are per thread on Linux) and
+// checks that New says what is missing and what to do.
+func TestNewMissingCapabilities(t *testing.T) {
+	cfg := Config{Interface: "lo", VRID: 51, VIPs: []netip.Prefix{netip.MustParsePrefix("10.77.53.100/24")}}.WithDefaults()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread is discarded
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			errc <- err
+			return
+		}
+		data[0].Effective &^= 1<<unix.CAP_NET_ADMIN | 1<<unix.CAP_NET_RAW
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			errc <- err
+			return
+		}
+		_, err := New(cfg, nil)
+		errc <- err
+	}()
+	err := <-errc
+	if err == nil {
+		t.Fatal("New succeeded without CAP_NET_ADMIN/CAP_NET_RAW")
+	}
+	for _, want := range []string{"CAP_NET_ADMIN", "CAP_NET_RAW", "deploy/vipd.service", "root"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %q does not mention %s", err, want)
+		}
 	}
 }
