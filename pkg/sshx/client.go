@@ -244,7 +244,7 @@ func (c *Client) connect(ctx context.Context) error {
 func (c *Client) handshake(ctx context.Context, name, addr string, via *ssh.Client, user, identity string, useAgent bool, password string) (*ssh.Client, error) {
 	auth, methods, closeAgent, err := authMethods(identity, useAgent, password)
 	if err != nil {
-		return nil, fmt.Errorf("host %s: %w", name, err)
+		return nil, &AuthError{Host: name, User: user, Methods: "none", Err: err}
 	}
 	defer closeAgent()
 	if c.cfg.KnownHosts == nil {

@@ -2,10 +2,8 @@ package sshx
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -20,115 +18,21 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/vipd-project/vipd/pkg/sshx/sshdtest"
 )
 
-// sshd is a real OpenSSH server started for one test on 127.0.0.1.
 type sshd struct {
-	dir     string
 	port    int
 	hostPub ssh.PublicKey
-	keyFile string // client private key authorized for every user
+	keyFile string
 }
 
-func writeKey(t *testing.T, path string) ssh.PublicKey {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(blk), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sp, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sp
-}
+func writeKey(t *testing.T, path string) ssh.PublicKey { return sshdtest.WriteKey(t, path) }
 
 func startSSHD(t *testing.T) *sshd {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run sshd")
-	}
-	bin := "/usr/sbin/sshd"
-	if _, err := os.Stat(bin); err != nil {
-		t.Skip("openssh-server not installed")
-	}
-	if _, err := os.Stat("/run/sshd"); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.Remove("/run/sshd") })
-	}
-	s := &sshd{dir: t.TempDir()}
-	s.hostPub = writeKey(t, filepath.Join(s.dir, "host_ed25519"))
-	s.keyFile = filepath.Join(s.dir, "client_ed25519")
-	cpub := writeKey(t, s.keyFile)
-	if err := os.WriteFile(filepath.Join(s.dir, "authorized_keys"), ssh.MarshalAuthorizedKey(cpub), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cfg := fmt.Sprintf(`ListenAddress 127.0.0.1:%d
-HostKey %s/host_ed25519
-PidFile %s/sshd.pid
-AuthorizedKeysFile %s/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication yes
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AllowTcpForwarding yes
-MaxStartups 100
-MaxSessions 100
-LogLevel ERROR
-`, s.port, s.dir, s.dir, s.dir)
-	cfgPath := filepath.Join(s.dir, "sshd_config")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-D", "-e", "-f", cfgPath)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("sshd stderr:\n%s", stderr.String())
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sshd did not listen: %v\n%s", err, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return s
+	s := sshdtest.Start(t)
+	return &sshd{port: s.Port, hostPub: s.HostKey, keyFile: s.KeyFile}
 }
 
 func (s *sshd) knownHostsFile(t *testing.T, withKey bool) string {

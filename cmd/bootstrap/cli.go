@@ -1,0 +1,462 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/vipd-project/vipd/pkg/phases"
+	"github.com/vipd-project/vipd/pkg/sshx"
+	"github.com/vipd-project/vipd/pkg/topology"
+)
+
+// Exit codes scripts can rely on.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+	exitAuth   = 3
+)
+
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(err error) error  { return &exitError{code: exitUsage, err: err} }
+func silentExit(code int) error { return &exitError{code: code} }
+
+type globalOpts struct {
+	file       string
+	acceptNew  bool
+	vipdBinary string
+	deployDir  string
+	verbose    bool
+	stdin      io.Reader
+	stdout     io.Writer
+	stderr     io.Writer
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globalOpts{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "bootstrap",
+		Short:         "Build a kubeadm HA Kubernetes cluster with vipd load balancers over SSH",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.file, "file", "f", "topology.yaml", "topology file")
+	pf.BoolVar(&g.acceptNew, "accept-new-host-keys", false, "record the host keys of hosts not in known_hosts (a changed key is always refused)")
+	pf.StringVar(&g.vipdBinary, "vipd-binary", "", `vipd executable to install on the lb hosts ("{arch}" is replaced by the host's architecture; default: vipd next to bootstrap)`)
+	pf.StringVar(&g.deployDir, "deploy-dir", "", "directory holding vipd.service (default: the copy built into bootstrap)")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "debug logging on stderr")
+
+	var only string
+	var dryRun bool
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Build the cluster (or finish building it): " + strings.Join(phases.Names(), ", "),
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sel, err := phases.ParseOnly(only)
+			if err != nil {
+				return usageErr(err)
+			}
+			return g.withRunner(cmd.Context(), dryRun, func(r *phases.Runner) error {
+				start := time.Now()
+				if err := r.Up(cmd.Context(), sel); err != nil {
+					return err
+				}
+				if dryRun {
+					fmt.Fprintln(g.stdout, "Plan done: run without --dry-run to apply it.")
+				} else {
+					fmt.Fprintf(g.stdout, "Cluster ready in %s. API: %s\n", time.Since(start).Round(100*time.Millisecond), r.Topology().APIServerURL())
+				}
+				return nil
+			})
+		},
+	}
+	up.Flags().StringVar(&only, "only", "", "run only these phases (comma-separated): "+strings.Join(phases.Names(), ","))
+	up.Flags().BoolVar(&dryRun, "dry-run", false, "probe the hosts and print the plan; change nothing")
+
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Per host: reachable, role, phases done, node status, VIP holder",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withRunner(cmd.Context(), false, func(r *phases.Runner) error {
+				sts := r.Status(cmd.Context())
+				fmt.Fprint(g.stdout, phases.FormatStatus(sts, r.Topology().VIPPrefix().String()))
+				for _, s := range sts {
+					if !s.Reachable {
+						return silentExit(exitFailed)
+					}
+				}
+				return nil
+			})
+		},
+	}
+
+	var maxOutage time.Duration
+	drill := &cobra.Command{
+		Use:   "drill",
+		Short: "Test HA: stop vipd on the VIP holder, then kubelet + apiserver on a master; measure the outages; restore",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withRunner(cmd.Context(), false, func(r *phases.Runner) error {
+				rs, err := r.Drill(cmd.Context(), phases.DrillOptions{MaxOutage: maxOutage})
+				if len(rs) > 0 {
+					fmt.Fprint(g.stdout, "\n"+phases.FormatDrill(rs))
+				}
+				if err != nil {
+					return err
+				}
+				if !phases.DrillPassed(rs) {
+					fmt.Fprintln(g.stdout, "drill FAILED")
+					return silentExit(exitFailed)
+				}
+				fmt.Fprintln(g.stdout, "drill passed")
+				return nil
+			})
+		},
+	}
+	drill.Flags().DurationVar(&maxOutage, "max-outage", 15*time.Second, "fail a step whose outage through the VIP is longer")
+
+	var yes bool
+	reset := &cobra.Command{
+		Use:   "reset",
+		Short: "Undo up: kubeadm reset -f on the nodes; vipd stopped and removed; a stuck VIP removed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f, ok := g.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) && !yes {
+				fmt.Fprintf(g.stderr, "This destroys the cluster of %s. Type yes to go on: ", g.file)
+				line, _ := bufio.NewReader(g.stdin).ReadString('\n')
+				if strings.TrimSpace(line) != "yes" {
+					return usageErr(errors.New("reset cancelled"))
+				}
+			}
+			return g.withRunner(cmd.Context(), false, func(r *phases.Runner) error {
+				return r.Reset(cmd.Context())
+			})
+		},
+	}
+	reset.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation on a terminal")
+
+	var outFile string
+	kubeconfig := &cobra.Command{
+		Use:   "kubeconfig",
+		Short: "Write the admin kubeconfig (mode 0600) with its server set to the VIP",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withRunner(cmd.Context(), false, func(r *phases.Runner) error {
+				b, err := r.Kubeconfig(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if err := sshx.WriteFileAtomic(outFile, b, 0o600); err != nil {
+					return fmt.Errorf("write %s: %w", outFile, err)
+				}
+				fmt.Fprintf(g.stdout, "wrote %s (server %s)\n", outFile, r.Topology().APIServerURL())
+				return nil
+			})
+		},
+	}
+	kubeconfig.Flags().StringVarP(&outFile, "output", "o", "admin.conf", "file to write")
+
+	root.AddCommand(up, status, drill, reset, kubeconfig)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	code := exitCodeFor(err)
+	var ee *exitError
+	if errors.As(err, &ee) && ee.err == nil {
+		return code
+	}
+	var pe *phases.PhaseError
+	if errors.As(err, &pe) {
+		// The runner printed the report; one summary line for scripts reading stderr.
+		fmt.Fprintf(stderr, "bootstrap: %s failed on %s\n", pe.Phase, pe.Host)
+		return code
+	}
+	fmt.Fprintf(stderr, "bootstrap: %v\n", err)
+	if code == exitUsage && strings.Contains(err.Error(), "unknown") {
+		fmt.Fprintln(stderr, "run `bootstrap --help` for usage")
+	}
+	return code
+}
+
+func exitCodeFor(err error) int {
+	var hke *sshx.HostKeyError
+	var ae *sshx.AuthError
+	var se *sshx.SudoError
+	if errors.As(err, &hke) || errors.As(err, &ae) || errors.As(err, &se) {
+		return exitAuth
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	var te *topology.Error
+	if errors.As(err, &te) {
+		return exitUsage
+	}
+	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") || strings.Contains(err.Error(), "accepts") {
+		return exitUsage
+	}
+	return exitFailed
+}
+
+// withRunner loads the topology, resolves the secrets, and runs fn with a runner whose
+// connections are closed at the end.
+func (g *globalOpts) withRunner(ctx context.Context, dryRun bool, fn func(r *phases.Runner) error) error {
+	top, warns, err := topology.Load(g.file)
+	for _, w := range warns {
+		fmt.Fprintf(g.stderr, "warning: %s\n", w)
+	}
+	if err != nil {
+		return usageErr(err)
+	}
+	level := slog.LevelWarn
+	if g.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+	sec, err := resolveSecrets(top, g.stdin, g.stderr, os.Getenv)
+	if err != nil {
+		return usageErr(err)
+	}
+	unit := phases.EmbeddedVipdUnit()
+	if g.deployDir != "" {
+		unit, err = os.ReadFile(filepath.Join(g.deployDir, "vipd.service"))
+		if err != nil {
+			return usageErr(fmt.Errorf("--deploy-dir: %w", err))
+		}
+	}
+	c := &connector{top: top, secrets: sec, acceptNew: g.acceptNew, log: log, known: map[string]*sshx.KnownHosts{}}
+	defer c.closeAll()
+	r := phases.NewRunner(phases.Options{
+		Topology:   top,
+		Connect:    c.connect,
+		VipdBinary: newBinaryLoader(g.vipdBinary).load,
+		VipdUnit:   unit,
+		Out:        g.stdout,
+		Log:        log,
+		DryRun:     dryRun,
+		RerunHint:  "bootstrap up -f " + g.file,
+	})
+	return fn(r)
+}
+
+// ---- secrets
+
+type secrets struct {
+	byEnv map[string]string // env var name -> value (from the environment or a prompt)
+}
+
+func (s *secrets) get(env string) string { return s.byEnv[env] }
+
+// resolveSecrets reads the passwords the hosts need from their environment variables and,
+// when one is missing and stdin is a terminal, prompts for it (once per variable). Nothing is
+// written anywhere.
+func resolveSecrets(top *topology.Topology, stdin io.Reader, stderr io.Writer, getenv func(string) string) (*secrets, error) {
+	s := &secrets{byEnv: map[string]string{}}
+	type need struct{ env, what string }
+	var needs []need
+	seen := map[string]bool{}
+	add := func(env, what string) {
+		if env == "" || seen[env] {
+			return
+		}
+		seen[env] = true
+		if v := getenv(env); v != "" {
+			s.byEnv[env] = v
+			return
+		}
+		needs = append(needs, need{env, what})
+	}
+	for _, h := range top.Hosts {
+		c := top.SSHFor(h)
+		agent := os.Getenv("SSH_AUTH_SOCK") != "" && (c.Agent == nil || *c.Agent)
+		if c.IdentityFile == "" && !agent {
+			add(c.PasswordEnv, fmt.Sprintf("SSH password for %s", c.User))
+		} else if v := getenv(c.PasswordEnv); v != "" {
+			s.byEnv[c.PasswordEnv] = v
+		}
+		if c.User != "root" {
+			switch {
+			case getenv(c.SudoPasswordEnv) != "":
+				s.byEnv[c.SudoPasswordEnv] = getenv(c.SudoPasswordEnv)
+			case getenv(c.PasswordEnv) != "" || seen[c.PasswordEnv]:
+				// sudo falls back to the SSH password
+			default:
+				add(c.SudoPasswordEnv, fmt.Sprintf("sudo password for %s", c.User))
+			}
+		}
+	}
+	if len(needs) == 0 {
+		return s, nil
+	}
+	f, ok := stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		// Not a terminal: key/agent auth may still work, and sudo -n for NOPASSWD sudoers.
+		return s, nil
+	}
+	for _, n := range needs {
+		fmt.Fprintf(stderr, "%s (or set %s): ", n.what, n.env)
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return nil, fmt.Errorf("read password: %w", err)
+		}
+		if len(b) > 0 {
+			s.byEnv[n.env] = string(b)
+		}
+	}
+	return s, nil
+}
+
+// ---- connections
+
+type connector struct {
+	top       *topology.Topology
+	secrets   *secrets
+	acceptNew bool
+	log       *slog.Logger
+	mu        sync.Mutex
+	known     map[string]*sshx.KnownHosts
+	clients   []*sshx.Client
+}
+
+func (c *connector) knownHosts(path string) *sshx.KnownHosts {
+	path = sshx.ExpandHome(path)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k := c.known[path]; k != nil {
+		return k
+	}
+	k := sshx.NewKnownHosts(path, c.acceptNew)
+	c.known[path] = k
+	return k
+}
+
+func (c *connector) connect(ctx context.Context, h topology.Host) (phases.Host, error) {
+	s := c.top.SSHFor(h)
+	pass := c.secrets.get(s.PasswordEnv)
+	sudo := c.secrets.get(s.SudoPasswordEnv)
+	if sudo == "" {
+		sudo = pass
+	}
+	agent := os.Getenv("SSH_AUTH_SOCK") != "" && (s.Agent == nil || *s.Agent)
+	cfg := sshx.Config{
+		Host:           h.Name,
+		Addr:           s.Address,
+		Port:           s.Port,
+		User:           s.User,
+		IdentityFile:   s.IdentityFile,
+		Agent:          agent,
+		Password:       pass,
+		SudoPassword:   sudo,
+		KnownHosts:     c.knownHosts(s.KnownHosts),
+		ConnectTimeout: s.ConnectTimeout,
+		Logger:         c.log,
+	}
+	if j := s.JumpHost; j != nil {
+		cfg.Jump = &sshx.JumpConfig{Addr: j.Address, Port: j.Port, User: j.User, IdentityFile: j.IdentityFile, Agent: agent, Password: c.secrets.get(c.top.SSH.PasswordEnv)}
+	}
+	cl, err := sshx.Dial(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.clients = append(c.clients, cl)
+	c.mu.Unlock()
+	return cl, nil
+}
+
+func (c *connector) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cl := range c.clients {
+		cl.Close()
+	}
+	c.clients = nil
+}
+
+// ---- vipd binary
+
+type binaryLoader struct {
+	path  string
+	mu    sync.Mutex
+	cache map[string][]byte
+}
+
+func newBinaryLoader(path string) *binaryLoader {
+	if path == "" {
+		if exe, err := os.Executable(); err == nil {
+			path = filepath.Join(filepath.Dir(exe), "vipd")
+		} else {
+			path = "vipd"
+		}
+	}
+	return &binaryLoader{path: path, cache: map[string][]byte{}}
+}
+
+var elfArch = map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64", elf.EM_ARM: "arm", elf.EM_386: "386", elf.EM_PPC64: "ppc64le", elf.EM_S390: "s390x", elf.EM_RISCV: "riscv64"}
+
+// load returns the vipd executable for arch: PATH with {arch} replaced, else PATH-linux-ARCH
+// when it exists, else PATH itself, checked to be an ELF executable for that architecture.
+func (b *binaryLoader) load(arch string) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d, ok := b.cache[arch]; ok {
+		return d, nil
+	}
+	p := b.path
+	if strings.Contains(p, "{arch}") {
+		p = strings.ReplaceAll(p, "{arch}", arch)
+	} else if _, err := os.Stat(p + "-linux-" + arch); err == nil {
+		p = p + "-linux-" + arch
+	}
+	f, err := elf.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (build vipd for linux/%s and pass --vipd-binary)", p, err, arch)
+	}
+	got := elfArch[f.Machine]
+	f.Close()
+	if got != arch {
+		return nil, fmt.Errorf("%s is built for %s, the host is %s: build it with GOOS=linux GOARCH=%s, or pass --vipd-binary 'vipd-{arch}'", p, got, arch, arch)
+	}
+	d, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	b.cache[arch] = d
+	return d, nil
+}
+

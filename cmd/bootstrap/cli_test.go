@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/vipd-project/vipd/pkg/sshx/sshdtest"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, content string) string {
+	p := filepath.Join(t.TempDir(), "topology.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestBadTopologyExitsTwo(t *testing.T) {
+	cases := map[string]struct{ yaml, want string }{
+		"literal password": {`loadBalancer: {vip: 10.0.0.100/24}
+ssh:
+  password: "1"
+hosts:
+  - {name: m1, address: 10.0.0.1, role: master}
+  - {name: lb1, address: 10.0.0.2, role: lb}
+`, "topology.yaml:3: ssh.password: a literal password is not accepted"},
+		"unknown role": {`loadBalancer: {vip: 10.0.0.100/24}
+hosts:
+  - {name: m1, address: 10.0.0.1, role: master}
+  - {name: lb1, address: 10.0.0.2, role: haproxy}
+`, `topology.yaml:4: hosts[1].role: unknown role "haproxy"`},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, "up", "--dry-run", "-f", writeFile(t, c.yaml))
+			if code != exitUsage || !strings.Contains(stderr, c.want) {
+				t.Errorf("exit %d, stderr %q; want 2 and %q", code, stderr, c.want)
+			}
+		})
+	}
+	if code, _, stderr := runCLI(t, "up", "-f", "/nonexistent/topology.yaml"); code != exitUsage || !strings.Contains(stderr, "no such file") {
+		t.Errorf("missing file: exit %d %q", code, stderr)
+	}
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	for _, args := range [][]string{{"up", "--only", "lb,nope"}, {"frobnicate"}, {"up", "--no-such-flag"}} {
+		code, _, stderr := runCLI(t, args...)
+		if code != exitUsage {
+			t.Errorf("%v: exit %d (%s), want 2", args, code, stderr)
+		}
+	}
+}
+
+// Against a real sshd on 127.0.0.1: an unknown host key is refused (exit 3) naming the host
+// and the fingerprint; --accept-new-host-keys records it and the plan is printed; a changed
+// key is refused (exit 3) even with --accept-new-host-keys.
+func TestHostKeysThroughTheCLI(t *testing.T) {
+	s := sshdtest.Start(t)
+	if _, err := os.Stat("/etc/kubernetes/admin.conf"); err == nil {
+		t.Skip("this machine has /etc/kubernetes/admin.conf")
+	}
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	top := writeFile(t, fmt.Sprintf(`cluster: {name: t}
+loadBalancer: {vip: 127.0.0.100/8}
+ssh: {user: root, port: %d, identityFile: %s, knownHosts: %s, agent: false}
+hosts:
+  - {name: m1, address: 127.0.0.1, role: master}
+  - {name: lb1, address: 127.0.0.2, role: lb}
+`, s.Port, s.KeyFile, kh))
+	fp := ssh.FingerprintSHA256(s.HostKey)
+
+	code, out, stderr := runCLI(t, "up", "--dry-run", "--only", "init", "-f", top)
+	if code != exitAuth || !strings.Contains(out, "[m1] init: FAILED") || !strings.Contains(out, fp) || !strings.Contains(out, "unknown host key") {
+		t.Fatalf("unknown host: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	if !strings.Contains(stderr, "warning:") || !strings.Contains(stderr, "one lb host") {
+		t.Errorf("topology warning not printed: %q", stderr)
+	}
+
+	code, out, stderr = runCLI(t, "up", "--dry-run", "--only", "init", "--accept-new-host-keys", "-f", top)
+	if code != exitOK || !strings.Contains(out, "[m1] init: would kubeadm init --config /etc/kubernetes/kubeadm-config.yaml --upload-certs") {
+		t.Fatalf("accept-new: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	if b, _ := os.ReadFile(kh); !strings.Contains(string(b), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.HostKey)))) {
+		t.Errorf("key not recorded: %q", b)
+	}
+
+	other := sshdtest.WriteKey(t, filepath.Join(t.TempDir(), "k"))
+	line := knownhosts.Line([]string{knownhosts.Normalize(fmt.Sprintf("127.0.0.1:%d", s.Port))}, other)
+	if err := os.WriteFile(kh, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, "up", "--dry-run", "--only", "init", "--accept-new-host-keys", "-f", top)
+	if code != exitAuth || !strings.Contains(out, "HOST KEY CHANGED") || !strings.Contains(out, fp) || !strings.Contains(out, kh+":1") {
+		t.Fatalf("changed key: exit %d\n%s", code, out)
+	}
+}

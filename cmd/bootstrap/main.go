@@ -1,0 +1,27 @@
+// Command bootstrap builds a kubeadm HA Kubernetes cluster over SSH from one topology file:
+// vipd on the load balancers (VIP + API proxy), containerd and pinned Kubernetes packages on
+// the nodes, kubeadm init on the first master, then the other masters one at a time and the
+// workers in parallel. Every phase probes the hosts first, so a rerun continues where a
+// failure stopped and changes nothing on a finished cluster.
+//
+//	bootstrap up -f topology.yaml [--only PHASE[,PHASE]] [--dry-run] [--accept-new-host-keys]
+//	bootstrap status|drill|reset -f topology.yaml
+//	bootstrap kubeconfig -f topology.yaml -o FILE
+//
+// Exit codes: 0 ok, 1 a phase failed on a host, 2 bad topology or usage, 3 host key refused
+// or SSH/sudo authentication failed.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
