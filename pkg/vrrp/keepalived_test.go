@@ -76,19 +76,26 @@ func TestKeepalivedInterop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	for _, v := range []int{3, 2} {
-		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { testKeepalivedInterop(t, v) })
-	}
+	t.Run("v3", func(t *testing.T) { testKeepalivedInterop(t, 3, false) })
+	t.Run("v3-unicast", func(t *testing.T) { testKeepalivedInterop(t, 3, true) })
+	t.Run("v2-pass", func(t *testing.T) { testKeepalivedInterop(t, 2, false) })
 }
 
-func testKeepalivedInterop(t *testing.T, version int) {
-	l := newTLab(t, fmt.Sprintf("10.77.%d.0/24", 60+version), "vipd", "ka")
+func testKeepalivedInterop(t *testing.T, version int, unicast bool) {
+	net3 := 60 + version
+	if unicast {
+		net3 = 70
+	}
+	l := newTLab(t, fmt.Sprintf("10.77.%d.0/24", net3), "vipd", "ka")
 	me, ka := l.Host("vipd"), l.Host("ka")
 	vip := l.Addr(100)
 	ival, kaIval, auth := 100*time.Millisecond, "0.1", ""
 	if version == 2 {
 		ival, kaIval = time.Second, "1"
 		auth = "  authentication {\n    auth_type PASS\n    auth_pass 123456\n  }\n"
+	}
+	if unicast {
+		auth += fmt.Sprintf("  unicast_src_ip %s\n  unicast_peer {\n    %s\n  }\n", ka.Addr, me.Addr)
 	}
 	startKeepalived(t, ka, version, fmt.Sprintf(
 		"  state BACKUP\n  virtual_router_id 51\n  priority 90\n  advert_int %s\n%s  virtual_ipaddress {\n    %s\n  }",
@@ -97,6 +104,9 @@ func testKeepalivedInterop(t *testing.T, version int) {
 		Preempt: true, VIPs: []netip.Prefix{netip.PrefixFrom(vip, 24)}}.WithDefaults()
 	if version == 2 {
 		cfg.AuthPass = "123456"
+	}
+	if unicast {
+		cfg.UnicastPeers = []netip.Addr{ka.Addr}
 	}
 	kaHas := func() bool { ok, _ := ka.HasAddr(vip.String()); return ok }
 	meHas := func() bool { ok, _ := me.HasAddr(vip.String()); return ok }

@@ -203,3 +203,27 @@ func TestGARPFrames(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkRxCheck(b *testing.B) {
+	vip := netip.MustParsePrefix("10.0.0.100/24")
+	own, peer := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	f := newRxFilter(Config{Version: 3, VRID: 51, AdvertInterval: time.Second, VIPs: []netip.Prefix{vip}}, own)
+	p := Packet{Version: 3, VRID: 51, Priority: 100, AdvertInterval: time.Second, Addrs: []netip.Addr{vip.Addr()}}
+	msg, _ := p.Marshal(peer, MulticastGroup)
+	for _, c := range []struct {
+		name string
+		pkt  []byte
+	}{
+		{"valid", ipPacket(255, peer, MulticastGroup, msg)},
+		{"bad_ttl", ipPacket(64, peer, MulticastGroup, msg)},
+		{"bad_checksum", ipPacket(255, peer, MulticastGroup, append(append([]byte(nil), msg[:7]...), msg[7]+1, 10, 0, 0, 100))},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var q Packet
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				f.check(c.pkt, &q)
+			}
+		})
+	}
+}
