@@ -76,7 +76,7 @@ func TestProxyE2E(t *testing.T) {
 		}
 		procs = append(procs, p)
 		stubs[m.Name] = p
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if err := proxyWaitTCP(wctx, client, be(m)); err != nil {
 			ss, _ := m.Exec(ctx, "ss", "-ltnp")

@@ -1,0 +1,887 @@
+// Command proxy benchmarks vipd's TCP proxy side by side with HAProxy (Debian's 2.6, configured
+// like the reference setup) and with no proxy at all, in one run on one network-namespace lab:
+//
+//	go run ./bench/proxy -vipd bin/vipd     (root; `make bench-proxy`)
+//
+// Hosts: a client, lbv (vipd), lbh (HAProxy) and three masters running the TLS kube-apiserver
+// stand-in (test/apiserverstub) and an iperf3 server. It measures
+//
+//	(i)   bulk single-stream throughput (iperf3) through each, against direct;
+//	(ii)  new TLS connections per second (one GET /version each) with 64 concurrent clients,
+//	      p50/p99 latency, through each and direct;
+//	(iii) 10,000 idle TLS connections held through each: the proxy's resident memory (VmRSS);
+//	(iv)  one master SIGKILLed under steady load (50 new TLS connections/s through each for 10 s,
+//	      the kill at 3 s): failed requests, and when each proxy marked the master DOWN;
+//
+// and prints every figure with its baseline from the same run. The load generator is this
+// program run again in the client's namespace (`proxy loadgen ...`). Everything it starts is
+// ended by PID and the lab is removed at the end, also on Ctrl-C.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vipd-project/vipd/pkg/stats"
+	"github.com/vipd-project/vipd/test/apiserverstub"
+	"github.com/vipd-project/vipd/test/lab"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "loadgen" {
+		if err := loadgenMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	os.Exit(run())
+}
+
+type options struct {
+	vipd, haproxy     string
+	iperfTime         time.Duration
+	tlsTime           time.Duration
+	conc              int
+	idle              int
+	killRate          int
+	killTime, killAt  time.Duration
+	keep, verbose     bool
+	jsonOut, markdown string
+}
+
+func run() int {
+	var o options
+	flag.StringVar(&o.vipd, "vipd", "", "vipd binary (default: build ./cmd/vipd into a temp dir)")
+	flag.StringVar(&o.haproxy, "haproxy", "haproxy", "HAProxy binary")
+	flag.DurationVar(&o.iperfTime, "iperf-time", 5*time.Second, "iperf3 run time per path")
+	flag.DurationVar(&o.tlsTime, "tls-time", 10*time.Second, "new-TLS-connection load per path (run in two halves, interleaved)")
+	flag.IntVar(&o.conc, "c", 64, "concurrent clients for the TLS connection rate")
+	flag.IntVar(&o.idle, "idle", 10000, "idle connections to hold through each proxy")
+	flag.IntVar(&o.killRate, "kill-rate", 50, "new TLS connections per second during the master kill")
+	flag.DurationVar(&o.killTime, "kill-time", 10*time.Second, "duration of the master-kill load")
+	flag.DurationVar(&o.killAt, "kill-at", 3*time.Second, "when the master is killed, from the start of that load")
+	flag.BoolVar(&o.keep, "keep", false, "keep the lab directory (configs, logs) after the run")
+	flag.BoolVar(&o.verbose, "v", false, "log lab events")
+	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	flag.StringVar(&o.markdown, "markdown", "", "also write the table as Markdown to this file")
+	flag.Parse()
+	level := slog.LevelInfo
+	if o.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if os.Geteuid() != 0 {
+		log.Error("the proxy benchmark needs root (network namespaces)")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 6*time.Minute)
+	defer cancel()
+	b := &bench{o: o, log: log, started: time.Now()}
+	err := b.run(ctx)
+	if b.l != nil {
+		if o.keep {
+			log.Info("lab directory kept", "dir", b.l.Dir)
+		}
+		if cerr := b.l.Close(); cerr != nil {
+			log.Warn("close lab", "err", cerr)
+		}
+	}
+	if b.tmp != "" {
+		_ = os.RemoveAll(b.tmp)
+	}
+	if err != nil {
+		log.Error("benchmark failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+type bench struct {
+	o       options
+	log     *slog.Logger
+	started time.Time
+	tmp     string
+
+	l                *lab.Lab
+	client, lbv, lbh *lab.Host
+	masters          []*lab.Host
+	exe              string
+	stubBin, caFile  string
+	ca               *apiserverstub.CA
+	stubs            map[string]*lab.Proc
+	res              results
+}
+
+// results is every figure of one run (also written with -json).
+type results struct {
+	Date           time.Time `json:"date"`
+	VipdVersion    string    `json:"vipd_version"`
+	HAProxyVersion string    `json:"haproxy_version"`
+	CPUs           int       `json:"cpus"`
+
+	BulkGbps map[string]float64 `json:"bulk_gbps"` // direct, vipd, haproxy
+
+	TLSRate  map[string]float64 `json:"tls_conns_per_sec"`
+	TLSP50   map[string]float64 `json:"tls_p50_ms"`
+	TLSP99   map[string]float64 `json:"tls_p99_ms"`
+	TLSErrs  map[string]int     `json:"tls_errors"`
+	TLSTotal map[string]int     `json:"tls_requests"`
+
+	NoFile       int                `json:"rlimit_nofile"`
+	IdleN        int                `json:"idle_conns"` // connections held per proxy
+	RSSStartMiB  map[string]float64 `json:"rss_start_mib"`
+	RSSBeforeMiB map[string]float64 `json:"rss_before_idle_mib"`
+	RSSIdleMiB   map[string]float64 `json:"rss_idle_mib"`
+	RSSIdleExt   map[string]float64 `json:"rss_idle_extrapolated_mib"` // to the requested count
+	FDsPerConn   map[string]float64 `json:"fds_per_idle_conn"`
+	IdleHeld     map[string]int     `json:"idle_held"`
+	IdleClosed   map[string]int     `json:"idle_closed"`
+
+	KillFailed   map[string]int     `json:"kill_failed"`
+	KillTotal    map[string]int     `json:"kill_requests"`
+	KillDownSecs map[string]float64 `json:"kill_down_after_secs"`
+
+	Seconds float64 `json:"seconds"`
+}
+
+func (b *bench) run(ctx context.Context) error {
+	b.res = results{Date: time.Now().UTC(), CPUs: runtime.NumCPU(),
+		BulkGbps: map[string]float64{}, TLSRate: map[string]float64{}, TLSP50: map[string]float64{},
+		TLSP99: map[string]float64{}, TLSErrs: map[string]int{}, TLSTotal: map[string]int{},
+		RSSStartMiB: map[string]float64{}, RSSIdleMiB: map[string]float64{}, RSSBeforeMiB: map[string]float64{},
+		RSSIdleExt: map[string]float64{}, FDsPerConn: map[string]float64{}, IdleHeld: map[string]int{},
+		IdleClosed: map[string]int{}, KillFailed: map[string]int{}, KillTotal: map[string]int{},
+		KillDownSecs: map[string]float64{}}
+	if err := b.setup(ctx); err != nil {
+		return err
+	}
+	if err := b.bulk(ctx); err != nil {
+		return fmt.Errorf("bulk throughput: %w", err)
+	}
+	v, h, err := b.startProxies(ctx)
+	if err != nil {
+		return err
+	}
+	if err := b.tlsRate(ctx); err != nil {
+		return fmt.Errorf("TLS connection rate: %w", err)
+	}
+	if err := b.idleConns(ctx, v, h); err != nil {
+		return fmt.Errorf("idle connections: %w", err)
+	}
+	if err := b.masterKill(ctx, v); err != nil {
+		return fmt.Errorf("master kill: %w", err)
+	}
+	b.res.Seconds = time.Since(b.started).Seconds()
+	return b.report()
+}
+
+func (b *bench) setup(ctx context.Context) error {
+	// 10,000 idle connections through a proxy are 20,000 sockets in it (and the client's 10,000):
+	// raise the descriptor limit; the lab's processes inherit it.
+	// Without CAP_SYS_RESOURCE (some containers) the hard limit cannot be raised: then fewer
+	// idle connections are held and the memory is extrapolated to the requested count.
+	lim := syscall.Rlimit{Cur: 262144, Max: 262144}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("read RLIMIT_NOFILE: %w", err)
+		}
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("raise RLIMIT_NOFILE to its hard limit %d: %w", lim.Max, err)
+		}
+		b.log.Warn("cannot raise RLIMIT_NOFILE's hard limit (no CAP_SYS_RESOURCE?)", "hard", lim.Max)
+	}
+	b.res.NoFile = int(lim.Max)
+	// A proxied idle connection can cost up to 6 descriptors in the proxy (two sockets and, for
+	// splice, two pipes); keep a margin for everything else.
+	b.res.IdleN = min(b.o.idle, (int(lim.Max)-1000)/6)
+	if b.res.IdleN < b.o.idle {
+		b.log.Warn("holding fewer idle connections than asked; RSS is extrapolated", "asked", b.o.idle,
+			"holding", b.res.IdleN, "nofile", lim.Max)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable (for the load generator): %w", err)
+	}
+	b.exe = exe
+	if b.tmp, err = os.MkdirTemp("", "bench-proxy-"); err != nil {
+		return err
+	}
+	if b.o.vipd == "" {
+		b.o.vipd = filepath.Join(b.tmp, "vipd")
+		b.log.Info("building vipd", "out", b.o.vipd)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", b.o.vipd, "github.com/vipd-project/vipd/cmd/vipd")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build vipd: %w: %s", err, out)
+		}
+	}
+	if b.o.vipd, err = filepath.Abs(b.o.vipd); err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, b.o.vipd, "version").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s version: %w: %s", b.o.vipd, err, out)
+	}
+	b.res.VipdVersion = strings.TrimSpace(string(out))
+	out, err = exec.CommandContext(ctx, b.o.haproxy, "-v").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s -v: %w: %s (apt-get install haproxy)", b.o.haproxy, err, out)
+	}
+	b.res.HAProxyVersion = strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
+	for _, tool := range []string{"iperf3"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is missing (apt-get install %s)", tool, tool)
+		}
+	}
+	b.log.Info("building the apiserver stand-in")
+	if b.stubBin, err = apiserverstub.Build(ctx, b.tmp); err != nil {
+		return err
+	}
+
+	l, err := lab.Start(ctx, lab.Options{Hosts: []string{"client", "lbv", "lbh", "m1", "m2", "m3"},
+		Prefix: lab.RandomPrefix("bp"), KeepDir: b.o.keep, Logger: b.log})
+	if err != nil {
+		return err
+	}
+	b.l = l
+	b.client, b.lbv, b.lbh = l.Host("client"), l.Host("lbv"), l.Host("lbh")
+	b.masters = []*lab.Host{l.Host("m1"), l.Host("m2"), l.Host("m3")}
+	for _, h := range []*lab.Host{b.client, b.lbv, b.lbh} {
+		if err := h.Sysctl("net.ipv4.ip_local_port_range", "1024 65535"); err != nil {
+			return err
+		}
+		if err := h.Sysctl("net.ipv4.tcp_tw_reuse", "1"); err != nil {
+			return err
+		}
+	}
+	if b.ca, err = apiserverstub.NewCA("vipd bench CA"); err != nil {
+		return err
+	}
+	b.caFile = filepath.Join(l.Dir, "ca.crt")
+	if err := b.ca.WriteCA(b.caFile); err != nil {
+		return err
+	}
+	b.stubs = map[string]*lab.Proc{}
+	for _, m := range b.masters {
+		if err := b.startStub(ctx, m); err != nil {
+			return err
+		}
+	}
+	if _, err := b.masters[0].Start("iperf3", []string{"iperf3", "-s", "-p", "5201"}, ""); err != nil {
+		return err
+	}
+	if err := b.waitTCP(ctx, b.client, hostPort(b.masters[0], 5201)); err != nil {
+		return fmt.Errorf("iperf3 server: %w", err)
+	}
+	b.log.Info("lab ready", "prefix", l.Prefix, "dir", l.Dir)
+	return nil
+}
+
+func hostPort(h *lab.Host, port int) string {
+	return net.JoinHostPort(h.Addr.String(), strconv.Itoa(port))
+}
+
+func (b *bench) startStub(ctx context.Context, m *lab.Host) error {
+	ips := []net.IP{m.Addr.AsSlice(), b.lbv.Addr.AsSlice(), b.lbh.Addr.AsSlice(), b.l.Addr(100).AsSlice()}
+	crt, key, err := b.ca.WriteFiles(b.l.Dir, m.Name, ips, nil)
+	if err != nil {
+		return err
+	}
+	p, err := m.Start("apiserver", []string{b.stubBin, "-listen", ":6443", "-cert", crt, "-key", key, "-host", m.Name}, "")
+	if err != nil {
+		return err
+	}
+	b.stubs[m.Name] = p
+	if err := b.waitTCP(ctx, b.client, hostPort(m, 6443)); err != nil {
+		return fmt.Errorf("stand-in on %s: %w\n%s", m.Name, err, p.Tail(10))
+	}
+	return nil
+}
+
+func (b *bench) waitTCP(ctx context.Context, h *lab.Host, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		c, err := h.Dial(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("connect %s from %s: %w (%v)", addr, h.Name, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// vipdConfig is vipd as an operator would deploy it (deploy/vipd.yaml's defaults: HTTPS
+// /readyz checks every 2 s, fall 3, rise 2, 500 ms while changing), on eth0 with the lab's VIP.
+func (b *bench) vipdConfig(listen string, backends []string, check, sock string) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, `node_name: lbv
+log_level: info
+vrrp:
+  interface: eth0
+  vrid: 51
+  priority: 100
+  advert_interval: 1s
+  vips:
+    - %s
+proxy:
+  listen: %q
+  backends:
+`, lab.Prefix24(b.l.Addr(100)), listen)
+	for _, be := range backends {
+		fmt.Fprintf(&s, "    - %s\n", be)
+	}
+	fmt.Fprintf(&s, `  balance: roundrobin
+  max_conns: 30000
+  drain_grace: 1s
+health:
+  type: %s
+`, check)
+	if check == "https" {
+		s.WriteString("  path: /readyz\n  tls:\n    insecure_skip_verify: true\n")
+	}
+	fmt.Fprintf(&s, "stats:\n  listen: \":8404\"\ncontrol_socket: %s\n", sock)
+	return s.String()
+}
+
+// haproxyConfig is the reference's HAProxy: mode tcp, roundrobin, TCP checks every 2 s
+// (fall 3 rise 2), no redispatch, long client/server timeouts, stats on :8404.
+// maxconn is 30000, or what the descriptor limit allows (HAProxy refuses to start otherwise).
+func haproxyConfig(port int, backends []string, nofile int) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "global\n    maxconn %d\n", min(30000, (nofile-100)/2))
+	fmt.Fprintf(&s, `
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+    retries 3
+
+frontend k8s-api
+    bind *:%d
+    default_backend k8s-masters
+
+backend k8s-masters
+    balance roundrobin
+`, port)
+	for i, be := range backends {
+		fmt.Fprintf(&s, "    server m%d %s check inter 2s fall 3 rise 2\n", i+1, be)
+	}
+	s.WriteString(`
+listen stats
+    bind *:8404
+    mode http
+    stats enable
+    stats uri /stats
+    stats refresh 10s
+`)
+	return s.String()
+}
+
+// startVipd writes the config and starts vipd in lbv; it waits until every backend is UP.
+func (b *bench) startVipd(ctx context.Context, name string, port int, backends []string, check string) (*lab.Vipd, error) {
+	dir := filepath.Join(b.l.Dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, "vipd.sock")
+	path := filepath.Join(dir, "vipd.yaml")
+	if err := os.WriteFile(path, []byte(b.vipdConfig(":"+strconv.Itoa(port), backends, check, sock)), 0o600); err != nil {
+		return nil, err
+	}
+	p, err := b.lbv.Start(name, []string{b.o.vipd, "run", "-c", path}, "")
+	if err != nil {
+		return nil, err
+	}
+	v := &lab.Vipd{Proc: p, Opts: lab.VipdOptions{Bin: b.o.vipd}, ConfigPath: path, Socket: sock, StatsAddr: hostPort(b.lbv, 8404)}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for {
+		s, err := vipdSnap(wctx, v)
+		if err == nil && len(s.Backends) == len(backends) {
+			up := 0
+			for _, be := range s.Backends {
+				if be.Up {
+					up++
+				}
+			}
+			if up == len(backends) {
+				return v, nil
+			}
+		}
+		if !v.Running() {
+			return nil, fmt.Errorf("vipd exited: %v\n%s", v.Wait(0), v.Tail(20))
+		}
+		select {
+		case <-wctx.Done():
+			return nil, fmt.Errorf("vipd: backends not all UP (%v): %w\n%s", err, wctx.Err(), v.Tail(20))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func vipdSnap(ctx context.Context, v *lab.Vipd) (*stats.Snapshot, error) {
+	body, err := v.Get(ctx, "/stats.json")
+	if err != nil {
+		return nil, err
+	}
+	var s stats.Snapshot
+	if err := json.Unmarshal(body, &s); err != nil {
+		return nil, fmt.Errorf("decode /stats.json: %w", err)
+	}
+	return &s, nil
+}
+
+// startHAProxy writes the config and starts `haproxy -f CONF -db` in lbh; it waits until every
+// server is UP on the stats page.
+func (b *bench) startHAProxy(ctx context.Context, name string, port int, backends []string) (*lab.Proc, error) {
+	path := filepath.Join(b.l.Dir, name+".cfg")
+	if err := os.WriteFile(path, []byte(haproxyConfig(port, backends, b.res.NoFile)), 0o600); err != nil {
+		return nil, err
+	}
+	p, err := b.lbh.Start(name, []string{b.o.haproxy, "-f", path, "-db"}, "")
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for {
+		st, err := b.haproxyStatus(wctx)
+		up := 0
+		for _, s := range st {
+			if s == "UP" {
+				up++
+			}
+		}
+		if err == nil && up == len(backends) {
+			return p, nil
+		}
+		if !p.Running() {
+			return nil, fmt.Errorf("haproxy exited: %v\n%s", p.Wait(0), p.Tail(20))
+		}
+		select {
+		case <-wctx.Done():
+			return nil, fmt.Errorf("haproxy: servers not all UP (%v %v): %w\n%s", st, err, wctx.Err(), p.Tail(20))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// haproxyStatus reads the stats CSV: server name -> status (UP, DOWN, "UP 1/2"...).
+func (b *bench) haproxyStatus(ctx context.Context) (map[string]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostPort(b.lbh, 8404)+"/stats;csv", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := b.lbh.HTTPClient(2 * time.Second).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	col := map[string]int{}
+	out := map[string]string{}
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), ",")
+		if strings.HasPrefix(sc.Text(), "# ") {
+			f[0] = strings.TrimPrefix(f[0], "# ")
+			for i, n := range f {
+				col[n] = i
+			}
+			continue
+		}
+		si, ok1 := col["status"]
+		if !ok1 || len(f) <= si || f[0] != "k8s-masters" || f[1] == "BACKEND" {
+			continue
+		}
+		out[f[1]] = f[si]
+	}
+	return out, sc.Err()
+}
+
+// loadgen runs this program's load generator in the client namespace and decodes its result.
+func (b *bench) loadgen(ctx context.Context, args ...string) (*lgResult, error) {
+	cmd := b.client.Command(ctx, append([]string{b.exe, "loadgen", "-ca", b.caFile}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("loadgen %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	var r lgResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, fmt.Errorf("loadgen %s: decode %q: %w", strings.Join(args, " "), out, err)
+	}
+	return &r, nil
+}
+
+// (i) bulk single-stream throughput, iperf3 to m1 directly and through each proxy.
+func (b *bench) bulk(ctx context.Context) error {
+	be := []string{hostPort(b.masters[0], 5201)}
+	v, err := b.startVipd(ctx, "vipd-iperf", 5201, be, "tcp")
+	if err != nil {
+		return err
+	}
+	h, err := b.startHAProxy(ctx, "haproxy-iperf", 5201, be)
+	if err != nil {
+		return err
+	}
+	secs := strconv.Itoa(max(1, int(b.o.iperfTime.Seconds())))
+	for _, p := range []struct{ name, addr string }{
+		{"direct", b.masters[0].Addr.String()}, {"vipd", b.lbv.Addr.String()}, {"haproxy", b.lbh.Addr.String()},
+	} {
+		b.log.Info("bulk throughput (iperf3)", "path", p.name, "seconds", secs)
+		cctx, cancel := context.WithTimeout(ctx, b.o.iperfTime+20*time.Second)
+		out, err := b.client.Command(cctx, "iperf3", "-c", p.addr, "-p", "5201", "-t", secs, "-O", "1", "-J").Output()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("iperf3 via %s: %w: %.300s", p.name, err, out)
+		}
+		var r struct {
+			End struct {
+				SumReceived struct {
+					BPS float64 `json:"bits_per_second"`
+				} `json:"sum_received"`
+			} `json:"end"`
+			Error string `json:"error"`
+		}
+		if err := json.Unmarshal(out, &r); err != nil || r.Error != "" || r.End.SumReceived.BPS == 0 {
+			return fmt.Errorf("iperf3 via %s: %v %s", p.name, err, r.Error)
+		}
+		b.res.BulkGbps[p.name] = r.End.SumReceived.BPS / 1e9
+	}
+	if err := v.Stop(5 * time.Second); err != nil {
+		b.log.Warn("vipd (iperf) did not stop on SIGTERM", "err", err)
+	}
+	if err := h.Stop(5 * time.Second); err != nil {
+		b.log.Warn("haproxy (iperf) did not stop on SIGTERM", "err", err)
+	}
+	return nil
+}
+
+func (b *bench) backends6443() []string {
+	var be []string
+	for _, m := range b.masters {
+		be = append(be, hostPort(m, 6443))
+	}
+	return be
+}
+
+func (b *bench) startProxies(ctx context.Context) (*lab.Vipd, *lab.Proc, error) {
+	v, err := b.startVipd(ctx, "vipd", 6443, b.backends6443(), "https")
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := b.startHAProxy(ctx, "haproxy", 6443, b.backends6443())
+	if err != nil {
+		return nil, nil, err
+	}
+	time.Sleep(time.Second)
+	b.res.RSSStartMiB["vipd"] = rssMiB(v.PID)
+	b.res.RSSStartMiB["haproxy"] = rssMiB(h.PID)
+	return v, h, nil
+}
+
+// (ii) new TLS connections per second with b.o.conc clients, in two interleaved halves.
+func (b *bench) tlsRate(ctx context.Context) error {
+	targets := map[string]string{
+		"direct":  strings.Join(b.backends6443(), ","),
+		"vipd":    hostPort(b.lbv, 6443),
+		"haproxy": hostPort(b.lbh, 6443),
+	}
+	half := b.o.tlsTime / 2
+	lat := map[string][]float64{}
+	secs := map[string]float64{}
+	for _, path := range []string{"direct", "vipd", "haproxy", "haproxy", "vipd", "direct"} {
+		b.log.Info("new TLS connections", "path", path, "clients", b.o.conc, "for", half)
+		r, err := b.loadgen(ctx, "-mode", "tls", "-targets", targets[path], "-c", strconv.Itoa(b.o.conc), "-d", half.String())
+		if err != nil {
+			return err
+		}
+		if r.Errors > 0 {
+			b.log.Warn("TLS requests failed", "path", path, "errors", r.Errors, "first", r.ErrText)
+		}
+		lat[path] = append(lat[path], r.LatMs...)
+		secs[path] += r.Secs
+		b.res.TLSErrs[path] += r.Errors
+		b.res.TLSTotal[path] += r.OK + r.Errors
+	}
+	for path, l := range lat {
+		sort.Float64s(l)
+		b.res.TLSRate[path] = float64(len(l)) / secs[path]
+		b.res.TLSP50[path] = pct(l, 0.50)
+		b.res.TLSP99[path] = pct(l, 0.99)
+	}
+	return nil
+}
+
+func pct(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
+}
+
+// (iii) b.o.idle idle TLS connections held through each proxy: VmRSS of the proxy.
+func (b *bench) idleConns(ctx context.Context, v *lab.Vipd, h *lab.Proc) error {
+	for _, p := range []struct {
+		name, addr string
+		pid        int
+	}{{"vipd", hostPort(b.lbv, 6443), v.PID}, {"haproxy", hostPort(b.lbh, 6443), h.PID}} {
+		b.log.Info("idle connections", "path", p.name, "count", b.res.IdleN)
+		b.res.RSSBeforeMiB[p.name] = rssMiB(p.pid)
+		fdsBefore := countFDs(p.pid)
+		cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		cmd := b.client.Command(cctx, b.exe, "loadgen", "-ca", b.caFile, "-mode", "idle", "-targets", p.addr,
+			"-n", strconv.Itoa(b.res.IdleN), "-c", "64", "-timeout", "10s")
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			cancel()
+			return err
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			cancel()
+			return err
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			cancel()
+			return err
+		}
+		rd := bufio.NewReader(stdout)
+		var first, last lgResult
+		line, err := rd.ReadBytes('\n')
+		if err == nil {
+			err = json.Unmarshal(line, &first)
+		}
+		if err != nil {
+			_ = stdin.Close()
+			_ = cmd.Wait()
+			cancel()
+			return fmt.Errorf("idle loadgen via %s: %w: %s", p.name, err, stderr.String())
+		}
+		time.Sleep(2 * time.Second) // let the proxy settle (GC, buffers)
+		b.res.RSSIdleMiB[p.name] = rssMiB(p.pid)
+		b.res.IdleHeld[p.name] = first.Held
+		if first.Held > 0 {
+			b.res.FDsPerConn[p.name] = float64(countFDs(p.pid)-fdsBefore) / float64(first.Held)
+			b.res.RSSIdleExt[p.name] = b.res.RSSBeforeMiB[p.name] +
+				(b.res.RSSIdleMiB[p.name]-b.res.RSSBeforeMiB[p.name])*float64(b.o.idle)/float64(first.Held)
+		}
+		if first.Errors > 0 {
+			b.log.Warn("idle connections failed", "path", p.name, "errors", first.Errors, "first", first.ErrText)
+		}
+		_ = stdin.Close()
+		rest, _ := io.ReadAll(rd)
+		werr := cmd.Wait()
+		cancel()
+		if err := json.Unmarshal(rest, &last); err != nil || werr != nil {
+			return fmt.Errorf("idle loadgen via %s: %v %v: %s", p.name, werr, err, stderr.String())
+		}
+		b.res.IdleClosed[p.name] = last.Closed
+		b.log.Info("idle connections held", "path", p.name, "held", first.Held, "closed_by_proxy", last.Closed,
+			"rss_mib", fmt.Sprintf("%.1f", b.res.RSSIdleMiB[p.name]), "open_secs", fmt.Sprintf("%.1f", first.Secs))
+		time.Sleep(time.Second)
+	}
+	return nil
+}
+
+func countFDs(pid int) int {
+	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return -1
+	}
+	return len(es)
+}
+
+func rssMiB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return -1
+}
+
+// (iv) one master SIGKILLed under steady load through both proxies at once.
+func (b *bench) masterKill(ctx context.Context, v *lab.Vipd) error {
+	m3 := b.masters[2]
+	type out struct {
+		r   *lgResult
+		err error
+	}
+	run := func(addr string) chan out {
+		c := make(chan out, 1)
+		go func() {
+			r, err := b.loadgen(ctx, "-mode", "rate", "-targets", addr, "-rate", strconv.Itoa(b.o.killRate),
+				"-d", b.o.killTime.String(), "-timeout", "2s")
+			c <- out{r, err}
+		}()
+		return c
+	}
+	b.log.Info("master kill under load", "rate", b.o.killRate, "for", b.o.killTime, "kill_at", b.o.killAt)
+	cv, ch := run(hostPort(b.lbv, 6443)), run(hostPort(b.lbh, 6443))
+	select {
+	case <-time.After(b.o.killAt):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	killed := time.Now()
+	b.stubs[m3.Name].Kill()
+	deadline := killed.Add(b.o.killTime + 5*time.Second)
+	for time.Now().Before(deadline) && (b.res.KillDownSecs["vipd"] == 0 || b.res.KillDownSecs["haproxy"] == 0) {
+		if b.res.KillDownSecs["vipd"] == 0 {
+			if s, err := vipdSnap(ctx, v); err == nil {
+				for _, be := range s.Backends {
+					if be.Addr == hostPort(m3, 6443) && !be.Up {
+						b.res.KillDownSecs["vipd"] = time.Since(killed).Seconds()
+					}
+				}
+			}
+		}
+		if b.res.KillDownSecs["haproxy"] == 0 {
+			if st, err := b.haproxyStatus(ctx); err == nil && strings.HasPrefix(st["m3"], "DOWN") {
+				b.res.KillDownSecs["haproxy"] = time.Since(killed).Seconds()
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for name, c := range map[string]chan out{"vipd": cv, "haproxy": ch} {
+		o := <-c
+		if o.err != nil {
+			return o.err
+		}
+		b.res.KillFailed[name] = o.r.Errors
+		b.res.KillTotal[name] = o.r.OK + o.r.Errors
+		if o.r.Errors > 0 {
+			b.log.Info("requests failed around the master kill", "path", name, "failed", o.r.Errors, "first", o.r.ErrText)
+		}
+	}
+	return nil
+}
+
+func (b *bench) report() error {
+	r := &b.res
+	f2 := func(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) }
+	f1 := func(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) }
+	ratio := func(a, c float64) string {
+		if c == 0 {
+			return "-"
+		}
+		return f2(a / c)
+	}
+	mark := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	type row struct{ what, direct, vipd, haproxy, vd, hd, vh, target string }
+	idleTarget := ""
+	if r.IdleN == b.o.idle {
+		idleTarget = "vipd < 200 MiB: " + mark(r.RSSIdleMiB["vipd"] < 200 && r.IdleHeld["vipd"] == b.o.idle)
+	}
+	rows := []row{
+		{"bulk TCP, 1 stream, Gbit/s (iperf3)", f2(r.BulkGbps["direct"]), f2(r.BulkGbps["vipd"]), f2(r.BulkGbps["haproxy"]),
+			ratio(r.BulkGbps["vipd"], r.BulkGbps["direct"]), ratio(r.BulkGbps["haproxy"], r.BulkGbps["direct"]),
+			ratio(r.BulkGbps["vipd"], r.BulkGbps["haproxy"]),
+			"vipd >= 0.95 x direct and >= haproxy: " + mark(r.BulkGbps["vipd"] >= 0.95*r.BulkGbps["direct"] && r.BulkGbps["vipd"] >= r.BulkGbps["haproxy"])},
+		{fmt.Sprintf("new TLS conns/s, %d clients", b.o.conc), f1(r.TLSRate["direct"]), f1(r.TLSRate["vipd"]), f1(r.TLSRate["haproxy"]),
+			ratio(r.TLSRate["vipd"], r.TLSRate["direct"]), ratio(r.TLSRate["haproxy"], r.TLSRate["direct"]),
+			ratio(r.TLSRate["vipd"], r.TLSRate["haproxy"]), "vipd >= haproxy: " + mark(r.TLSRate["vipd"] > 0 && r.TLSRate["vipd"] >= r.TLSRate["haproxy"])},
+		{"  p50 latency, ms", f2(r.TLSP50["direct"]), f2(r.TLSP50["vipd"]), f2(r.TLSP50["haproxy"]),
+			ratio(r.TLSP50["vipd"], r.TLSP50["direct"]), ratio(r.TLSP50["haproxy"], r.TLSP50["direct"]), ratio(r.TLSP50["vipd"], r.TLSP50["haproxy"]), ""},
+		{"  p99 latency, ms", f2(r.TLSP99["direct"]), f2(r.TLSP99["vipd"]), f2(r.TLSP99["haproxy"]),
+			ratio(r.TLSP99["vipd"], r.TLSP99["direct"]), ratio(r.TLSP99["haproxy"], r.TLSP99["direct"]), ratio(r.TLSP99["vipd"], r.TLSP99["haproxy"]),
+			"p99 added: vipd " + f2(r.TLSP99["vipd"]-r.TLSP99["direct"]) + " ms, haproxy " + f2(r.TLSP99["haproxy"]-r.TLSP99["direct"]) +
+				" ms: " + mark(r.TLSP99["vipd"] > 0 && r.TLSP99["vipd"] <= r.TLSP99["haproxy"])},
+		{"  failed requests", strconv.Itoa(r.TLSErrs["direct"]), strconv.Itoa(r.TLSErrs["vipd"]), strconv.Itoa(r.TLSErrs["haproxy"]), "", "", "",
+			fmt.Sprintf("of %d / %d / %d", r.TLSTotal["direct"], r.TLSTotal["vipd"], r.TLSTotal["haproxy"])},
+		{"RSS after start, MiB", "", f1(r.RSSStartMiB["vipd"]), f1(r.RSSStartMiB["haproxy"]), "", "", ratio(r.RSSStartMiB["vipd"], r.RSSStartMiB["haproxy"]),
+			"vipd < 30 MiB idle: " + mark(r.RSSStartMiB["vipd"] < 30)},
+		{fmt.Sprintf("idle TLS conns held (of %d)", r.IdleN), "", strconv.Itoa(r.IdleHeld["vipd"]), strconv.Itoa(r.IdleHeld["haproxy"]), "", "", "",
+			fmt.Sprintf("closed by the proxy while idle: %d / %d; RLIMIT_NOFILE %d", r.IdleClosed["vipd"], r.IdleClosed["haproxy"], r.NoFile)},
+		{"  descriptors per idle conn", "", f2(r.FDsPerConn["vipd"]), f2(r.FDsPerConn["haproxy"]), "", "", "", ""},
+		{"  RSS before, MiB", "", f1(r.RSSBeforeMiB["vipd"]), f1(r.RSSBeforeMiB["haproxy"]), "", "", "", ""},
+		{fmt.Sprintf("  RSS with %d idle conns, MiB", r.IdleN), "", f1(r.RSSIdleMiB["vipd"]), f1(r.RSSIdleMiB["haproxy"]), "", "",
+			ratio(r.RSSIdleMiB["vipd"], r.RSSIdleMiB["haproxy"]), idleTarget},
+	}
+	if r.IdleN < b.o.idle {
+		rows = append(rows, row{fmt.Sprintf("  RSS extrapolated to %d, MiB", b.o.idle), "", f1(r.RSSIdleExt["vipd"]), f1(r.RSSIdleExt["haproxy"]), "", "",
+			ratio(r.RSSIdleExt["vipd"], r.RSSIdleExt["haproxy"]), "vipd < 200 MiB: " + mark(r.RSSIdleExt["vipd"] < 200 && r.IdleHeld["vipd"] == r.IdleN) + " (linear from the measured count)"})
+	}
+	rows = append(rows, []row{
+		{fmt.Sprintf("master killed, %d conn/s for %s: failed", b.o.killRate, b.o.killTime), "", strconv.Itoa(r.KillFailed["vipd"]), strconv.Itoa(r.KillFailed["haproxy"]), "", "", "",
+			fmt.Sprintf("of %d / %d; vipd target 0: %s", r.KillTotal["vipd"], r.KillTotal["haproxy"], mark(r.KillFailed["vipd"] == 0))},
+		{"  master marked DOWN after, s", "", f1(r.KillDownSecs["vipd"]), f1(r.KillDownSecs["haproxy"]), "", "", "", "vipd: defaults (https /readyz 2s, fall 3, fast 500ms, passive); haproxy: check inter 2s fall 3"},
+	}...)
+	head := row{"what", "direct", "vipd", "haproxy", "vipd/direct", "haproxy/direct", "vipd/haproxy", "target"}
+	fmt.Printf("\nvipd proxy benchmark, %s, %d CPUs, %.0f s\n%s\n%s\n\n", r.Date.Format("2006-01-02 15:04 MST"), r.CPUs, r.Seconds, r.VipdVersion, r.HAProxyVersion)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	for _, x := range append([]row{head}, rows...) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.what, x.direct, x.vipd, x.haproxy, x.vd, x.hd, x.vh, x.target)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if b.o.markdown != "" {
+		var s strings.Builder
+		fmt.Fprintf(&s, "Run %s (%d CPUs, %.0f s), %s, %s:\n\n", r.Date.Format("2006-01-02 15:04 MST"), r.CPUs, r.Seconds, r.VipdVersion, r.HAProxyVersion)
+		for i, x := range append([]row{head}, rows...) {
+			fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", x.what, x.direct, x.vipd, x.haproxy, x.vd, x.hd, x.vh, x.target)
+			if i == 0 {
+				s.WriteString("|---|---|---|---|---|---|---|---|\n")
+			}
+		}
+		if err := os.WriteFile(b.o.markdown, []byte(s.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	if b.o.jsonOut != "" {
+		j, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(b.o.jsonOut, j, 0o644); err != nil {
+			return err
+		}
+	}
+	if r.TLSErrs["vipd"] > 0 || r.IdleHeld["vipd"] < r.IdleN {
+		b.log.Warn("vipd failed requests or connections: see the log above")
+	}
+	return nil
+}
