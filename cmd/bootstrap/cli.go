@@ -459,4 +459,3 @@ func (b *binaryLoader) load(arch string) ([]byte, error) {
 	b.cache[arch] = d
 	return d, nil
 }
-
