@@ -116,7 +116,7 @@ func run(args []string) error {
 		}
 		return fmt.Errorf("stand-in kubeadm: config %q not implemented", strings.Join(args[1:], " "))
 	}
-	return fmt.Errorf("unknown command %q for \"kubeadm\"\nRun 'kubeadm --help' for usage.", args[0])
+	return exitError{1, fmt.Sprintf("unknown command %q for \"kubeadm\"\nRun 'kubeadm --help' for usage.", args[0])}
 }
 
 // flags is a parsed command line: --name=value / --name value / boolean --name.
@@ -371,7 +371,7 @@ func defaultRouteAddr() (string, error) {
 			}
 		}
 	}
-	return "", errors.New("unable to select an IP from default routes.")
+	return "", exitError{1, "unable to select an IP from default routes."}
 }
 
 func hostname() string {
@@ -589,11 +589,15 @@ func initCmd(ctx context.Context, args []string) error {
 	if cfg.ClusterName == "" {
 		cfg.ClusterName = "kubernetes"
 	}
-	endpoint := cfg.Endpoint
+	// stable is the controlPlaneEndpoint as configured (empty: none, and then no other
+	// control-plane node can join, like the real kubeadm).
+	stable := cfg.Endpoint
+	if _, _, err := net.SplitHostPort(stable); stable != "" && err != nil {
+		stable = net.JoinHostPort(stable, "6443")
+	}
+	endpoint := stable
 	if endpoint == "" {
-		endpoint = cfg.AdvertiseAddress + ":6443"
-	} else if _, _, err := net.SplitHostPort(endpoint); err != nil {
-		endpoint = net.JoinHostPort(endpoint, "6443")
+		endpoint = net.JoinHostPort(cfg.AdvertiseAddress, "6443")
 	}
 	checks := commonChecks(f.get("cri-socket"))
 	fileAvailable(checks, sim.APIManifest, sim.ManifestsDir+"/etcd.yaml", sim.ManifestsDir+"/kube-controller-manager.yaml", sim.ManifestsDir+"/kube-scheduler.yaml")
@@ -625,11 +629,11 @@ func initCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	local := "https://" + net.JoinHostPort(cfg.AdvertiseAddress, "6443")
-	if err := waitReady(ctx, local, 4*time.Minute); err != nil {
+	if err := waitReady(ctx, local, waitTimeout); err != nil {
 		return err
 	}
 	c := sim.NewClient(local, sim.TLSConfig(ca.CertPEM, nil, nil), 10*time.Second)
-	if err := c.Do(ctx, http.MethodPost, "/standin/init", sim.ClusterInfo{Endpoint: endpoint, ClusterName: cfg.ClusterName, PodSubnet: cfg.PodSubnet}, nil); err != nil {
+	if err := c.Do(ctx, http.MethodPost, "/standin/init", sim.ClusterInfo{Endpoint: stable, ClusterName: cfg.ClusterName, PodSubnet: cfg.PodSubnet}, nil); err != nil {
 		return fmt.Errorf("error execution phase upload-config/kubeadm: %w", err)
 	}
 	fmt.Println(`[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the "kube-system" Namespace`)
@@ -917,7 +921,7 @@ func joinCmd(ctx context.Context, args []string) error {
 	var ca *sim.CA
 	nodeAddr := advertise
 	if controlPlane {
-		if ci.Endpoint == "" || strings.HasPrefix(ci.Endpoint, advertise+":") {
+		if ci.Endpoint == "" {
 			return exitError{1, "error execution phase preflight: \nOne or more conditions for hosting a new control plane instance is not satisfied.\n\nunable to add a new control plane instance to a cluster that doesn't have a stable controlPlaneEndpoint address\n\nPlease ensure that:\n* The cluster has a stable controlPlaneEndpoint address."}
 		}
 		fmt.Println("[download-certs] Downloading the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace")
@@ -932,7 +936,7 @@ func joinCmd(ctx context.Context, args []string) error {
 		if ca, err = sim.ParseCA([]byte(certs["caCert"]), []byte(certs["caKey"])); err != nil {
 			return exitError{1, "error execution phase control-plane-prepare/download-certs: error decoding certs: " + err.Error()}
 		}
-		if err := writeControlPlane(ca, ci.ClusterName, ci.Endpoint, advertise, nodeName, ci.Peers); err != nil {
+		if err := writeControlPlane(ca, ci.ClusterName, endpoint, advertise, nodeName, ci.Peers); err != nil {
 			return fmt.Errorf("error execution phase control-plane-prepare: %w", err)
 		}
 	} else if nodeAddr == "" {
@@ -956,7 +960,7 @@ func joinCmd(ctx context.Context, args []string) error {
 	reg := c
 	if controlPlane {
 		local := "https://" + net.JoinHostPort(advertise, "6443")
-		if err := waitReady(ctx, local, 4*time.Minute); err != nil {
+		if err := waitReady(ctx, local, waitTimeout); err != nil {
 			return err
 		}
 		reg = sim.NewClient(local, sim.TLSConfig([]byte(ci.CACert), nil, nil), 10*time.Second)
@@ -1079,3 +1083,7 @@ func removeContents(dir string) {
 		_ = os.RemoveAll(filepath.Join(dir, e.Name()))
 	}
 }
+
+// waitTimeout bounds the wait for a local apiserver (the real kubeadm waits 4 minutes;
+// the stand-in apiserver starts in well under a second).
+const waitTimeout = time.Minute

@@ -28,7 +28,7 @@ import (
 
 type opts struct {
 	kubeconfig, server, namespace, output, timeout, file, forCond string
-	all, allNS, insecure, client                                  bool
+	all, allNS, insecure, client, noHeaders                       bool
 	pos                                                           []string
 }
 
@@ -46,6 +46,11 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// cliError is a message printed as is, worded like the real kubectl's.
+type cliError string
+
+func (e cliError) Error() string { return string(e) }
 
 func parse(args []string) (*opts, error) {
 	o := &opts{}
@@ -90,13 +95,15 @@ func parse(args []string) (*opts, error) {
 			o.insecure = true
 		case "--client":
 			o.client = true
+		case "--no-headers":
+			o.noHeaders = true
 		case "--watch", "-w", "--server-side", "--force-conflicts", "--validate", "--context", "--v", "-v":
 			if name == "--context" && !hasVal {
 				i++
 			}
 		default:
 			if strings.HasPrefix(a, "-") && a != "-" {
-				return nil, fmt.Errorf("error: unknown flag: %s\nSee 'kubectl --help' for usage.", a)
+				return nil, cliError(fmt.Sprintf("error: unknown flag: %s\nSee 'kubectl --help' for usage.", a))
 			}
 			o.pos = append(o.pos, a)
 		}
@@ -185,7 +192,7 @@ func client(o *opts) (*sim.Client, string, error) {
 		kc = k
 	} else if o.server == "" {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, "", errors.New("The connection to the server localhost:8080 was refused - did you specify the right host or port?")
+			return nil, "", cliError("The connection to the server localhost:8080 was refused - did you specify the right host or port?")
 		}
 		return nil, "", fmt.Errorf("error loading config file %q: %w", path, err)
 	}
@@ -206,7 +213,7 @@ func client(o *opts) (*sim.Client, string, error) {
 }
 
 func connErr(server string, err error) error {
-	return fmt.Errorf("Unable to connect to the server: %v (server %s)", err, server)
+	return cliError(fmt.Sprintf("Unable to connect to the server: %v (server %s)", err, server))
 }
 
 func apiErr(server string, err error) error {
@@ -216,9 +223,9 @@ func apiErr(server string, err error) error {
 			Reason, Message string
 		}
 		if json.Unmarshal([]byte(se.Body), &st) == nil && st.Message != "" {
-			return fmt.Errorf("Error from server (%s): %s", st.Reason, st.Message)
+			return cliError(fmt.Sprintf("Error from server (%s): %s", st.Reason, st.Message))
 		}
-		return fmt.Errorf("Error from server: %s", strings.TrimSpace(se.Body))
+		return cliError("Error from server: " + strings.TrimSpace(se.Body))
 	}
 	return connErr(server, err)
 }
@@ -249,7 +256,7 @@ func get(ctx context.Context, c *sim.Client, server string, o *opts) error {
 		return nil
 	}
 	if len(o.pos) < 2 {
-		return errors.New("error: You must specify the type of resource to get.")
+		return cliError("error: You must specify the type of resource to get.")
 	}
 	switch o.pos[1] {
 	case "nodes", "node", "no":
@@ -289,7 +296,9 @@ func get(ctx context.Context, c *sim.Client, server string, o *opts) error {
 		if o.output == "wide" {
 			hdr += "\tINTERNAL-IP\tEXTERNAL-IP\tOS-IMAGE\tKERNEL-VERSION\tCONTAINER-RUNTIME"
 		}
-		fmt.Fprintln(tw, hdr)
+		if !o.noHeaders {
+			fmt.Fprintln(tw, hdr)
+		}
 		for _, n := range nl.Items {
 			status := "NotReady"
 			for _, cnd := range n.Status.Conditions {
@@ -341,7 +350,9 @@ func get(ctx context.Context, c *sim.Client, server string, o *opts) error {
 			return nil
 		}
 		tw := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tREADY\tSTATUS\tRESTARTS\tAGE")
+		if !o.noHeaders {
+			fmt.Fprintln(tw, "NAME\tREADY\tSTATUS\tRESTARTS\tAGE")
+		}
 		for _, p := range pl.Items {
 			ready := "1/1"
 			if p.Status.Phase != "Running" {
@@ -362,6 +373,10 @@ func get(ctx context.Context, c *sim.Client, server string, o *opts) error {
 		var st sim.ObjectStatus
 		if err := c.Do(ctx, http.MethodGet, "/standin/objects/DaemonSet/"+ns+"/"+o.pos[2], nil, &st); err != nil {
 			return apiErr(server, err)
+		}
+		if o.output == "name" {
+			fmt.Printf("daemonset.apps/%s\n", st.Name)
+			return nil
 		}
 		fmt.Printf("NAME          DESIRED   CURRENT   READY   UP-TO-DATE   AVAILABLE\n%s   %d   %d   %d   %d   %d\n", st.Name, st.Desired, st.Desired, st.Ready, st.Desired, st.Ready)
 		return nil

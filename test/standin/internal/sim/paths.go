@@ -61,7 +61,7 @@ func ManifestArgs(path string) ([]string, error) {
 	in := false
 	for _, ln := range strings.Split(string(b), "\n") {
 		t := strings.TrimSpace(ln)
-		if t == "command:" {
+		if t == "command:" || t == "- command:" {
 			in = true
 			continue
 		}

@@ -11,7 +11,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -28,14 +27,11 @@ type Server struct {
 	synced  atomic.Bool
 	started time.Time
 	peerC   *http.Client
-	mu      sync.Mutex
-	pushing map[string]bool
 }
 
 // Handler returns the HTTP API.
 func (s *Server) Handler() http.Handler {
 	s.started = time.Now()
-	s.pushing = map[string]bool{}
 	s.peerC = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}}
 	m := http.NewServeMux()
