@@ -51,7 +51,10 @@
 // holds that back for the delay after startup or after first seeing the
 // lower-priority master; a master that hears a lower-priority advert sends
 // its own advert and re-announces the VIP by gratuitous ARP at once (at most
-// once per max(advert interval, 1 s)); a master whose priority changes
+// once per 250 ms; one inside that gap is deferred, not dropped); a master
+// that steps down for a higher-priority advert sends one parting advert with
+// its own priority, so that a master which never saw it (after a partition)
+// re-announces the VIP to clients whose ARP caches point at us; a master whose priority changes
 // advertises at once.
 //
 // # VIP ownership

@@ -118,6 +118,7 @@ type Machine struct {
 	masterPrio          uint8
 	preemptAt           time.Time // backup: earliest time a lower-priority master may be preempted
 	lastForced          time.Time // master: last extra advert+announce
+	pendingAnnounce     time.Time // master: a rate-limited announce is due then
 	started             bool
 }
 
@@ -149,8 +150,18 @@ func (m *Machine) MasterAddr() netip.Addr {
 // MasterAdverInterval returns Master_Adver_Interval.
 func (m *Machine) MasterAdverInterval() time.Duration { return m.masterAdverInterval }
 
-// NextDeadline returns when the active timer fires (zero if none).
-func (m *Machine) NextDeadline() time.Time { return m.deadline }
+// announceGap bounds how often hearing lower-priority adverts makes a
+// master re-announce (a flood of them costs at most 4 bursts a second); an
+// announce inside the gap is deferred to its end, never dropped.
+const announceGap = 250 * time.Millisecond
+
+// NextDeadline returns when the machine next needs an EvTimer (zero if never).
+func (m *Machine) NextDeadline() time.Time {
+	if !m.pendingAnnounce.IsZero() && (m.deadline.IsZero() || m.pendingAnnounce.Before(m.deadline)) {
+		return m.pendingAnnounce
+	}
+	return m.deadline
+}
 
 // SkewTime returns Skew_Time for the effective priority (RFC 5798 6.1;
 // RFC 3768 6.1 for v2).
@@ -193,6 +204,7 @@ func (m *Machine) Configure(now time.Time, cfg MachineConfig) []Action {
 func (m *Machine) change(acts []Action, to State, reason string) []Action {
 	from := m.state
 	m.state = to
+	m.pendingAnnounce = time.Time{}
 	return append(acts, Action{Kind: ActStateChange, From: from, To: to, Reason: reason})
 }
 
@@ -266,6 +278,13 @@ func (m *Machine) Handle(now time.Time, ev Event) []Action {
 		return m.setPriority(now, ev.Priority)
 
 	case EvTimer:
+		if m.state == StateMaster && !m.pendingAnnounce.IsZero() && !now.Before(m.pendingAnnounce) {
+			m.pendingAnnounce = time.Time{}
+			m.lastForced = now
+			acts = append(acts, Action{Kind: ActSendAdvert, Priority: m.prio}, Action{Kind: ActAnnounce})
+			m.deadline = now.Add(m.cfg.AdvertInterval)
+			return acts
+		}
 		if m.deadline.IsZero() || now.Before(m.deadline) {
 			return nil
 		}
@@ -385,21 +404,28 @@ func (m *Machine) masterAdvert(now time.Time, ev Event, acts []Action) []Action 
 		}
 		from := m.state
 		m.state = StateBackup
+		m.pendingAnnounce = time.Time{}
 		m.deadline = now.Add(m.MasterDownInterval())
 		m.preemptAt = time.Time{}
-		return append(acts, Action{Kind: ActStateChange, From: from, To: StateBackup, Reason: reason})
+		acts = append(acts, Action{Kind: ActStateChange, From: from, To: StateBackup, Reason: reason})
+		// Parting advert (vipd extension): we may have been master during
+		// a partition the new master never saw, and clients' ARP caches may
+		// point at us. Our lower-priority advert makes the new master
+		// re-announce the VIP (vipd and Keepalived both do on hearing a
+		// lower-priority advert).
+		return append(acts, Action{Kind: ActSendAdvert, Priority: m.prio})
 	}
 	// A lower-priority router thinks it is master (split brain healing,
-	// or it just started): assert ourselves and re-announce the VIP,
-	// at most once per max(advert interval, 1 s) against floods.
-	gap := m.cfg.AdvertInterval
-	if gap < time.Second {
-		gap = time.Second
-	}
-	if now.Sub(m.lastForced) >= gap {
+	// or it just started): assert ourselves and re-announce the VIP, at
+	// most once per announceGap; inside the gap the announce is deferred
+	// to the gap's end (the other router's GARPs may still be in flight).
+	if now.Sub(m.lastForced) >= announceGap {
 		m.lastForced = now
+		m.pendingAnnounce = time.Time{}
 		m.deadline = now.Add(m.cfg.AdvertInterval)
 		acts = append(acts, Action{Kind: ActSendAdvert, Priority: m.prio}, Action{Kind: ActAnnounce})
+	} else if m.pendingAnnounce.IsZero() {
+		m.pendingAnnounce = m.lastForced.Add(announceGap)
 	}
 	return acts
 }

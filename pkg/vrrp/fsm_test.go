@@ -227,7 +227,7 @@ func TestEqualPriorityTieBreak(t *testing.T) {
 	h.ev(Event{Kind: EvStartup})
 	h.advance(h.m.MasterDownInterval())
 	h.wantState(StateMaster)
-	h.advance(1500 * time.Millisecond) // past the announce rate limit
+	h.advance(announceGap) // past the announce rate limit
 	acts := h.advert(100, netip.MustParseAddr("10.0.0.0"), time.Second)
 	h.wantState(StateMaster)
 	if !has(acts, ActAnnounce) {
@@ -237,6 +237,10 @@ func TestEqualPriorityTieBreak(t *testing.T) {
 	h.wantState(StateBackup)
 	if !has(acts, ActRelease) || h.m.MasterAddr() != addrB {
 		t.Fatalf("tie-break: %+v master %v", acts, h.m.MasterAddr())
+	}
+	// Parting advert after the release, with our priority.
+	if p, ok := sentPrio(acts); !ok || p != 100 || acts[len(acts)-1].Kind != ActSendAdvert {
+		t.Fatalf("no parting advert after stepping down: %+v", acts)
 	}
 	// Equal priority in backup with preempt: accepted, no preemption.
 	for i := 0; i < 5; i++ {
@@ -342,15 +346,42 @@ func TestAnnounceRateLimited(t *testing.T) {
 	h.advance(2 * time.Second)
 	n := 0
 	for i := 0; i < 1000; i++ {
-		h.now = h.now.Add(time.Millisecond)
-		if has(h.advert(10, addrB, time.Second), ActAnnounce) {
+		n += countKind(h.advance(time.Millisecond), ActAnnounce)
+		n += countKind(h.advert(10, addrB, time.Second), ActAnnounce)
+	}
+	// 1 s of flood: one announce per 250 ms.
+	if n < 4 || n > 5 {
+		t.Fatalf("%d announces during a 1 s flood, want 4-5", n)
+	}
+}
+
+func TestAnnounceDeferredNotDropped(t *testing.T) {
+	// Just became master (burst sent), then a lower-priority advert arrives
+	// within the gap: the re-announce must still happen, at the gap's end.
+	h := newHarness(t, MachineConfig{Priority: 100, Preempt: true, AdvertInterval: time.Second})
+	h.ev(Event{Kind: EvStartup})
+	h.advance(h.m.MasterDownInterval())
+	h.wantState(StateMaster)
+	h.advance(100 * time.Millisecond)
+	if has(h.advert(90, addrB, time.Second), ActAnnounce) {
+		t.Fatal("announce inside the gap")
+	}
+	if got := h.m.NextDeadline().Sub(h.now); got != announceGap-100*time.Millisecond {
+		t.Fatalf("next deadline in %v, want %v", got, announceGap-100*time.Millisecond)
+	}
+	if !has(h.advance(announceGap), ActAnnounce) {
+		t.Fatal("deferred announce never came")
+	}
+}
+
+func countKind(acts []Action, k ActionKind) int {
+	n := 0
+	for _, a := range acts {
+		if a.Kind == k {
 			n++
 		}
 	}
-	// 1 s of flood: at most 1-2 announces.
-	if n < 1 || n > 2 {
-		t.Fatalf("%d announces during a 1 s flood", n)
-	}
+	return n
 }
 
 func TestSolePeerResignTakesOverAtOnce(t *testing.T) {

@@ -363,6 +363,31 @@ func testFailover(t *testing.T, unicast bool) {
 		t.Fatal(err)
 	}
 	waitFor(t, "lb1 MASTER after link up", 5*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
+	// Partition (carrier stays up): both become master; heal: exactly one
+	// master again, and lb1's re-announce moves the client back to it.
+	if err := lb1h.Isolate(); err != nil {
+		t.Fatal(err)
+	}
+	d = waitFor(t, "both MASTER during the partition", 3*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateMaster) })
+	t.Logf("partition: lb2 became master too after %v", d)
+	// The client now follows lb2 (its GARP); after healing lb1 must win it back.
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel3()
+	if err := client.WaitNeighbour(ctx3, vip, mac2); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb1h.Rejoin(); err != nil {
+		t.Fatal(err)
+	}
+	d = waitFor(t, "one master after healing", 3*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) && !lb2.hasVIP(t, vip) })
+	t.Logf("partition healed: one master again %v after rejoin", d)
+	if err := client.WaitNeighbour(ctx3, vip, mac1); err != nil {
+		t.Fatalf("client not moved back to lb1 after healing: %v", err)
+	}
+	if _, err := client.Exec("ping", "-c1", "-W1", vip.String()); err != nil {
+		t.Fatal(err)
+	}
+
 	st := lb1.r.Status()
 	if len(st.Transitions) < 5 || st.AdvertsSent == 0 || st.GARPsSent == 0 {
 		t.Fatalf("lb1 status: %d transitions, %d adverts, %d GARPs", len(st.Transitions), st.AdvertsSent, st.GARPsSent)

@@ -174,6 +174,16 @@ func (h *thost) LinkUp() error {
 	return ipCmd("-n", h.lab.prefix+"-br", "link", "set", h.port, "up")
 }
 
+// Isolate detaches the host's port from the bridge (carrier stays up: a
+// partition, not a link loss); Rejoin attaches it again.
+func (h *thost) Isolate() error {
+	return ipCmd("-n", h.lab.prefix+"-br", "link", "set", h.port, "nomaster")
+}
+
+func (h *thost) Rejoin() error {
+	return ipCmd("-n", h.lab.prefix+"-br", "link", "set", h.port, "master", "br0")
+}
+
 // NoNeighLocktime lets gratuitous ARP update the neighbour table at once.
 func (h *thost) NoNeighLocktime() error {
 	_, err := h.Exec("sysctl", "-qw", "net.ipv4.neigh."+h.Iface+".locktime=0")
