@@ -35,6 +35,7 @@ echo "kubelet $(systemctl is-enabled kubelet 2>/dev/null)"
 true`
 
 type commonState struct {
+	container bool
 	swap, modules, sysctl, k8sKey, k8sList, ctrKey, ctrList               bool
 	ctrInstall, ctrConfig, ctrStart, kubeInstall, kubeHold, kubeletEnable bool
 }
@@ -52,6 +53,10 @@ func (r *Runner) listLines() (k8s, ctr string) {
 }
 
 func (commonPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status, error) {
+	facts, err := r.Facts(ctx, h)
+	if err != nil {
+		return Status{}, err
+	}
 	k8sList, ctrList := r.listLines()
 	files := []string{ModulesConf, SysctlConf, KubernetesList}
 	if ctrList != "" {
@@ -105,9 +110,17 @@ func (commonPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Statu
 			kubeletEnabled = len(fs) == 2 && fs[1] == "enabled"
 		}
 	}
-	s := &commonState{}
+	s := &commonState{container: facts.Container != ""}
 	var todo []string
-	if swapon != "0" || fstab != "0" {
+	switch {
+	case s.container && fstab != "0":
+		s.swap = true
+		todo = append(todo, "comment out the swap lines of /etc/fstab")
+	case s.container:
+		if swapon != "0" {
+			r.warn(h.Name, PhaseCommon, "swap is on, from the machine running this "+facts.Container+" container: a container cannot turn it off (the kubelet needs failSwapOn: false there)")
+		}
+	case swapon != "0" || fstab != "0":
 		s.swap = true
 		todo = append(todo, "turn swap off: swapoff -a; comment out the swap lines of /etc/fstab")
 	}
@@ -201,7 +214,11 @@ func (commonPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Statu
 	k8sList, ctrList := r.listLines()
 	var done []string
 	if s.swap {
-		if _, err := r.change(ctx, h, "common/swap", `swapoff -a && sed -ri '/^\s*[^#[:space:]]\S*\s+\S+\s+swap\s/s/^/#/' /etc/fstab`); err != nil {
+		cmd := `sed -ri '/^\s*[^#[:space:]]\S*\s+\S+\s+swap\s/s/^/#/' /etc/fstab`
+		if !s.container {
+			cmd = "swapoff -a && " + cmd
+		}
+		if _, err := r.change(ctx, h, "common/swap", cmd); err != nil {
 			return "", err
 		}
 		done = append(done, "swap off")

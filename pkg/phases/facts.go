@@ -31,6 +31,9 @@ type Facts struct {
 	Hostname  string
 	Interface string // the interface holding the host's address
 	SwapBytes int64  // swap in use or configured (0: off)
+	// Container is the container technology the host runs in (systemd-detect-virt -c:
+	// "systemd-nspawn", "docker"...), "" on a machine or VM.
+	Container string
 }
 
 func (f *Facts) summary() string {
@@ -38,7 +41,11 @@ func (f *Facts) summary() string {
 	if f.SwapBytes > 0 {
 		swap = fmt.Sprintf("swap %.1f GiB", float64(f.SwapBytes)/(1<<30))
 	}
-	return fmt.Sprintf("%s, %s, %d CPUs, %.1f GiB RAM, %s holds the address, %s", f.Pretty, f.Arch, f.CPUs, float64(f.MemBytes)/(1<<30), f.Interface, swap)
+	s := fmt.Sprintf("%s, %s, %d CPUs, %.1f GiB RAM, %s holds the address, %s", f.Pretty, f.Arch, f.CPUs, float64(f.MemBytes)/(1<<30), f.Interface, swap)
+	if f.Container != "" {
+		s += ", in a container (" + f.Container + ")"
+	}
+	return s
 }
 
 const factsScript = `. /etc/os-release 2>/dev/null
@@ -50,7 +57,8 @@ echo "cpus=$(nproc)"
 echo "mem_kb=$(awk '/^MemTotal:/{print $2}' /proc/meminfo)"
 echo "hostname=$(hostname)"
 echo "iface=$(ip -o -4 addr show | awk -v a=%s '{split($4, p, "/"); if (p[1] == a) {print $2; exit}}')"
-echo "swap_kb=$(awk 'NR > 1 {s += $3} END {print s + 0}' /proc/swaps)"`
+echo "swap_kb=$(awk 'NR > 1 {s += $3} END {print s + 0}' /proc/swaps)"
+echo "virt=$(systemd-detect-virt -c 2>/dev/null)"`
 
 // Facts gathers (once) and returns the facts of a host.
 func (r *Runner) Facts(ctx context.Context, h topology.Host) (*Facts, error) {
@@ -99,6 +107,10 @@ func parseFacts(out string) *Facts {
 			f.Hostname = v
 		case "iface":
 			f.Interface = v
+		case "virt":
+			if v != "none" {
+				f.Container = v
+			}
 		case "swap_kb":
 			n, _ := strconv.ParseInt(v, 10, 64)
 			f.SwapBytes = n * 1024

@@ -19,7 +19,7 @@ type answer struct {
 	code int
 	err  string // stderr
 	// fn, when set, computes the answer from the calls so far (w.mu is held).
-	fn func(w *world) answer
+	fn func(w *world, cmd string) answer
 }
 
 // ran reports whether a call "host: tag" was made (w.mu held).
@@ -89,7 +89,7 @@ func (f *fakeHost) Run(_ context.Context, cmd string) (sshx.Result, error) {
 		a = answer{code: 127, err: "fake: no recorded answer for " + tag}
 	}
 	if a.fn != nil {
-		a = a.fn(w)
+		a = a.fn(w, cmd)
 	}
 	res := sshx.Result{Stdout: a.out, Stderr: a.err, ExitCode: a.code}
 	if a.code != 0 {

@@ -256,6 +256,10 @@ type DrillOptions struct {
 	// Wait bounds each wait (VIP moves, API answers again; default 60s; a master's API coming
 	// back: 3 x Wait).
 	Wait time.Duration
+	// Baseline is how long the poller runs before and after each action (default 1s).
+	Baseline time.Duration
+	// Poll is the interval of bootstrap's own checks (VIP holder, default 100ms).
+	Poll time.Duration
 }
 
 const drillStop = "/run/bootstrap-drill.stop"
@@ -364,6 +368,12 @@ func (r *Runner) Drill(ctx context.Context, o DrillOptions) ([]DrillResult, erro
 	if o.Wait == 0 {
 		o.Wait = 60 * time.Second
 	}
+	if o.Baseline == 0 {
+		o.Baseline = time.Second
+	}
+	if o.Poll == 0 {
+		o.Poll = 100 * time.Millisecond
+	}
 	masters, lbs := r.t.Masters(), r.t.LBs()
 	var res []DrillResult
 	pollHost := masters[len(masters)-1]
@@ -426,7 +436,7 @@ func (r *Runner) drillVipd(ctx context.Context, o DrillOptions, pollHost topolog
 	defer restore()
 
 	p := r.startPoller(ctx, pollHost, 4*o.Wait)
-	if err := sleep(ctx, time.Second); err != nil {
+	if err := sleep(ctx, o.Baseline); err != nil {
 		return nil, err
 	}
 	t0 := time.Now()
@@ -436,7 +446,7 @@ func (r *Runner) drillVipd(ctx context.Context, o DrillOptions, pollHost topolog
 	}
 	r.Line(holder.Name, "drill", "vipd stopped", time.Since(t0))
 	var newHolder string
-	moved, werr := r.waitFor(ctx, o.Wait, 100*time.Millisecond, func() (bool, error) {
+	moved, werr := r.waitFor(ctx, o.Wait, o.Poll, func() (bool, error) {
 		hs, err := r.VIPHolders(ctx)
 		if len(hs) == 1 && hs[0] != holder.Name {
 			newHolder = hs[0]
@@ -450,8 +460,8 @@ func (r *Runner) drillVipd(ctx context.Context, o DrillOptions, pollHost topolog
 		return []DrillResult{res}, nil
 	}
 	r.Line(newHolder, "drill", "holds the VIP now", moved)
-	back, werr := r.waitFor(ctx, o.Wait, 100*time.Millisecond, func() (bool, error) { return r.healthzVia(ctx, pollHost, r.t.APIServerURL()) })
-	sleep(ctx, time.Second)
+	back, werr := r.waitFor(ctx, o.Wait, o.Poll, func() (bool, error) { return r.healthzVia(ctx, pollHost, r.t.APIServerURL()) })
+	sleep(ctx, o.Baseline)
 	gap, fails, answers, perr := p.stop(ctx)
 	if perr != nil {
 		return nil, perr
@@ -466,10 +476,10 @@ func (r *Runner) drillVipd(ctx context.Context, o DrillOptions, pollHost topolog
 
 	// Restore (failback when preempt is on).
 	p = r.startPoller(ctx, pollHost, 4*o.Wait)
-	sleep(ctx, time.Second)
+	sleep(ctx, o.Baseline)
 	restore()
 	var final string
-	took, werr := r.waitFor(ctx, o.Wait, 100*time.Millisecond, func() (bool, error) {
+	took, werr := r.waitFor(ctx, o.Wait, o.Poll, func() (bool, error) {
 		_, active, err := r.probe(ctx, holder, "drill/vipd-active", "systemctl is-active vipd")
 		if err != nil || !active {
 			return false, err
@@ -484,7 +494,7 @@ func (r *Runner) drillVipd(ctx context.Context, o DrillOptions, pollHost topolog
 		}
 		return false, err
 	})
-	sleep(ctx, 1500*time.Millisecond)
+	sleep(ctx, o.Baseline+o.Baseline/2)
 	gap, fails, answers, perr = p.stop(ctx)
 	if perr != nil {
 		return out, perr
@@ -520,14 +530,14 @@ func (r *Runner) drillMaster(ctx context.Context, o DrillOptions, m, pollHost to
 	own := fmt.Sprintf("https://%s:%d", m.Address, r.t.LoadBalancer.APIPort)
 
 	p := r.startPoller(ctx, pollHost, 4*o.Wait)
-	sleep(ctx, time.Second)
+	sleep(ctx, o.Baseline)
 	t0 := time.Now()
 	if _, err := r.change(ctx, m, "drill/stop-master", stopMasterScript); err != nil {
 		p.stop(ctx)
 		return []DrillResult{{Step: step, Outage: -1, Detail: err.Error()}}, err
 	}
 	r.Line(m.Name, "drill", "kubelet and apiserver stopped", time.Since(t0))
-	down, derr := r.waitFor(ctx, 20*time.Second, 200*time.Millisecond, func() (bool, error) {
+	down, derr := r.waitFor(ctx, o.Wait/3, o.Poll, func() (bool, error) {
 		ok, err := r.healthzVia(ctx, pollHost, own)
 		return !ok, err
 	})
@@ -547,7 +557,7 @@ func (r *Runner) drillMaster(ctx context.Context, o DrillOptions, m, pollHost to
 	out := []DrillResult{res}
 
 	restore()
-	took, werr := r.waitFor(ctx, 3*o.Wait, 500*time.Millisecond, func() (bool, error) { return r.healthzVia(ctx, pollHost, own) })
+	took, werr := r.waitFor(ctx, 3*o.Wait, o.Poll, func() (bool, error) { return r.healthzVia(ctx, pollHost, own) })
 	rr := DrillResult{Step: fmt.Sprintf("restore kubelet + apiserver on %s", m.Name), Outage: -1, Pass: werr == nil}
 	rr.Detail = fmt.Sprintf("%s/healthz ok again after %s", own, fmtDur(took))
 	if werr != nil {

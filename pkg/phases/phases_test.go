@@ -195,7 +195,7 @@ func TestUpOnFreshHosts(t *testing.T) {
 	}
 	w.set("*", "probe common/kubernetes-version", answer{out: "1.33.6-1.1\n"})
 	// vipd on lb1 wins the election once started.
-	w.set("lb1", "probe lb/vip", answer{fn: func(w *world) answer {
+	w.set("lb1", "probe lb/vip", answer{fn: func(w *world, _ string) answer {
 		if w.ran("lb1", "change lb/systemctl") {
 			return answer{out: "2: ens33    inet 192.168.10.100/24 scope global secondary ens33\n"}
 		}
@@ -205,13 +205,13 @@ func TestUpOnFreshHosts(t *testing.T) {
 	w.set("k8s-master-1", "change join/token", answer{out: "kubeadm join 192.168.10.100:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:1111 \n"})
 	w.set("k8s-master-1", "change join/certificate-key", answer{out: "[upload-certs] Using certificate key:\n" + strings.Repeat("ab", 32) + "\n"})
 	// The cluster exists after kubeadm init and lists the nodes that joined.
-	w.set("*", "probe cluster", answer{fn: func(w *world) answer {
+	w.set("*", "probe cluster", answer{fn: func(w *world, _ string) answer {
 		if w.ran("k8s-master-1", "change kubeadm init") {
 			return answer{}
 		}
 		return answer{code: 1}
 	}})
-	w.set("*", "probe cluster/nodes", answer{fn: func(w *world) answer {
+	w.set("*", "probe cluster/nodes", answer{fn: func(w *world, _ string) answer {
 		var b strings.Builder
 		for _, n := range top.Nodes() {
 			if n.Name == "k8s-master-1" || w.ran(n.Name, "change kubeadm join") {
@@ -366,12 +366,20 @@ func TestCommonSkipLogic(t *testing.T) {
 			[]string{"apt-get update", "kubelet=1.33.6-*", "apt-mark hold"}, []string{"apt-get install -y containerd"}},
 		{"cgroupfs containerd", strings.Replace(done, "cgroup systemd\n", "", 1),
 			[]string{"SystemdCgroup = true"}, []string{"apt-get"}},
+		{"container with the machine's swap", strings.Replace(done, "swapon 0", "swapon 1", 1), nil, nil},
+		{"container with swap in fstab", strings.Replace(done, "fstab 0", "fstab 1", 1),
+			[]string{"comment out the swap lines"}, []string{"swapoff"}},
 		{"repo of another minor", strings.Replace(done, sha([]byte("# Kubernetes v1.33 packages (bootstrap)\n"+top.KubernetesRepoLine()+"\n")), "0000", 1),
 			[]string{"install the Kubernetes apt key", "add the apt source", "apt-get update"}, []string{"kubelet=1.33.6"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			w := newWorld()
+			facts := ubuntuFactsFor("k8s-worker-1")
+			if strings.HasPrefix(c.name, "container") {
+				facts += "virt=systemd-nspawn\n"
+			}
+			w.set("*", "probe facts", answer{out: facts})
 			w.set("*", "probe common", answer{out: c.probe})
 			r, _ := newTestRunner(t, top, w, false)
 			st, err := commonPhase{}.Probe(context.Background(), r, w1)
