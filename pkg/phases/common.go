@@ -35,7 +35,7 @@ echo "kubelet $(systemctl is-enabled kubelet 2>/dev/null)"
 true`
 
 type commonState struct {
-	container bool
+	container                                                             bool
 	swap, modules, sysctl, k8sKey, k8sList, ctrKey, ctrList               bool
 	ctrInstall, ctrConfig, ctrStart, kubeInstall, kubeHold, kubeletEnable bool
 }
