@@ -188,14 +188,20 @@ func (c Config) reconfigurable(next Config) error {
 	return errors.Join(errs...)
 }
 
+// samePrefixes compares as sets (order does not matter).
 func samePrefixes(a, b []netip.Prefix) bool {
 	if len(a) != len(b) {
 		return false
 	}
-	for i := range a {
-		if a[i] != b[i] {
+	seen := make(map[netip.Prefix]int, len(a))
+	for _, p := range a {
+		seen[p]++
+	}
+	for _, p := range b {
+		if seen[p] == 0 {
 			return false
 		}
+		seen[p]--
 	}
 	return true
 }

@@ -174,6 +174,17 @@ func TestConfigValidate(t *testing.T) {
 	if err := good.reconfigurable(next); err == nil || !strings.Contains(err.Error(), "vrrp.vrid") || strings.Contains(err.Error(), "priority") {
 		t.Errorf("reconfigurable: %v", err)
 	}
+	two := good
+	two.VIPs = []netip.Prefix{netip.MustParsePrefix("10.0.0.100/24"), netip.MustParsePrefix("10.0.0.101/24")}
+	swapped := two
+	swapped.VIPs = []netip.Prefix{two.VIPs[1], two.VIPs[0]}
+	if err := two.reconfigurable(swapped); err != nil {
+		t.Errorf("reordered vips refused: %v", err)
+	}
+	swapped.VIPs = []netip.Prefix{two.VIPs[0], netip.MustParsePrefix("10.0.0.102/24")}
+	if err := two.reconfigurable(swapped); err == nil || !strings.Contains(err.Error(), "vrrp.vips") {
+		t.Errorf("changed vips: %v", err)
+	}
 	next = good
 	next.Priority, next.Preempt, next.AdvertInterval = 50, true, 200*time.Millisecond
 	if err := good.reconfigurable(next); err != nil {
