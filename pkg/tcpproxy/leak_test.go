@@ -88,47 +88,58 @@ func TestNoLeak(t *testing.T) {
 	t.Logf("%d clients (%d kinds): goroutines %d (baseline %d), fds %d (baseline %d)", total-3, len(kinds), g, baseG, fds, baseFD)
 }
 
-// TestSpliceUsed checks that forwarding goes through splice(2): Go's splice
-// path holds a pipe per active copy, a plain read/write copy holds none.
+// TestSpliceUsed checks that forwarding goes through splice(2) and that an
+// idle connection holds no pipe: Go's splice path takes a pipe from a pool
+// while bytes move; a plain read/write copy holds none.
 func TestSpliceUsed(t *testing.T) {
 	// Baseline: pipes inherited from the test harness, after the GC has
 	// freed the runtime's cached splice pipes of earlier tests.
-	settle()
-	_, pipes0 := fdCount(t)
-	for i := 0; i < 50; i++ {
+	basePipes := func() int {
 		settle()
-		_, p := fdCount(t)
-		if p == pipes0 {
-			break
+		_, p0 := fdCount(t)
+		for i := 0; i < 50; i++ {
+			settle()
+			_, p := fdCount(t)
+			if p == p0 {
+				break
+			}
+			p0 = p
 		}
-		pipes0 = p
+		return p0
 	}
-	stop := make(chan struct{})
+	pipes0 := basePipes()
+	const total = 64 << 20
 	be := startBackend(t, "x", func(_ *backend, c *net.TCPConn) {
 		buf := make([]byte, 32<<10)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		for sent := 0; sent < total; sent += len(buf) {
 			if _, err := c.Write(buf); err != nil {
 				return
 			}
 		}
+		_, _ = io.Copy(io.Discard, c) // then idle until the client closes
 	})
 	r := startProxy(t, testConfig(be.addr()), nil)
 	c := dial(t, r.addr())
 	defer c.Close()
-	defer close(stop)
 	if _, err := io.CopyN(io.Discard, c, 4<<20); err != nil {
 		t.Fatal(err)
 	}
-	_, pipes := fdCount(t)
-	// Two directions in splice: two pipes (4 fds). The test's own sockets
-	// copy with read/write (io.Discard, []byte), so they add none.
-	if pipes < pipes0+4 {
-		t.Fatalf("%d pipe fds during a proxied transfer (baseline %d), want >= baseline+4 (splice)", pipes, pipes0)
+	_, during := fdCount(t)
+	// The test's own sockets copy with read/write (io.Discard, []byte), so
+	// only the proxy's splice adds pipes.
+	if during < pipes0+2 {
+		t.Fatalf("%d pipe fds during a proxied transfer (baseline %d), want >= baseline+2 (splice)", during, pipes0)
 	}
-	t.Logf("pipe fds during transfer: %d (before: %d)", pipes, pipes0)
+	if _, err := io.CopyN(io.Discard, c, total-(4<<20)); err != nil {
+		t.Fatal(err)
+	}
+	// Idle now, connection still open: no pipe held.
+	idle := basePipes()
+	if idle > pipes0 {
+		t.Fatalf("%d pipe fds with an idle open connection (baseline %d): pipes held while idle", idle, pipes0)
+	}
+	if err := roundTrip(c, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("pipe fds: baseline %d, during transfer %d, idle connection %d", pipes0, during, idle)
 }

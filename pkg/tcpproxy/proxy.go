@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vipd-project/vipd/pkg/health"
 )
@@ -102,10 +105,10 @@ type session struct {
 	localAP  netip.AddrPort
 	since    time.Time
 
-	// under Proxy.mu: high-water marks of reported bytes, idle tracking.
-	hwmIn, hwmOut uint64
-	lastSig       uint64
-	lastActive    time.Time
+	// Bytes forwarded so far (client->server, server->client) and the
+	// time of the last burst (unix ns), updated after each burst.
+	bytesIn, bytesOut atomic.Uint64
+	lastActive        atomic.Int64
 
 	abortOnce sync.Once
 }
@@ -192,6 +195,9 @@ func (p *Proxy) Update(cfg Config) error {
 	if cfg.freebind() != old.freebind() {
 		return fmt.Errorf("proxy.freebind: cannot change on reload; restart vipd")
 	}
+	if limit, need := ensureFileLimit(cfg.MaxConns); limit < need {
+		p.log.Warn("proxy: file descriptor limit too low for proxy.max_conns; raise LimitNOFILE", "limit", limit, "need", need, "max_conns", cfg.MaxConns)
+	}
 	p.apply(cfg)
 	var removed []string
 	for _, a := range old.Backends {
@@ -245,6 +251,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}()
 
 	cfg := p.cfg.Load().cfg
+	if limit, need := ensureFileLimit(cfg.MaxConns); limit < need {
+		p.log.Warn("proxy: file descriptor limit too low for proxy.max_conns (each connection needs up to 4: 2 sockets, 2 splice pipe fds while bytes move); raise LimitNOFILE",
+			"limit", limit, "need", need, "max_conns", cfg.MaxConns)
+	}
 	lc := net.ListenConfig{KeepAliveConfig: keepAliveConfig(cfg.KeepAlive)}
 	if cfg.KeepAlive < 0 {
 		lc.KeepAlive = -1
@@ -424,6 +434,14 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 		if forceCtx.Err() != nil {
 			break
 		}
+		if localResourceError(err) {
+			// Out of file descriptors or memory here: not the backend's
+			// fault, and another backend would fail the same way.
+			if sup, ok := p.dialLog.allow(); ok {
+				p.log.Error("proxy: cannot open a backend connection: local resources exhausted", "backend", b.addr, "err", err, "suppressed", sup)
+			}
+			break
+		}
 		retry := i+1 < attempts
 		p.mu.Lock()
 		b.c.connErrors++
@@ -458,7 +476,7 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
 		s.localAP = a.AddrPort()
 	}
-	s.lastActive = s.since
+	s.lastActive.Store(s.since.UnixNano())
 	be.current.Add(1)
 	p.mu.Lock()
 	p.nextID++
@@ -471,12 +489,12 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 		s.abort()
 	}
 
-	nIn, nOut := forward(s)
+	forward(s)
 
 	be.current.Add(-1)
 	p.mu.Lock()
 	delete(p.sessions, s.id)
-	in, out := max(uint64(nIn), s.hwmIn), max(uint64(nOut), s.hwmOut)
+	in, out := s.bytesIn.Load(), s.bytesOut.Load()
 	p.fe.bytesIn += in
 	p.fe.bytesOut += out
 	be.c.bytesIn += in
@@ -484,23 +502,20 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 	p.mu.Unlock()
 }
 
-// forward copies both ways with io.Copy between the bare *net.TCPConn
-// values (splice on Linux) and returns the bytes client->server (in) and
-// server->client (out).
-func forward(s *session) (in, out int64) {
+// forward copies both ways until both directions ended, then closes both
+// connections. Each direction is pump: io.CopyN between the bare
+// *net.TCPConn values (Go's splice path) one burst at a time.
+func forward(s *session) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		var err error
-		in, err = io.Copy(s.server, s.client)
-		if err != nil {
+		if err := pump(s.server, s.client, s.clientRC, &s.bytesIn, &s.lastActive); err != nil {
 			s.abort()
 		} else {
 			_ = s.server.CloseWrite()
 		}
 	}()
-	out, err := io.Copy(s.client, s.server)
-	if err != nil {
+	if err := pump(s.client, s.server, s.serverRC, &s.bytesOut, &s.lastActive); err != nil {
 		s.abort()
 	} else {
 		_ = s.client.CloseWrite()
@@ -508,7 +523,80 @@ func forward(s *session) (in, out int64) {
 	<-done
 	_ = s.client.Close()
 	_ = s.server.Close()
-	return in, out
+}
+
+// pump copies src to dst until src's EOF (nil error) or an error.
+//
+// Why not one io.Copy for the connection's life: Go's splice path holds a
+// pipe (2 fds, sized 1 MiB, charged to fs.pipe-user-pages-soft) for the
+// whole call, i.e. 6 fds per idle connection and, for an unprivileged user,
+// shrunk pipes after ~32 connections. Here the wait for data happens outside
+// the copy (poller, via RawConn.Read), and each burst of queued bytes
+// (SIOCINQ) is moved with io.CopyN(dst, src, n) — dst.ReadFrom of an
+// io.LimitedReader around the bare *net.TCPConn, which Go splices — so the
+// pipe is taken from Go's pool only while bytes move. An idle connection
+// holds its 2 sockets only. count and last are updated after each burst
+// (live byte counters, idle detection).
+func pump(dst, src *net.TCPConn, srcRC syscall.RawConn, count *atomic.Uint64, last *atomic.Int64) error {
+	for {
+		avail, eof, err := waitReadable(srcRC)
+		if err != nil {
+			return err
+		}
+		if eof {
+			return nil
+		}
+		if avail == 0 {
+			continue
+		}
+		n, err := io.CopyN(dst, src, int64(avail))
+		if n > 0 {
+			count.Add(uint64(n))
+			last.Store(time.Now().UnixNano())
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// waitReadable blocks (in the poller, no thread) until src has bytes
+// queued, its peer's FIN, or an error, and returns the bytes queued.
+func waitReadable(rc syscall.RawConn) (avail int, eof bool, err error) {
+	var perr error
+	cerr := rc.Read(func(fd uintptr) bool {
+		n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		if err != nil {
+			perr = err
+			return true
+		}
+		if n > 0 {
+			avail = n
+			return true
+		}
+		var b [1]byte
+		r, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EAGAIN:
+			return false // wait for readability
+		case err == unix.EINTR:
+			return true // caller loops
+		case err != nil:
+			perr = err
+		case r == 0:
+			eof = true
+		default:
+			avail = r // bytes arrived between the two calls
+		}
+		return true
+	})
+	if cerr != nil {
+		return 0, false, cerr
+	}
+	if perr != nil {
+		return 0, false, os.NewSyscallError("recv", perr)
+	}
+	return avail, eof, nil
 }
 
 // background runs the idle sweeper and the serving poll until stop closes.
@@ -542,18 +630,7 @@ func (p *Proxy) sweepIdle(timeout time.Duration) {
 	p.mu.Lock()
 	var victims []*session
 	for _, s := range p.sessions {
-		cr, ca, ok1 := tcpCounters(s.clientRC)
-		sr, sa, ok2 := tcpCounters(s.serverRC)
-		if !ok1 || !ok2 {
-			continue
-		}
-		sig := cr + ca + sr + sa
-		if sig != s.lastSig {
-			s.lastSig = sig
-			s.lastActive = now
-			continue
-		}
-		if now.Sub(s.lastActive) >= timeout {
+		if now.Sub(time.Unix(0, s.lastActive.Load())) >= timeout {
 			victims = append(victims, s)
 		}
 	}

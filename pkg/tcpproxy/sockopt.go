@@ -1,6 +1,7 @@
 package tcpproxy
 
 import (
+	"errors"
 	"net"
 	"syscall"
 	"time"
@@ -43,42 +44,43 @@ func keepAliveConfig(ka time.Duration) net.KeepAliveConfig {
 	return net.KeepAliveConfig{Enable: true, Idle: ka, Interval: iv, Count: 3}
 }
 
-// tcpCounters reads bytes_received and bytes_acked of a socket via
-// TCP_INFO (without touching the connection's data path).
-func tcpCounters(rc syscall.RawConn) (received, acked uint64, ok bool) {
-	if rc == nil {
-		return 0, 0, false
+// fdsPerConn is the file descriptors one proxied connection needs: the
+// client and backend sockets, plus, while bytes move, one splice pipe
+// (2 fds) per direction (an idle connection holds only its 2 sockets).
+const fdsPerConn = 4
+
+// ensureFileLimit raises RLIMIT_NOFILE (soft, and hard when permitted) to
+// what maxConns connections need. It returns the resulting soft limit and
+// the need (0 when maxConns is 0, no cap).
+func ensureFileLimit(maxConns int) (limit, need uint64) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, 0
 	}
-	var info *unix.TCPInfo
-	var gerr error
-	err := rc.Control(func(fd uintptr) {
-		info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	})
-	if err != nil || gerr != nil || info == nil {
-		return 0, 0, false
+	if maxConns <= 0 {
+		return rl.Cur, 0
 	}
-	received, acked = info.Bytes_received, info.Bytes_acked
-	// A FIN takes one sequence number, which these counters include.
-	switch info.State {
-	case tcpCloseWait, tcpLastAck, tcpClosing, tcpTimeWait: // peer's FIN received
-		if received > 0 {
-			received--
-		}
+	need = uint64(maxConns)*fdsPerConn + 1024
+	if rl.Cur >= need {
+		return rl.Cur, need
 	}
-	switch info.State {
-	case tcpFinWait2, tcpTimeWait: // our FIN acknowledged
-		if acked > 0 {
-			acked--
-		}
+	want := rl
+	want.Cur = need
+	want.Max = max(rl.Max, need)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err == nil {
+		return need, need
 	}
-	return received, acked, true
+	want = rl
+	want.Cur = rl.Max // raising the hard limit needs CAP_SYS_RESOURCE
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err == nil {
+		return rl.Max, need
+	}
+	return rl.Cur, need
 }
 
-// Linux TCP states (include/net/tcp_states.h).
-const (
-	tcpFinWait2  = 5
-	tcpTimeWait  = 6
-	tcpCloseWait = 8
-	tcpLastAck   = 9
-	tcpClosing   = 11
-)
+// localResourceError reports errors that say this host is out of
+// resources (not that the backend is unreachable).
+func localResourceError(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}

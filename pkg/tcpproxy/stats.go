@@ -65,8 +65,8 @@ type ConnInfo struct {
 	Since   time.Time
 }
 
-// Stats returns a snapshot. It reads TCP_INFO of each open client
-// connection (one getsockopt per connection) for live byte counts.
+// Stats returns a snapshot. Byte counters include the bytes forwarded so
+// far by open connections (updated after each burst).
 func (p *Proxy) Stats() Stats {
 	rc := p.cfg.Load()
 	ok, reason := p.CanServe()
@@ -89,14 +89,11 @@ func (p *Proxy) Stats() Stats {
 	liveIn := map[*backendState]uint64{}
 	liveOut := map[*backendState]uint64{}
 	for _, s := range p.sessions {
-		if r, a, ok := tcpCounters(s.clientRC); ok {
-			s.hwmIn = max(s.hwmIn, r)
-			s.hwmOut = max(s.hwmOut, a)
-		}
-		liveIn[s.be] += s.hwmIn
-		liveOut[s.be] += s.hwmOut
-		st.Frontend.BytesIn += s.hwmIn
-		st.Frontend.BytesOut += s.hwmOut
+		in, out := s.bytesIn.Load(), s.bytesOut.Load()
+		liveIn[s.be] += in
+		liveOut[s.be] += out
+		st.Frontend.BytesIn += in
+		st.Frontend.BytesOut += out
 	}
 	bs := func(b *backendState) BackendStats {
 		return BackendStats{
