@@ -388,6 +388,10 @@ func testFailover(t *testing.T, unicast bool) {
 		t.Fatal(err)
 	}
 
+	garps := lb1.r.Status().GARPsSent
+	lb1.r.Announce()
+	waitFor(t, "GARPs after Announce", 2*time.Second, func() bool { return lb1.r.Status().GARPsSent > garps })
+
 	st := lb1.r.Status()
 	if len(st.Transitions) < 5 || st.AdvertsSent == 0 || st.GARPsSent == 0 {
 		t.Fatalf("lb1 status: %d transitions, %d adverts, %d GARPs", len(st.Transitions), st.AdvertsSent, st.GARPsSent)

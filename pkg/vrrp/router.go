@@ -96,6 +96,7 @@ type Router struct {
 
 	advCh    chan rxAdvert
 	wake     chan struct{}
+	annReq   chan struct{}
 	reconfCh chan reconfReq
 	ready    chan struct{}
 	done     chan struct{}
@@ -154,6 +155,7 @@ func New(cfg Config, log *slog.Logger) (*Router, error) {
 		cfg:      cfg,
 		advCh:    make(chan rxAdvert, 64),
 		wake:     make(chan struct{}, 1),
+		annReq:   make(chan struct{}, 1),
 		reconfCh: make(chan reconfReq),
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
@@ -438,6 +440,15 @@ func (t *Track) Set(failing bool, reason string) {
 	}
 }
 
+// Announce asks for a gratuitous ARP burst now if we are master (no-op
+// otherwise), e.g. when the gossip layer saw a split brain end.
+func (r *Router) Announce() {
+	select {
+	case r.annReq <- struct{}{}:
+	default:
+	}
+}
+
 func (r *Router) kick() {
 	select {
 	case r.wake <- struct{}{}:
@@ -595,6 +606,11 @@ func (r *Router) Run(ctx context.Context) error {
 			r.apply(now, r.m.Handle(now, Event{Kind: EvAdvert, Priority: a.priority, Src: a.src, Interval: a.interval}))
 		case <-r.wake:
 			r.reevaluate()
+		case <-r.annReq:
+			if r.m.State() == StateMaster {
+				r.ensureVIP()
+				r.ann.burst()
+			}
 		case req := <-r.reconfCh:
 			req.res <- r.applyConfig(req.cfg)
 		case u, ok := <-linkCh:
