@@ -345,3 +345,88 @@ func TestQuote(t *testing.T) {
 		t.Errorf("Quote round trip: %q %v", out, err)
 	}
 }
+
+// Agent auth: the key is only in an ssh-agent (started for the test, ended by PID).
+func TestAgentAuth(t *testing.T) {
+	s := startSSHD(t)
+	for _, bin := range []string{"ssh-agent", "ssh-add"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed", bin)
+		}
+	}
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	agent := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if i > 100 {
+			t.Fatal("ssh-agent did not create its socket")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	add := exec.Command("ssh-add", s.keyFile)
+	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-add: %v %s", err, out)
+	}
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	cfg := s.rootConfig(NewKnownHosts(s.knownHostsFile(t, true), false))
+	cfg.IdentityFile = ""
+	cfg.Agent = true
+	c, err := Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("agent auth: %v", err)
+	}
+	c.Close()
+	// Without the agent there is no way in.
+	cfg.Agent = false
+	_, err = Dial(context.Background(), cfg)
+	var ae *AuthError
+	if !errors.As(err, &ae) {
+		t.Errorf("no auth method: want *AuthError, got %v", err)
+	}
+}
+
+// A server that accepts TCP but never speaks SSH: each attempt ends at the connect
+// timeout, the attempts are retried, and the error says it timed out.
+func TestHandshakeTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, silent, until the test ends
+		}
+	}()
+	defer func() {
+		for len(accepted) > 0 {
+			(<-accepted).Close()
+		}
+	}()
+	cfg := Config{Host: "silent", Addr: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port, User: "root", Password: "x",
+		KnownHosts: NewKnownHosts(filepath.Join(t.TempDir(), "kh"), false), ConnectTimeout: 300 * time.Millisecond, Retries: 1, RetryDelay: 50 * time.Millisecond}
+	start := time.Now()
+	_, err = Dial(context.Background(), cfg)
+	d := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "silent") || !strings.Contains(err.Error(), "timeout") {
+		t.Errorf("err = %v", err)
+	}
+	if d < 600*time.Millisecond || d > 5*time.Second {
+		t.Errorf("took %s, want two attempts of 300ms", d)
+	}
+	if n := len(accepted); n != 2 {
+		t.Errorf("%d connection attempts, want 2 (one retry)", n)
+	}
+}
