@@ -258,11 +258,11 @@ func (d *demo) crashMaster(ctx context.Context) error {
 		return err
 	}
 	d.say("%s holds the VIP after %v", b.Host.Name, at.Sub(t0).Round(time.Millisecond))
-	took, err := p.WaitReplyAfter(wctx, t0)
+	took, err := p.WaitReplyAfter(wctx, at)
 	if err != nil {
 		return err
 	}
-	d.say("the client's first ping reply came %v after the crash", took.Round(time.Millisecond))
+	d.say("the client's pings to the VIP went unanswered for %v", p.Outage(t0, at.Add(took)).Round(time.Millisecond))
 	return d.describe(ctx)
 }
 

@@ -176,6 +176,36 @@ func TestVRRP(t *testing.T) {
 				p.expectHolder(p.lb1)
 			})
 
+			t.Run("5_link_down_gives_up_vip", func(t *testing.T) {
+				p.t = t
+				// track_interface (default on): lb1's cable pulled -> it gives up the VIP.
+				p.start(unicast, nil)
+				t0 := time.Now()
+				if err := p.lb1.LinkDown(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := p.lb1.WaitAddr(ctxT(t, 5*time.Second), p.vip, false); err != nil {
+					_ = p.lb1.LinkUp()
+					t.Fatalf("lb1 kept the VIP with its link down: %v", err)
+				}
+				s1, _ := p.states(ctxT(t, 5*time.Second))
+				if _, err := p.d2.WaitState(ctxT(t, 5*time.Second), "MASTER"); err != nil {
+					_ = p.lb1.LinkUp()
+					t.Fatal(err)
+				}
+				t.Logf("%s: link down: lb1 released the VIP (state %s), lb2 MASTER after %v", mode, s1, time.Since(t0).Round(time.Millisecond))
+				if s1 == "MASTER" {
+					t.Errorf("lb1 reports MASTER with its link down")
+				}
+				if err := p.lb1.LinkUp(); err != nil {
+					t.Fatal(err)
+				}
+				if err := p.waitStates(ctxT(t, 10*time.Second), "MASTER", "BACKUP"); err != nil {
+					t.Fatalf("after the link came back: %v", err)
+				}
+				p.expectHolder(p.lb1)
+			})
+
 			t.Run("6_hostile_packets", func(t *testing.T) {
 				p.t = t
 				p.start(unicast, nil)

@@ -198,3 +198,29 @@ func (h *Host) Ping(ip netip.Addr, timeout time.Duration) error {
 	}
 	return nil
 }
+
+// Outage returns the longest time the client went without a reply between from and to: gaps
+// between consecutive replies, the first one measured from the last reply before from (so a
+// graceful handover, where the old holder answers for a while after from, counts only the
+// real gap). Replies are taken by arrival time.
+func (p *Pinger) Outage(from, to time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	prev := from
+	for _, r := range p.replies {
+		if !r.Recv.After(from) && r.Recv.After(from.Add(-time.Second)) {
+			prev = r.Recv
+		}
+	}
+	var gap time.Duration
+	for _, r := range p.replies {
+		if !r.Recv.After(from) || r.Recv.After(to) {
+			continue
+		}
+		if d := r.Recv.Sub(prev); d > gap {
+			gap = d
+		}
+		prev = r.Recv
+	}
+	return gap
+}
