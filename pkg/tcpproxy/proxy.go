@@ -34,6 +34,11 @@ type healthSubscriber interface {
 	Subscribe(fn func(health.Event)) (unsubscribe func())
 }
 
+var (
+	_ Health           = (*health.Monitor)(nil)
+	_ healthSubscriber = (*health.Monitor)(nil)
+)
+
 // Options of a Proxy. All optional.
 type Options struct {
 	Logger *slog.Logger
