@@ -46,7 +46,10 @@ type Config struct {
 	// Retries for transient errors (refused, timeout, reset) after the first attempt (default 3).
 	Retries    int
 	RetryDelay time.Duration // first delay, doubled each time (default 1s)
-	Logger     *slog.Logger
+	// MaxSessions caps the commands running at once on the connection (default 8: OpenSSH
+	// refuses more than MaxSessions, 10 by default, per connection).
+	MaxSessions int
+	Logger      *slog.Logger
 }
 
 // JumpConfig is the bastion a connection goes through.
@@ -111,6 +114,7 @@ type Client struct {
 	conn *ssh.Client
 	jump *ssh.Client
 	seq  int
+	sem  chan struct{}
 }
 
 // Dial connects to the host (retrying transient errors) and, when the user is not root,
@@ -134,11 +138,14 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Host == "" {
 		cfg.Host = cfg.Addr
 	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 8
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	c := &Client{cfg: cfg, log: log.With("host", cfg.Host)}
+	c := &Client{cfg: cfg, log: log.With("host", cfg.Host), sem: make(chan struct{}, cfg.MaxSessions)}
 	if _, err := c.client(ctx); err != nil {
 		return nil, err
 	}
@@ -423,6 +430,12 @@ func Tail(s string, n int) string {
 
 func (c *Client) exec(ctx context.Context, line string, stdin []byte) (Result, error) {
 	var res Result
+	select {
+	case c.sem <- struct{}{}:
+		defer func() { <-c.sem }()
+	case <-ctx.Done():
+		return res, fmt.Errorf("host %s: %w", c.cfg.Host, ctx.Err())
+	}
 	sess, err := c.session(ctx)
 	if err != nil {
 		return res, err
@@ -479,6 +492,11 @@ func (c *Client) session(ctx context.Context) (*ssh.Session, error) {
 	s, err := conn.NewSession()
 	if err == nil {
 		return s, nil
+	}
+	var oce *ssh.OpenChannelError
+	if errors.As(err, &oce) {
+		// The server refused this session (too many at once); the connection is fine.
+		return nil, fmt.Errorf("host %s: open ssh session: %w", c.cfg.Host, err)
 	}
 	c.log.Debug("ssh session failed, reconnecting", "err", err)
 	c.mu.Lock()

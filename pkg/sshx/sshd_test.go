@@ -430,3 +430,29 @@ func TestHandshakeTimeout(t *testing.T) {
 		t.Errorf("%d connection attempts, want 2 (one retry)", n)
 	}
 }
+
+// Many commands at once on one connection: more than sshd's MaxSessions (10) would be
+// refused; the client queues them instead.
+func TestManyConcurrentCommands(t *testing.T) {
+	s := startSSHD(t)
+	c, err := Dial(context.Background(), s.rootConfig(NewKnownHosts(s.knownHostsFile(t, true), false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	errs := make(chan error, 30)
+	for i := 0; i < 30; i++ {
+		go func() {
+			res, err := c.Run(context.Background(), fmt.Sprintf("sleep 0.1; echo %d", i))
+			if err == nil && res.Stdout != fmt.Sprintf("%d\n", i) {
+				err = fmt.Errorf("command %d printed %q", i, res.Stdout)
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 30; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

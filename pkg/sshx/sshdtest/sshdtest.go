@@ -94,7 +94,7 @@ KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 AllowTcpForwarding yes
 MaxStartups 100
-MaxSessions 100
+MaxSessions 10
 LogLevel ERROR
 `, s.Port, s.Dir)
 	cfgPath := filepath.Join(s.Dir, "sshd_config")
