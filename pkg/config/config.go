@@ -281,7 +281,12 @@ func (c *Config) setDefaults() {
 		v.Version = 3
 	}
 	if v.AdvertInterval == 0 {
-		v.AdvertInterval = Duration(time.Second)
+		// v3: 200 ms, so a crashed master is replaced in about 0.73 s (3 intervals + skew);
+		// v2 counts whole seconds: 1 s, as Keepalived's advert_int 1.
+		v.AdvertInterval = Duration(200 * time.Millisecond)
+		if v.Version == 2 {
+			v.AdvertInterval = Duration(time.Second)
+		}
 	}
 	if v.Preempt == nil {
 		v.Preempt = boolPtr(true)

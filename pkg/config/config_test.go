@@ -33,8 +33,11 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.VRRP.VRID != 51 || c.VRRP.Version != 3 || c.VRRP.AdvertInterval.D() != time.Second || !*c.VRRP.Preempt {
+	if c.VRRP.VRID != 51 || c.VRRP.Version != 3 || c.VRRP.AdvertInterval.D() != 200*time.Millisecond || !*c.VRRP.Preempt {
 		t.Errorf("vrrp defaults: %+v", c.VRRP)
+	}
+	if v2, err := Parse("t.yaml", []byte(minimal+"  version: 2\n")); err != nil || v2.VRRP.AdvertInterval.D() != time.Second {
+		t.Errorf("v2 default interval must be 1s (whole seconds): %v", err)
 	}
 	if c.Proxy != nil {
 		t.Errorf("no proxy section must mean VRRP only")

@@ -43,8 +43,11 @@
 // Master_Down_Interval = 3*Master_Adver_Interval + Skew_Time. A v3 backup
 // adopts the master's interval. Priority 255 (address owner) starts as
 // master. A master on shutdown or fault sends priority 0; a backup hearing
-// priority 0 takes over after Skew_Time (at once in unicast mode with a
-// single peer: no other backup can compete). Equal priorities are broken by
+// priority 0 takes over after ResignWait, Skew_Time's fraction of at most
+// 100 ms instead of the whole interval (the higher priority still moves
+// first; a graceful handover takes <= 100 ms, not 0.65 s as with Keepalived
+// at advert_int 1), and at once in unicast mode with a single peer (no
+// other backup can compete). Equal priorities are broken by
 // the higher primary address. Differences from the letter of the RFC, as in
 // Keepalived: a preempting backup that hears a lower-priority master takes
 // over at once instead of waiting for Master_Down_Timer; preempt_delay

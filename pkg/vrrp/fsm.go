@@ -173,6 +173,25 @@ func (m *Machine) SkewTime() time.Duration {
 	return p * m.masterAdverInterval / 256
 }
 
+// maxResignBase caps the interval ResignWait scales by.
+const maxResignBase = 100 * time.Millisecond
+
+// ResignWait is how long a backup waits, after the master resigned with a
+// priority-0 advert, before it takes over. RFC 5798 says Skew_Time
+// ((256-Priority)/256 of the advert interval: 0.65 s for priority 90 at 1 s,
+// Keepalived's figure). vipd computes the same fraction of at most 100 ms:
+// the higher-priority backup still moves first (the order the RFC's wait
+// exists for), and a graceful handover takes at most 100 ms whatever the
+// interval. Backups that collide resolve it by the normal election.
+func (m *Machine) ResignWait() time.Duration {
+	base := m.masterAdverInterval
+	if m.cfg.Version == 2 {
+		base = time.Second
+	}
+	base = min(base, maxResignBase)
+	return time.Duration(256-int(m.prio)) * base / 256
+}
+
 // MasterDownInterval returns Master_Down_Interval = 3*Master_Adver_Interval + Skew_Time.
 func (m *Machine) MasterDownInterval() time.Duration {
 	return 3*m.masterAdverInterval + m.SkewTime()
@@ -347,8 +366,9 @@ func (m *Machine) backupAdvert(now time.Time, ev Event, acts []Action) []Action 
 		if m.cfg.SolePeer {
 			return m.toMaster(now, acts, "sole peer "+ev.Src.String()+" resigned (priority 0)")
 		}
-		// The master resigned: take over after Skew_Time.
-		m.deadline = now.Add(m.SkewTime())
+		// The master resigned: take over after ResignWait (Skew_Time on a
+		// 100 ms scale).
+		m.deadline = now.Add(m.ResignWait())
 		m.masterAddr = netip.Addr{}
 		return nil
 	}

@@ -190,14 +190,33 @@ func TestPreemptDelay(t *testing.T) {
 	h.wantState(StateMaster)
 }
 
+func TestResignWaitKeepsPriorityOrder(t *testing.T) {
+	// Two backups hearing the same resignation: the higher priority waits less, and
+	// both wait at most 100 ms.
+	hi := newHarness(t, MachineConfig{Priority: 200, Preempt: true})
+	lo := newHarness(t, MachineConfig{Priority: 50, Preempt: true})
+	for _, h := range []*harness{hi, lo} {
+		h.ev(Event{Kind: EvStartup})
+		h.advert(250, addrB, time.Second)
+	}
+	if !(hi.m.ResignWait() < lo.m.ResignWait()) || lo.m.ResignWait() > 100*time.Millisecond {
+		t.Fatalf("ResignWait hi=%s lo=%s", hi.m.ResignWait(), lo.m.ResignWait())
+	}
+}
+
 func TestPriorityZero(t *testing.T) {
-	// Backup: a priority-0 advert sets Master_Down_Timer to Skew_Time.
+	// Backup: a priority-0 advert sets Master_Down_Timer to ResignWait:
+	// Skew_Time's fraction (256-90)/256 of at most 100 ms, not of the 1 s
+	// interval (0.65 s, RFC 5798's and Keepalived's figure).
 	h := newHarness(t, MachineConfig{Priority: 90, Preempt: true})
 	h.ev(Event{Kind: EvStartup})
 	h.advert(100, addrB, time.Second)
 	h.advance(500 * time.Millisecond)
 	h.advert(0, addrB, time.Second)
-	skew := 166 * time.Second / 256
+	skew := 166 * 100 * time.Millisecond / 256
+	if got := h.m.ResignWait(); got != skew {
+		t.Fatalf("ResignWait = %s, want %s", got, skew)
+	}
 	h.advance(skew - time.Millisecond)
 	h.wantState(StateBackup)
 	h.advance(time.Millisecond)
