@@ -233,7 +233,9 @@ func TestVRRPHostileV2(t *testing.T) {
 func vrrpHostile(t *testing.T, p *vrrpPair, unicast bool, version int) {
 	ctx := ctxT(t, 30*time.Second)
 	before := map[string]*lab.Stats{}
+	logLen := map[string]int{}
 	for _, d := range []*lab.Vipd{p.d1, p.d2} {
+		logLen[d.Host.Name] = len(d.Log())
 		st, err := d.Stats(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -315,6 +317,11 @@ func vrrpHostile(t *testing.T, p *vrrpPair, unicast bool, version int) {
 			t.Fatal(err)
 		}
 		b := before[d.Host.Name]
+		// Not even for a moment: a packet accepted and then overridden would show here.
+		if st.VRRP.TransitionsTotal != b.VRRP.TransitionsTotal {
+			t.Errorf("%s: %d state transitions during the hostile stream", d.Host.Name,
+				st.VRRP.TransitionsTotal-b.VRRP.TransitionsTotal)
+		}
 		delta := map[string]uint64{}
 		for k, v := range st.VRRP.Drops {
 			if v > b.VRRP.Drops[k] {
@@ -325,10 +332,20 @@ func vrrpHostile(t *testing.T, p *vrrpPair, unicast bool, version int) {
 		for _, v := range delta {
 			total += v
 		}
-		t.Logf("%s (v%d, unicast=%v): %d hostile packets sent to it, drops counted by reason: %v",
-			d.Host.Name, version, unicast, perDaemon, delta)
 		if total < uint64(perDaemon) {
 			t.Errorf("%s: %d drops counted for %d hostile packets", d.Host.Name, total, perDaemon)
+		}
+		// Logged, but rate-limited: far fewer lines than packets.
+		dropLines := 0
+		for _, line := range strings.Split(d.Log()[logLen[d.Host.Name]:], "\n") {
+			if strings.Contains(strings.ToLower(line), "drop") {
+				dropLines++
+			}
+		}
+		t.Logf("%s (v%d, unicast=%v): %d hostile packets sent to it, drops counted by reason: %v; %d log lines",
+			d.Host.Name, version, unicast, perDaemon, delta, dropLines)
+		if dropLines == 0 || dropLines > perDaemon/4 {
+			t.Errorf("%s: %d log lines about drops for %d hostile packets, want some but rate-limited", d.Host.Name, dropLines, perDaemon)
 		}
 		// Reasons: a malformed stream must not all land in one bucket.
 		checks := [][]string{{"checksum"}, {"vrid"}, {"short", "length", "trunc"}}
