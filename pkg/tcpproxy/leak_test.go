@@ -14,6 +14,17 @@ import (
 func TestNoLeak(t *testing.T) {
 	be := startBackend(t, "x", nameThenEcho)
 	r := startProxy(t, testConfig(be.addr()), newFakeHealth())
+	// A proxy whose backends are all dead (clients are reset), and one at
+	// its connection cap (clients are closed at once).
+	dead := startProxy(t, testConfig(deadAddr(t), deadAddr(t)), newFakeHealth())
+	capCfg := testConfig(be.addr())
+	capCfg.MaxConns = 1
+	capped := startProxy(t, capCfg, nil)
+	_, holder, err := hello(t, capped.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
 	// Warm up (runtime pools, first-use goroutines), then take the baseline.
 	for i := 0; i < 3; i++ {
 		_, c, err := hello(t, r.addr())
@@ -64,7 +75,26 @@ func TestNoLeak(t *testing.T) {
 			}()
 		}
 	}
+	for _, target := range []*running{dead, capped} {
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := net.DialTimeout("tcp", target.addr(), 5*time.Second)
+				if err != nil {
+					return // a reset can reach the dial
+				}
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				_, _ = io.Copy(io.Discard, c)
+				_ = c.Close()
+			}()
+		}
+	}
 	wg.Wait()
+	waitFor(t, 10*time.Second, "dead and capped proxies to settle", func() bool {
+		d, c := dead.p.Stats().Frontend, capped.p.Stats().Frontend
+		return d.CurrentSessions == 0 && d.ConnErrors == n && c.RefusedByCap == n && c.CurrentSessions == 1
+	})
 	total := uint64(3 + n*len(kinds))
 	waitFor(t, 10*time.Second, "all sessions to end", func() bool {
 		st := r.p.Stats().Frontend
@@ -85,7 +115,7 @@ func TestNoLeak(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Logf("%d clients (%d kinds): goroutines %d (baseline %d), fds %d (baseline %d)", total-3, len(kinds), g, baseG, fds, baseFD)
+	t.Logf("%d clients (%d kinds, plus %d reset for lack of a backend and %d refused by the cap): goroutines %d (baseline %d), fds %d (baseline %d)", total-3, len(kinds), n, n, g, baseG, fds, baseFD)
 }
 
 // TestSpliceUsed checks that forwarding goes through splice(2) and that an
