@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vipd-project/vipd/pkg/sshx"
 	"github.com/vipd-project/vipd/pkg/topology"
@@ -55,6 +56,8 @@ type world struct {
 	cmds       []string                     // "host: full command"
 	uploads    []upload
 	unexpected []string
+	// delay is how long every command and upload takes (a host's answer time).
+	delay time.Duration
 }
 
 func newWorld() *world { return &world{answers: map[string]map[string]answer{}} }
@@ -75,6 +78,7 @@ func tagOf(cmd string) string {
 
 func (f *fakeHost) Run(_ context.Context, cmd string) (sshx.Result, error) {
 	w := f.w
+	time.Sleep(w.delay)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	tag := tagOf(cmd)
@@ -99,6 +103,7 @@ func (f *fakeHost) Run(_ context.Context, cmd string) (sshx.Result, error) {
 }
 
 func (f *fakeHost) Upload(_ context.Context, path string, data []byte, mode os.FileMode, owner string) error {
+	time.Sleep(f.w.delay)
 	f.w.mu.Lock()
 	defer f.w.mu.Unlock()
 	f.w.uploads = append(f.w.uploads, upload{f.name, path, data, mode, owner})

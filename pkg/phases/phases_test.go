@@ -183,9 +183,11 @@ func TestSecondUpChangesNothing(t *testing.T) {
 }
 
 // A full `up` on fresh hosts: the commands each phase runs, secrets kept out of the output.
-func TestUpOnFreshHosts(t *testing.T) {
-	top := refTopology(t)
+// freshRunWorld: fresh hosts whose recorded answers follow the changes made (vipd started on
+// the first lb takes the VIP, the cluster exists after kubeadm init and lists the joined nodes).
+func freshRunWorld(top *topology.Topology) *world {
 	w := freshWorld(top)
+	first, lb1 := top.Masters()[0].Name, top.LBs()[0].Name
 	// Every change succeeds.
 	for _, tag := range []string{"change lb/user", "change lb/dir", "change lb/systemctl", "change common/swap", "change common/modules",
 		"change common/sysctl", "change common/kubernetes-key", "change common/apt-update", "change common/containerd-install",
@@ -195,18 +197,18 @@ func TestUpOnFreshHosts(t *testing.T) {
 	}
 	w.set("*", "probe common/kubernetes-version", answer{out: "1.33.6-1.1\n"})
 	// vipd on lb1 wins the election once started.
-	w.set("lb1", "probe lb/vip", answer{fn: func(w *world, _ string) answer {
-		if w.ran("lb1", "change lb/systemctl") {
+	w.set(lb1, "probe lb/vip", answer{fn: func(w *world, _ string) answer {
+		if w.ran(lb1, "change lb/systemctl") {
 			return answer{out: "2: ens33    inet 192.168.10.100/24 scope global secondary ens33\n"}
 		}
 		return answer{}
 	}})
-	w.set("lb2", "probe lb/vip", answer{out: "2: ens33    inet 192.168.10.143/24 scope global ens33\n"})
-	w.set("k8s-master-1", "change join/token", answer{out: "kubeadm join 192.168.10.100:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:1111 \n"})
-	w.set("k8s-master-1", "change join/certificate-key", answer{out: "[upload-certs] Using certificate key:\n" + strings.Repeat("ab", 32) + "\n"})
+	w.set("*", "probe lb/vip", answer{out: "2: ens33    inet 192.168.10.143/24 scope global ens33\n"})
+	w.set(first, "change join/token", answer{out: "kubeadm join 192.168.10.100:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:1111 \n"})
+	w.set(first, "change join/certificate-key", answer{out: "[upload-certs] Using certificate key:\n" + strings.Repeat("ab", 32) + "\n"})
 	// The cluster exists after kubeadm init and lists the nodes that joined.
 	w.set("*", "probe cluster", answer{fn: func(w *world, _ string) answer {
-		if w.ran("k8s-master-1", "change kubeadm init") {
+		if w.ran(first, "change kubeadm init") {
 			return answer{}
 		}
 		return answer{code: 1}
@@ -214,7 +216,7 @@ func TestUpOnFreshHosts(t *testing.T) {
 	w.set("*", "probe cluster/nodes", answer{fn: func(w *world, _ string) answer {
 		var b strings.Builder
 		for _, n := range top.Nodes() {
-			if n.Name == "k8s-master-1" || w.ran(n.Name, "change kubeadm join") {
+			if n.Name == first || w.ran(n.Name, "change kubeadm join") {
 				b.WriteString(n.Name + " Ready x 1m v1.33.6\n")
 			}
 		}
@@ -224,6 +226,12 @@ func TestUpOnFreshHosts(t *testing.T) {
 	w.set("*", "probe verify/nodes", answer{out: nodesOut(top, "")})
 	w.set("*", "probe verify/healthz", answer{out: "ok"})
 	w.set("*", "probe verify/stats", answer{out: "200"})
+	return w
+}
+
+func TestUpOnFreshHosts(t *testing.T) {
+	top := refTopology(t)
+	w := freshRunWorld(top)
 	r, out := newTestRunner(t, top, w, false)
 	if err := r.Up(context.Background(), nil); err != nil {
 		t.Fatalf("up: %v\n%s", err, out)
