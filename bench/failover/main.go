@@ -117,7 +117,9 @@ type sample struct{ vip, ping time.Duration }
 type result struct {
 	sc      scenario
 	samples []sample
-	err     error
+	// flaps counts the times the backup took the VIP while the master was alive and idle.
+	flaps int
+	err   error
 }
 
 type idleResult struct {
@@ -272,7 +274,23 @@ func measure(ctx context.Context, sc scenario, c config, withIdle bool) (r resul
 		if adv == 0 {
 			adv = time.Second
 		}
-		time.Sleep(1200*time.Millisecond + time.Duration(rand.Int64N(int64(adv))))
+		// The backup must not take the VIP meanwhile (a flap: missed adverts under load).
+		sctx, scancel := context.WithTimeout(ctx, 1200*time.Millisecond+time.Duration(rand.Int64N(int64(adv))))
+		_, flapErr := lb2.WaitAddr(sctx, vip, true)
+		scancel()
+		if ctx.Err() != nil {
+			r.err = ctx.Err()
+			return r, idles
+		}
+		if flapErr == nil {
+			r.flaps++
+			if r.flaps > 3*c.runs {
+				r.err = fmt.Errorf("the backup keeps taking the VIP from a live master (%d flaps)", r.flaps)
+				return r, idles
+			}
+			i--
+			continue
+		}
 		var t0 time.Time
 		if sc.graceful {
 			t0 = time.Now()
@@ -446,7 +464,7 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 func report(w io.Writer, results []result, idles []idleResult) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\truns\tVIP on backup, s (median / min / max)\tclient ping outage, s (median / min / max)\t")
+	fmt.Fprintln(tw, "scenario\truns\tVIP on backup, s (median / min / max)\tclient ping outage, s (median / min / max)\tflaps\t")
 	medPing := map[string]time.Duration{}
 	for _, r := range results {
 		var vs, ps []time.Duration
@@ -459,13 +477,14 @@ func report(w io.Writer, results []result, idles []idleResult) {
 		if r.err != nil {
 			note = "  ERROR: " + r.err.Error()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s / %s / %s\t%s / %s / %s\t%s\n", r.sc, len(r.samples),
-			secs(v.med), secs(v.min), secs(v.max), secs(p.med), secs(p.min), secs(p.max), note)
+		fmt.Fprintf(tw, "%s\t%d\t%s / %s / %s\t%s / %s / %s\t%d\t%s\n", r.sc, len(r.samples),
+			secs(v.med), secs(v.min), secs(v.max), secs(p.med), secs(p.min), secs(p.max), r.flaps, note)
 		if len(r.samples) > 0 {
 			medPing[r.sc.String()] = p.med
 		}
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "(flaps: times the backup took the VIP from a live, idle master between runs; such runs are redone)")
 
 	fmt.Fprintln(w, "\nratios of median client outage, vipd / keepalived (lower is better):")
 	ratio := func(label, a, b string, target string) {
