@@ -46,6 +46,20 @@ id -u vipd >/dev/null 2>&1 && echo "user yes" || echo "user no"
 echo "enabled $(systemctl is-enabled vipd 2>/dev/null)"
 echo "active $(systemctl is-active vipd 2>/dev/null)"`
 
+// configOnly: only the configuration (or the VRRP password) changed, which vipd reloads on
+// SIGHUP without giving up the VIP.
+func (s *lbState) configOnly() bool {
+	if len(s.stale) == 0 || s.binProblem != "" || s.unitStale {
+		return false
+	}
+	for _, f := range s.stale {
+		if f.path != VipdConfigPath && f.path != VipdAuthPath {
+			return false
+		}
+	}
+	return true
+}
+
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
@@ -140,6 +154,8 @@ func (p lbPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status,
 	switch {
 	case !s.active:
 		todo = append(todo, "systemctl start vipd")
+	case s.configOnly():
+		todo = append(todo, "systemctl reload vipd (configuration only: the VIP stays where it is)")
 	case len(s.stale) > 0 || binProblem != "":
 		todo = append(todo, "systemctl restart vipd")
 	}
@@ -177,6 +193,9 @@ func (lbPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Status) (
 	switch {
 	case !s.active:
 		cmds = append(cmds, "systemctl start vipd")
+	case s.configOnly():
+		cmds = append(cmds, "systemctl reload vipd")
+		verb = "vipd configuration reloaded"
 	case len(s.stale) > 0:
 		cmds = append(cmds, "systemctl restart vipd")
 		verb = "vipd updated and restarted"

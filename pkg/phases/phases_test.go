@@ -313,13 +313,15 @@ func TestLBSkipLogic(t *testing.T) {
 	}{
 		{"done", done, nil, nil},
 		{"config changed", strings.Replace(done, "640 root:vipd ", "640 root:vipd 00", 1),
-			[]string{"upload /etc/vipd/vipd.yaml", "systemctl restart vipd"}, []string{"daemon-reload", "upload /usr/local/bin/vipd", "create the system user"}},
+			[]string{"upload /etc/vipd/vipd.yaml", "systemctl reload vipd"}, []string{"daemon-reload", "upload /usr/local/bin/vipd", "create the system user", "restart"}},
+		{"binary changed", strings.Replace(done, "755 root:root ", "755 root:root 00", 1),
+			[]string{"upload /usr/local/bin/vipd", "systemctl restart vipd"}, []string{"daemon-reload", "reload"}},
 		{"unit changed", strings.Replace(done, "644 root:root ", "644 root:root 00", 1),
 			[]string{"upload /etc/systemd/system/vipd.service", "systemctl daemon-reload", "systemctl restart vipd"}, []string{"upload /etc/vipd/vipd.yaml"}},
 		{"stopped", strings.Replace(done, "active active", "active failed", 1),
 			[]string{"systemctl start vipd"}, []string{"upload", "restart"}},
 		{"mode changed", strings.Replace(done, "640 root:vipd", "644 root:vipd", 1),
-			[]string{"upload /etc/vipd/vipd.yaml (0640 root:vipd"}, nil},
+			[]string{"upload /etc/vipd/vipd.yaml (0640 root:vipd", "systemctl reload vipd"}, nil},
 		{"fresh", "dir \nuser no\nenabled disabled\nactive inactive\n",
 			[]string{"create the system user vipd", "create /etc/vipd (0750 root:vipd)", "upload /usr/local/bin/vipd (0755", "systemctl enable vipd", "systemctl start vipd"}, []string{"restart"}},
 	}
