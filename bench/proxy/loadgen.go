@@ -31,6 +31,7 @@ type lgResult struct {
 	OK      int       `json:"ok"`
 	Errors  int       `json:"errors"`
 	Secs    float64   `json:"secs"`
+	Start   time.Time `json:"start"`              // when the load began (FailAt counts from it)
 	LatMs   []float64 `json:"lat_ms,omitempty"`   // tls: latency of each successful request
 	FailAt  []float64 `json:"fail_at,omitempty"`  // rate: start offset (s) of each failed request
 	ErrText []string  `json:"err_text,omitempty"` // the first few errors
@@ -181,8 +182,8 @@ func lgTLS(o lgOpts) lgResult {
 func lgRate(o lgOpts) lgResult {
 	errs := &lgErrs{max: o.errLimit}
 	var mu sync.Mutex
-	var res lgResult
 	start := time.Now()
+	res := lgResult{Start: start}
 	t := time.NewTicker(time.Second / time.Duration(o.rate))
 	defer t.Stop()
 	var wg sync.WaitGroup

