@@ -97,7 +97,8 @@ func (commonPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Statu
 				keyring[fs[1]] = true
 			}
 		case "pkg":
-			if len(fs) >= 4 && fs[3] == "ii" {
+			// db:Status-Abbrev: desired action (i install, h hold...) then state (i installed).
+			if len(fs) >= 4 && len(fs[3]) >= 2 && fs[3][1] == 'i' {
 				pkgOK[fs[1]] = fs[2]
 			}
 		case "held":
@@ -241,7 +242,13 @@ func (commonPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Statu
 			return "", err
 		}
 		if _, err := r.change(ctx, h, "common/sysctl", "sysctl --system"); err != nil {
-			r.warn(h.Name, PhaseCommon, "sysctl --system: "+oneLine(err.Error()))
+			// Expected in a container (kernel.* and fs.* keys are read-only there); kubeadm's
+			// preflight checks the keys Kubernetes needs.
+			detail := oneLine(err.Error())
+			if se := stderrOf(err); se != "" {
+				detail = strings.SplitN(se, "\n", 2)[0]
+			}
+			r.warn(h.Name, PhaseCommon, "sysctl --system reported errors: "+detail)
 		}
 		done = append(done, "sysctls")
 	}

@@ -191,9 +191,9 @@ file %s %s
 file %s %s
 keyring %s
 pkg containerd 1.7.24-0ubuntu1 ii 
-pkg kubelet 1.33.6-1.1 ii 
-pkg kubeadm 1.33.6-1.1 ii 
-pkg kubectl 1.33.6-1.1 ii 
+pkg kubelet 1.33.6-1.1 hi 
+pkg kubeadm 1.33.6-1.1 hi 
+pkg kubectl 1.33.6-1.1 hi 
 held kubeadm kubectl kubelet 
 cgroup systemd
 containerd active

@@ -374,6 +374,8 @@ func TestCommonSkipLogic(t *testing.T) {
 			[]string{"turn swap off"}, []string{"apt-get"}},
 		{"wrong version", strings.ReplaceAll(done, "1.33.6-1.1", "1.32.9-1.1"),
 			[]string{"apt-get update", "kubelet=1.33.6-*", "apt-mark hold"}, []string{"apt-get install -y containerd"}},
+		{"kubeadm removed", strings.Replace(done, "pkg kubeadm 1.33.6-1.1 hi", "pkg kubeadm 1.33.6-1.1 hn", 1),
+			[]string{"kubeadm=1.33.6-*"}, []string{"apt-get install -y containerd"}},
 		{"cgroupfs containerd", strings.Replace(done, "cgroup systemd\n", "", 1),
 			[]string{"SystemdCgroup = true"}, []string{"apt-get"}},
 		{"container with the machine's swap", strings.Replace(done, "swapon 0", "swapon 1", 1), nil, nil},
