@@ -185,8 +185,16 @@ func DebianDebs(ctx context.Context, cacheDir string, pkgs ...string) ([]string,
 		if len(m) == 0 {
 			cmd := exec.CommandContext(ctx, "apt-get", "download", p)
 			cmd.Dir = dir
-			if out, err := cmd.CombinedOutput(); err != nil {
-				return nil, fmt.Errorf("apt-get download %s (run apt-get update?): %w: %s", p, err, tail(out))
+			if _, err := cmd.CombinedOutput(); err != nil {
+				// A fresh machine may have no package lists yet.
+				if out, err := exec.CommandContext(ctx, "apt-get", "update", "-q").CombinedOutput(); err != nil {
+					return nil, fmt.Errorf("apt-get update: %w: %s", err, tail(out))
+				}
+				cmd = exec.CommandContext(ctx, "apt-get", "download", p)
+				cmd.Dir = dir
+				if out, err := cmd.CombinedOutput(); err != nil {
+					return nil, fmt.Errorf("apt-get download %s: %w: %s", p, err, tail(out))
+				}
 			}
 			m, _ = filepath.Glob(filepath.Join(dir, p+"_*.deb"))
 			if len(m) == 0 {

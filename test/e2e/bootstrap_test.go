@@ -1,0 +1,345 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/vipd-project/vipd/test/nspawn"
+)
+
+// TestBootstrap builds a 2-LB, 3-master, 1-worker cluster with the real bootstrap and vipd
+// on simulated hosts (test/nspawn: Debian 12 under systemd-nspawn, real sshd, sudo, systemd
+// and containerd; stand-in kubeadm/kubelet/kubectl/kube-apiserver from test/standin served
+// as .debs by the lab's apt repository), then checks what a user would: a changed host key
+// and a wrong sudo password are refused clearly, a failure injected into join-masters stops
+// with a report and the rerun completes, /readyz answers through vipd at the VIP, a second
+// up changes nothing, drill passes and reports outages, reset leaves the hosts as they were.
+func TestBootstrap(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces, systemd-nspawn)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
+	defer cancel()
+	start := time.Now()
+	bin := t.TempDir()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = "/usr/local/go/bin/go"
+	}
+	for _, p := range []string{"vipd", "bootstrap"} {
+		out, err := exec.CommandContext(ctx, goTool, "build", "-o", filepath.Join(bin, p), "../../cmd/"+p).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build cmd/%s: %v\n%s", p, err, out)
+		}
+	}
+	bootstrap := filepath.Join(bin, "bootstrap")
+	t.Logf("built vipd and bootstrap in %v", time.Since(start).Round(time.Millisecond))
+
+	t0 := time.Now()
+	c, err := nspawn.StartCluster(ctx, nspawn.ClusterOptions{LBs: 2, Masters: 3, Workers: 1, Log: bsLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("lab cleanup: %v", err)
+		}
+	})
+	t.Logf("lab with 6 hosts up in %v (stand-in packages built, repo signed, hosts booted); VIP %s", time.Since(t0).Round(time.Millisecond), c.VIP)
+
+	run := func(step string, env []string, args ...string) (string, int) {
+		t.Helper()
+		ts := time.Now()
+		cmd := c.OperatorCommand(ctx, bootstrap, args...)
+		cmd.Env = append(cmd.Env, env...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%s: run bootstrap: %v", step, err)
+		}
+		t.Logf("%s: bootstrap %s -> exit %d in %v", step, strings.Join(args, " "), code, time.Since(ts).Round(time.Millisecond))
+		if strings.Contains(out.String(), c.OpsPassword) {
+			t.Errorf("%s: the ops password appears in bootstrap's output", step)
+		}
+		return out.String(), code
+	}
+	topo := c.Topology
+	before := bsSnapshot(ctx, t, c)
+
+	// A changed host key is refused, naming the host and the key's fingerprint.
+	t.Run("changed host key", func(t *testing.T) {
+		lb1 := c.Host("lb1")
+		kh, err := os.ReadFile(c.KnownHosts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := filepath.Join(t.TempDir(), "other")
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v %s", err, out)
+		}
+		otherPub, _ := os.ReadFile(other + ".pub")
+		f := strings.Fields(string(otherPub))
+		bad := strings.Replace(string(kh), lb1.HostKeyPub, f[0]+" "+f[1], 1)
+		khPath := filepath.Join(t.TempDir(), "known_hosts")
+		topoPath := filepath.Join(t.TempDir(), "topology.yaml")
+		if err := os.WriteFile(khPath, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(topoPath, c.TopologyYAML(nspawn.TopologyOptions{KnownHosts: khPath}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, code := run("changed host key", c.Env, "up", "-f", topoPath, "--dry-run")
+		t.Logf("output:\n%s", bsTail(out, 8))
+		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(lb1.HostKeyPub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fp := ssh.FingerprintSHA256(pk)
+		if code != 3 || !strings.Contains(out, fp) || !(strings.Contains(out, "lb1") || strings.Contains(out, lb1.Addr.String())) {
+			t.Errorf("changed host key of lb1: exit %d, want 3 and a message naming lb1 and %s:\n%s", code, fp, out)
+		}
+		if after, _ := os.ReadFile(khPath); string(after) != bad {
+			t.Errorf("bootstrap rewrote known_hosts after a changed key")
+		}
+	})
+
+	// A wrong sudo password (masters log in as ops) gives a clear error.
+	t.Run("wrong sudo password", func(t *testing.T) {
+		out, code := run("wrong sudo password", []string{"BOOTSTRAP_SUDO_PASSWORD=not-the-password"}, "up", "-f", topo, "--dry-run")
+		t.Logf("output:\n%s", bsTail(out, 8))
+		if code == 0 || !strings.Contains(strings.ToLower(out), "sudo") || !strings.Contains(out, "master1") {
+			t.Errorf("wrong sudo password: exit %d, want non-zero and a message naming sudo and master1:\n%s", code, out)
+		}
+		if strings.Contains(out, "not-the-password") {
+			t.Errorf("the wrong sudo password is echoed:\n%s", out)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// A failure injected into join-masters stops with a clear report; the rerun completes.
+	if err := c.WriteFile("master2", "/var/lib/standin/fail-once/join", []byte("preflight\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := run("up with an injected join failure", c.Env, "up", "-f", topo)
+	if code != 1 || !strings.Contains(out, "master2") || !strings.Contains(out, "join") || !strings.Contains(out, "fail-once") {
+		t.Fatalf("up with a failure injected into master2's join: exit %d, want 1 and a report naming master2, the join step and kubeadm's error:\n%s", code, out)
+	}
+	if !strings.Contains(out, "rerun") && !strings.Contains(out, "bootstrap up") {
+		t.Errorf("the failure report does not say how to rerun:\n%s", out)
+	}
+	t.Logf("failure report:\n%s", bsTail(out, 15))
+	out, code = run("rerun", c.Env, "up", "-f", topo)
+	if code != 0 {
+		bsDumpJournals(ctx, t, c)
+		t.Fatalf("rerun of up: exit %d:\n%s", code, out)
+	}
+	t.Logf("up output:\n%s", bsTail(out, 40))
+
+	// /readyz answers through vipd at the VIP; every node is Ready.
+	vip := strings.Split(c.VIP, "/")[0]
+	hc := c.HTTPClient()
+	hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	body, err := bsGet(ctx, hc, "https://"+vip+":6443/readyz")
+	if err != nil || body != "ok" {
+		t.Fatalf("GET /readyz through the VIP: %q, %v", body, err)
+	}
+	nodes, err := c.Exec(ctx, "master1", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "nodes", "--no-headers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"master1", "master2", "master3", "worker1"} {
+		if !regexp.MustCompile(`(?m)^` + n + `\s+Ready\s`).Match(nodes) {
+			t.Errorf("node %s not Ready:\n%s", n, nodes)
+		}
+	}
+	holder := bsVIPHolder(ctx, t, c, vip)
+	if holder != "lb1" {
+		t.Errorf("VIP held by %q, want lb1 (priority 100)", holder)
+	}
+	for _, lb := range []string{"lb1", "lb2"} {
+		if o, err := c.Exec(ctx, lb, "systemctl", "show", "-p", "Type,User,ActiveState", "vipd"); err != nil || !strings.Contains(string(o), "Type=notify") || !strings.Contains(string(o), "ActiveState=active") {
+			t.Errorf("%s: vipd unit: %s %v", lb, o, err)
+		}
+	}
+
+	// A second up changes nothing: no host-changing stand-in call, no package installed,
+	// no file changed under /etc or /usr, vipd not restarted.
+	marks := map[string]bsMark{}
+	for _, h := range c.Hosts {
+		marks[h.Name] = bsMarkHost(ctx, t, c, h.Name)
+	}
+	time.Sleep(1100 * time.Millisecond) // mtime granularity of the marker
+	out, code = run("second up", c.Env, "up", "-f", topo)
+	if code != 0 {
+		t.Fatalf("second up: exit %d:\n%s", code, out)
+	}
+	for _, h := range c.Hosts {
+		bsCheckUnchanged(ctx, t, c, h.Name, marks[h.Name])
+	}
+
+	// drill passes and reports its outages.
+	out, code = run("drill", c.Env, "drill", "-f", topo)
+	t.Logf("drill output:\n%s", bsTail(out, 30))
+	if code != 0 || !strings.Contains(strings.ToLower(out), "outage") {
+		t.Errorf("drill: exit %d, want 0 and a report of outages", code)
+	}
+	if body, err := bsGet(ctx, hc, "https://"+vip+":6443/readyz"); err != nil || body != "ok" {
+		t.Errorf("after the drill, /readyz through the VIP: %q, %v", body, err)
+	}
+
+	// reset leaves the hosts as they were.
+	out, code = run("reset", c.Env, "reset", "-f", topo, "--yes")
+	if code != 0 {
+		t.Fatalf("reset: exit %d:\n%s", code, out)
+	}
+	after := bsSnapshot(ctx, t, c)
+	for _, h := range c.Hosts {
+		if before[h.Name] != after[h.Name] {
+			t.Errorf("%s after reset differs from before up:\n--- before\n%s\n--- after\n%s", h.Name, before[h.Name], after[h.Name])
+		}
+	}
+	t.Logf("whole test: %v", time.Since(start).Round(time.Millisecond))
+}
+
+func bsLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(bsTestWriter{t}, nil))
+}
+
+type bsTestWriter struct{ t *testing.T }
+
+func (w bsTestWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func bsGet(ctx context.Context, hc *http.Client, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b)), err
+}
+
+func bsVIPHolder(ctx context.Context, t *testing.T, c *nspawn.ClusterLab, vip string) string {
+	holder := ""
+	for _, h := range c.HostsByRole("lb") {
+		out, err := c.Exec(ctx, h.Name, "ip", "-4", "-o", "addr", "show", "dev", "host0")
+		if err != nil {
+			t.Errorf("%s: %v", h.Name, err)
+			continue
+		}
+		if strings.Contains(string(out), " "+vip+"/") {
+			if holder != "" {
+				t.Errorf("VIP held by %s and %s", holder, h.Name)
+			}
+			holder = h.Name
+		}
+	}
+	return holder
+}
+
+// bsSnapshot lists what bootstrap may change on each host (and reset must undo): the
+// VIP and addresses, the units and files of vipd and Kubernetes, listening ports. Installed
+// packages (with their units enabled: containerd, kubelet) and empty directories stay, like
+// after the reference's cleanup and a real kubeadm reset.
+func bsSnapshot(ctx context.Context, t *testing.T, c *nspawn.ClusterLab) map[string]string {
+	script := `ip -4 -o addr show dev host0 | awk '{print $4}'
+ls -1 /etc/systemd/system /usr/local/bin 2>&1
+ls -1 /etc/systemd/system/multi-user.target.wants | grep -v -x -e containerd.service -e kubelet.service
+find /etc/vipd /etc/kubernetes /var/lib/etcd /var/lib/kubelet /var/lib/standin /root/.kube -type f 2>/dev/null | sort
+systemctl is-active vipd kubelet 2>&1
+ss -Hltn | awk '{print $4}' | grep -E ':(6443|8404)$' | sort
+id vipd 2>&1 | sed 's/uid=[0-9]*//'`
+	snap := map[string]string{}
+	for _, h := range c.Hosts {
+		out, _ := c.Exec(ctx, h.Name, "bash", "-c", script)
+		snap[h.Name] = string(out)
+	}
+	return snap
+}
+
+type bsMark struct {
+	changeCalls int
+	dpkgLog     string
+	vipdPID     string
+}
+
+func bsMarkHost(ctx context.Context, t *testing.T, c *nspawn.ClusterLab, host string) bsMark {
+	out, err := c.Exec(ctx, host, "bash", "-c", `touch /run/bs-marker
+grep -c ' change ' /var/log/standin/calls.log 2>/dev/null || true
+md5sum /var/log/dpkg.log | cut -d' ' -f1
+systemctl show -p MainPID --value vipd`)
+	if err != nil {
+		t.Fatalf("mark %s: %v", host, err)
+	}
+	f := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for len(f) < 3 {
+		f = append(f, "")
+	}
+	n := 0
+	fmt.Sscan(f[0], &n)
+	return bsMark{changeCalls: n, dpkgLog: f[1], vipdPID: f[2]}
+}
+
+func bsCheckUnchanged(ctx context.Context, t *testing.T, c *nspawn.ClusterLab, host string, m bsMark) {
+	now := bsMarkHost(ctx, t, c, host)
+	if now.changeCalls != m.changeCalls {
+		calls, _ := c.Exec(ctx, host, "tail", "-n", "5", "/var/log/standin/calls.log")
+		t.Errorf("%s: the second up made %d host-changing kubeadm/kubectl calls:\n%s", host, now.changeCalls-m.changeCalls, calls)
+	}
+	if now.dpkgLog != m.dpkgLog {
+		t.Errorf("%s: the second up installed or removed packages (dpkg.log changed)", host)
+	}
+	if now.vipdPID != m.vipdPID {
+		t.Errorf("%s: vipd MainPID %s -> %s: the second up restarted vipd", host, m.vipdPID, now.vipdPID)
+	}
+	out, err := c.Exec(ctx, host, "bash", "-c", `find /etc /usr /root/.kube -xdev -newer /run/bs-marker -not -name '*.lock' 2>/dev/null | head -20`)
+	if err != nil {
+		t.Errorf("%s: find changed files: %v", host, err)
+	} else if s := strings.TrimSpace(string(out)); s != "" {
+		t.Errorf("%s: files changed by the second up:\n%s", host, s)
+	}
+}
+
+func bsDumpJournals(ctx context.Context, t *testing.T, c *nspawn.ClusterLab) {
+	for _, h := range c.Hosts {
+		out, _ := c.Exec(ctx, h.Name, "journalctl", "--no-pager", "-n", "15", "-u", "vipd", "-u", "kubelet")
+		t.Logf("journal of %s:\n%s", h.Name, out)
+	}
+}
+
+func bsTail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
