@@ -201,7 +201,6 @@ func (r *Runner) secrets(ctx context.Context, control bool) (*joinSecrets, error
 	return r.join, nil
 }
 
-type joinState struct{}
 
 // probeJoin tells whether h is a member: kubelet.conf on the host and the node listed by
 // the first master. Anything in between is a half-joined host, reported with the fix.
@@ -242,7 +241,7 @@ func (r *Runner) probeJoin(ctx context.Context, h topology.Host, control bool) (
 	}
 	return Status{Todo: []string{
 		fmt.Sprintf("kubeadm join %s --token <fresh token> --discovery-token-ca-cert-hash <hash>%s --node-name %s (as %s)", r.t.APIEndpoint(), extra, h.Name, role),
-	}, data: joinState{}}, nil
+	}}, nil
 }
 
 func (r *Runner) joinHost(ctx context.Context, h topology.Host, control bool) (string, error) {
