@@ -280,6 +280,31 @@ func proxyCheckMetrics(t *testing.T, ctx context.Context, v *lab.Vipd, want map[
 	}
 }
 
+// proxyMetricsAtLeast checks that every sample in min is on /metrics with at least that value
+// (counters that must have moved); "name{*}" sums the metric over its labels.
+func proxyMetricsAtLeast(t *testing.T, ctx context.Context, v *lab.Vipd, min map[string]float64) {
+	t.Helper()
+	m, err := proxyMetrics(ctx, v)
+	if err != nil {
+		t.Errorf("metrics: %v", err)
+		return
+	}
+	for k, w := range min {
+		got, ok := m[k]
+		if name, any := strings.CutSuffix(k, "{*}"); any {
+			got, ok = 0, false
+			for mk, x := range m {
+				if strings.HasPrefix(mk, name+"{") {
+					got, ok = got+x, true
+				}
+			}
+		}
+		if !ok || got < w {
+			t.Errorf("%s /metrics: %s = %v (present %v), want >= %v", v.Host.Name, k, got, ok, w)
+		}
+	}
+}
+
 // proxyTLS is the client TLS config: verify the stand-ins' certificates with the test's CA (they
 // are issued for the masters, the LBs and the VIP).
 func proxyTLS(ca *apiserverstub.CA) *tls.Config {

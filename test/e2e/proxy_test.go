@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -199,6 +200,29 @@ func TestProxyE2E(t *testing.T) {
 				t.Errorf("a request started %v after the kill was answered by the killed m3", r.Start.Sub(killed))
 			}
 		}
+		// The counters a user reads moved: connections and bytes per backend, the frontend's total.
+		s1, err := proxySnap(ctx, v1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ok uint64
+		for _, n := range byHost {
+			ok += uint64(n)
+		}
+		if s1.Frontend == nil || s1.Frontend.TotalConns < ok || s1.Frontend.BytesIn == 0 || s1.Frontend.BytesOut == 0 {
+			t.Errorf("lb1 frontend counters after %d requests: %+v", ok, s1.Frontend)
+		}
+		for _, m := range masters[:2] {
+			if b := proxyBackend(s1, be(m)); b == nil || b.TotalConns == 0 || b.BytesIn == 0 || b.BytesOut == 0 {
+				t.Errorf("lb1 backend %s counters did not move: %+v", m.Name, b)
+			}
+		}
+		proxyMetricsAtLeast(t, ctx, v1, map[string]float64{
+			`vipd_backend_sessions_total{backend="` + be(masters[0]) + `"}`:  1,
+			`vipd_backend_bytes_out_total{backend="` + be(masters[0]) + `"}`: 1,
+			`vipd_frontend_sessions_total{*}`:                                float64(ok),
+			`vipd_backend_check_up_down_total{backend="` + be(m3) + `"}`:     1,
+		})
 		down := map[string]float64{be(masters[0]): 1, be(masters[1]): 1, be(m3): 0}
 		proxyCheckMetrics(t, ctx, v1, merge(state(stats.StateMaster, true), upMetrics(down)))
 		proxyCheckMetrics(t, ctx, v2, merge(state(stats.StateBackup, false), upMetrics(down)))
@@ -375,6 +399,8 @@ func TestProxyE2E(t *testing.T) {
 		}
 		proxyCheckMetrics(t, ctx, v2, merge(state(stats.StateMaster, true), upMetrics(allUp),
 			map[string]float64{`vipd_frontend_listening{*}`: 1}))
+		proxyMetricsAtLeast(t, ctx, v2, map[string]float64{`vipd_frontend_current_sessions{*}`: 1,
+			`vipd_vrrp_transitions_total`: 2})
 		viaLB2.Close()
 	}) {
 		return
@@ -383,23 +409,35 @@ func TestProxyE2E(t *testing.T) {
 	// (d) lb2 reloads (SIGHUP) with m2 removed: open watches are not cut, m2 gets no new
 	// requests and leaves /stats.json.
 	t.Run("d_reload_removes_backend", func(t *testing.T) {
-		m2 := masters[1]
+		// Open watches until they reach two masters; the first one's master is removed.
 		var streams []*proxyStream
-		onM2 := false
-		for i := 0; i < 9 && (!onM2 || len(streams) < 3); i++ {
+		var hosts []string
+		distinct := map[string]bool{}
+		for i := 0; i < 12 && (len(streams) < 3 || len(distinct) < 2); i++ {
 			s := proxyOpenStream(t, client, ca, fmt.Sprintf("watch%d", i), vipAddr)
 			streams = append(streams, s)
-			onM2 = onM2 || s.Host() == m2.Name
-		}
-		if !onM2 {
-			t.Fatalf("no watch landed on m2 in %d tries (round robin?)", len(streams))
-		}
-		var hosts []string
-		for _, s := range streams {
 			hosts = append(hosts, s.Host())
+			distinct[s.Host()] = true
+			// Break any lock-step with the request stream, which shares the round robin.
+			time.Sleep(time.Duration(rand.IntN(60)) * time.Millisecond)
+		}
+		if len(distinct) < 2 {
+			t.Fatalf("%d watches through the VIP all went to %v", len(streams), hosts)
 		}
 		t.Logf("watches open through the VIP (lb2) to %v", hosts)
-		kept := []string{be(masters[0]), be(m3)}
+		var m2 *lab.Host
+		var kept []string
+		for _, m := range masters {
+			if m.Name == hosts[0] {
+				m2 = m
+			} else {
+				kept = append(kept, be(m))
+			}
+		}
+		if m2 == nil {
+			t.Fatalf("watch from unknown master %q", hosts[0])
+		}
+		t.Logf("removing %s (%s) from lb2's backends", m2.Name, be(m2))
 		cfg := cfg2
 		cfg.Backends = kept
 		if err := proxyRewrite(v2, cfg); err != nil {
@@ -410,7 +448,7 @@ func TestProxyE2E(t *testing.T) {
 			t.Fatal(err)
 		}
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		s, seen, err := proxyWaitSnap(wctx, v2, "m2 removed or draining", func(s *stats.Snapshot) bool {
+		s, seen, err := proxyWaitSnap(wctx, v2, "the removed backend gone or draining", func(s *stats.Snapshot) bool {
 			b := proxyBackend(s, be(m2))
 			return (b == nil || b.StatusText() == stats.BackendDrain) && proxyBackend(s, kept[0]) != nil && proxyBackend(s, kept[1]) != nil
 		})
@@ -449,14 +487,14 @@ func TestProxyE2E(t *testing.T) {
 		}
 		closed := time.Now()
 		wctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		s, gone, err := proxyWaitSnap(wctx, v2, "m2 gone", func(s *stats.Snapshot) bool {
+		s, gone, err := proxyWaitSnap(wctx, v2, "the removed backend gone", func(s *stats.Snapshot) bool {
 			return proxyBackend(s, be(m2)) == nil && proxyAllUp(kept)(s)
 		})
 		cancel()
 		if err != nil {
 			t.Error(err)
 		} else {
-			t.Logf("m2 gone from /stats.json %v after its watches closed: %s", gone.Sub(closed).Round(time.Millisecond), proxyDescribe(s))
+			t.Logf("%s gone from /stats.json %v after its watches closed: %s", m2.Name, gone.Sub(closed).Round(time.Millisecond), proxyDescribe(s))
 		}
 		proxyCheckMetrics(t, ctx, v2, merge(state(stats.StateMaster, true), upMetrics(map[string]float64{
 			kept[0]: 1, kept[1]: 1, be(m2): -1}), map[string]float64{"vipd_backends": 2}))
