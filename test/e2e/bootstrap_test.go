@@ -26,8 +26,8 @@ import (
 // on simulated hosts (test/nspawn: Debian 12 under systemd-nspawn, real sshd, sudo, systemd
 // and containerd; stand-in kubeadm/kubelet/kubectl/kube-apiserver from test/standin served
 // as .debs by the lab's apt repository), then checks what a user would: a changed host key
-// and a wrong sudo password are refused clearly, a failure injected into join-masters stops
-// with a report and the rerun completes, /readyz answers through vipd at the VIP, a second
+// and a wrong sudo password are refused clearly, failures injected into join-masters stop
+// with a report (a half-joined master with its fix) and the rerun completes, /readyz answers through vipd at the VIP, a second
 // up changes nothing, drill passes and reports outages, reset leaves the hosts as they were.
 func TestBootstrap(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -150,6 +150,24 @@ func TestBootstrap(t *testing.T) {
 		t.Errorf("the failure report does not say how to rerun:\n%s", out)
 	}
 	t.Logf("failure report:\n%s", bsTail(out, 15))
+
+	// A join that fails after the kubelet started leaves master3 half-joined: the next
+	// run must say so with the fix instead of joining over it.
+	if err := c.WriteFile("master3", "/var/lib/standin/fail-once/join", []byte("after-kubelet-start\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code = run("rerun (master3 fails half-way)", c.Env, "up", "-f", topo)
+	if code != 1 || !strings.Contains(out, "master3") {
+		t.Fatalf("up with master3's join failing after kubelet start: exit %d, want 1 naming master3:\n%s", code, out)
+	}
+	out, code = run("rerun (master3 half-joined)", c.Env, "up", "-f", topo)
+	if code != 1 || !strings.Contains(out, "half-joined") || !strings.Contains(out, "kubeadm reset -f") {
+		t.Fatalf("up with master3 half-joined: exit %d, want 1 and a report saying half-joined with the fix (kubeadm reset -f):\n%s", code, out)
+	}
+	t.Logf("half-joined report:\n%s", bsTail(out, 6))
+	if out, err := c.Exec(ctx, "master3", "kubeadm", "reset", "-f"); err != nil {
+		t.Fatalf("the fix (kubeadm reset -f on master3): %v\n%s", err, out)
+	}
 	out, code = run("rerun", c.Env, "up", "-f", topo)
 	if code != 0 {
 		bsDumpJournals(ctx, t, c)

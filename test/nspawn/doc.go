@@ -22,9 +22,16 @@
 // with "Module overlay not found in directory /lib/modules/..." although overlay and
 // bridge are built into the running kernel; br_netfilter is not available, so
 // /proc/sys/net/bridge does not exist. /proc/sys/net is writable (private network
-// namespace), the rest of /proc/sys is read-only (sysctl --system reports errors for
-// kernel.* and vm.* keys). The OS apt sources are empty: every package comes from the
-// lab repository.
+// namespace), the rest of /proc/sys is read-only (sysctl --system reports "permission
+// denied" for Debian's own kernel.* and fs.* keys and exits 1). The OS apt sources are
+// empty: every package comes from the lab repository. The real Debian containerd 1.6
+// installs and runs in the guests (its socket answers; no containers are started).
+//
+// Timings on the 2-core development machine: rootfs build 61 s (first run only; 74 MB
+// tarball), 6 hosts booted to `running` in 1-4 s, Close under 1 s.
+//
+// StartCluster adds the stand-in packages (test/standin) and writes a topology.yaml for
+// bootstrap; cmd/vipd-lab wraps it for `make demo`.
 //
 // Everything needs root; callers t.Skip otherwise. Lab.Close undoes everything
 // (processes ended by PID, mounts, cgroups, namespaces) even after a partial Start.
