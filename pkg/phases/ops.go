@@ -468,7 +468,7 @@ func (r *Runner) drillVipd(ctx context.Context, o DrillOptions, pollHost topolog
 	}
 	res.Outage = outageOf(gap, fails)
 	res.Pass = werr == nil && answers > 0 && res.Outage <= o.MaxOutage
-	res.Detail = fmt.Sprintf("VIP moved to %s after %s; /healthz through the VIP answered again after %s (%d failed polls, longest gap %s)", newHolder, fmtDur(moved), fmtDur(moved+back), fails, fmtMS(gap))
+	res.Detail = fmt.Sprintf("VIP moved to %s in %s; /healthz through the VIP: %d failed polls, longest gap %s, answering again %s after the stop", newHolder, fmtDur(moved), fails, fmtMS(gap), fmtDur(moved+back))
 	if werr != nil {
 		res.Detail = fmt.Sprintf("VIP moved to %s after %s but /healthz through the VIP did not answer: %v", newHolder, fmtDur(moved), werr)
 	}

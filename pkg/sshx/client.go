@@ -408,6 +408,13 @@ func (c *Client) Run(ctx context.Context, cmd string) (Result, error) {
 }
 
 func sudoFailure(stderr string) (string, bool) {
+	// sudo -S reads one line, says "Sorry, try again." and then finds no more input; the
+	// useful line is the count of incorrect attempts.
+	for _, line := range strings.Split(stderr, "\n") {
+		if strings.Contains(line, "incorrect password attempt") {
+			return "the password was wrong (" + strings.TrimSpace(strings.TrimPrefix(line, "sudo: ")) + ")", true
+		}
+	}
 	for _, marker := range []string{"incorrect password attempt", "Sorry, try again", "no password was provided", "a password is required", "is not in the sudoers file", "is not allowed to execute", "may not run sudo"} {
 		if strings.Contains(stderr, marker) {
 			return strings.TrimSpace(Tail(stderr, 2)), true

@@ -292,13 +292,13 @@ func TestPasswordUserWithSudo(t *testing.T) {
 	}
 
 	bad := cfg
-	bad.SudoPassword = "wrong"
+	bad.SudoPassword = "Hunter2-not-it"
 	_, err = Dial(ctx, bad)
 	var se *SudoError
-	if !errors.As(err, &se) || !strings.Contains(err.Error(), "sudo password rejected on host m2") {
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "sudo password rejected on host m2") || !strings.Contains(err.Error(), "password was wrong") {
 		t.Errorf("wrong sudo password: got %v", err)
 	}
-	if err != nil && strings.Contains(err.Error(), "wrong") {
+	if err != nil && strings.Contains(err.Error(), "Hunter2") {
 		t.Errorf("error echoes the password: %v", err)
 	}
 
