@@ -201,7 +201,6 @@ func (r *Runner) secrets(ctx context.Context, control bool) (*joinSecrets, error
 	return r.join, nil
 }
 
-
 // probeJoin tells whether h is a member: kubelet.conf on the host and the node listed by
 // the first master. Anything in between is a half-joined host, reported with the fix.
 func (r *Runner) probeJoin(ctx context.Context, h topology.Host, control bool) (Status, error) {
