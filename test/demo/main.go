@@ -46,7 +46,7 @@ type step struct {
 
 func main() {
 	bin := flag.String("vipd", "bin/vipd", "vipd binary (built by `make build`)")
-	advert := flag.Duration("advert", 0, "VRRP advert interval (0: vipd's default, 1s)")
+	advert := flag.Duration("advert", 0, "VRRP advert interval (0: vipd's default)")
 	flag.Parse()
 	if err := run(*bin, *advert); err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -162,12 +162,6 @@ func (d *demo) startVipd(ctx context.Context) error {
 	if d.vipd2, err = d.lb2.StartVipd(o); err != nil {
 		return err
 	}
-	adv := "1s (default)"
-	if d.advert > 0 {
-		adv = d.advert.String()
-	}
-	d.say("lb1: vipd priority 100, lb2: vipd priority 90; VRRPv3 multicast, VRID 51, adverts every %s", adv)
-	d.say("config: %s", d.vipd1.ConfigPath)
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	t0 := time.Now()
@@ -176,6 +170,12 @@ func (d *demo) startVipd(ctx context.Context) error {
 			return err
 		}
 	}
+	adv := d.advert.String()
+	if st, err := d.vipd1.Stats(wctx); err == nil && d.advert == 0 {
+		adv = st.Advert().String() + " (default)"
+	}
+	d.say("lb1: vipd priority 100, lb2: vipd priority 90; VRRPv3 multicast, VRID 51, adverts every %s", adv)
+	d.say("config: %s", d.vipd1.ConfigPath)
 	if _, err := d.vipd1.WaitState(wctx, "MASTER"); err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ func vrrpBuildVipd(t *testing.T) string {
 	return out
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func vrrpCtx(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -56,7 +56,7 @@ type vrrpPair struct {
 	mac2   string
 }
 
-func newVRRPLab(t *testing.T, bin string) *vrrpPair {
+func vrrpNewLab(t *testing.T, bin string) *vrrpPair {
 	t.Helper()
 	l := lab.New(t, lab.Options{Hosts: []string{"lb1", "lb2", "client"}})
 	p := &vrrpPair{t: t, lab: l, lb1: l.Host("lb1"), lb2: l.Host("lb2"), client: l.Host("client"),
@@ -129,7 +129,7 @@ func (p *vrrpPair) start(unicast bool, mod func(*lab.VipdOptions)) {
 	if p.d1, err = p.lb1.StartVipd(p.opts(p.lb1, 100, unicast, mod)); err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxT(t, 15*time.Second)
+	ctx := vrrpCtx(t, 15*time.Second)
 	if _, err := p.d1.WaitState(ctx, "MASTER"); err != nil {
 		t.Fatalf("lb1 never became MASTER: %v", err)
 	}
@@ -206,12 +206,12 @@ func (p *vrrpPair) expectHolder(want *lab.Host) {
 	if err := p.client.Ping(p.vip, 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.client.WaitNeighbour(ctxT(t, 3*time.Second), p.vip, wantMAC); err != nil {
+	if err := p.client.WaitNeighbour(vrrpCtx(t, 3*time.Second), p.vip, wantMAC); err != nil {
 		t.Fatalf("client's ARP entry for the VIP does not point at %s: %v", want.Name, err)
 	}
 }
 
-func countMasters(a, b string) int {
+func vrrpCountMasters(a, b string) int {
 	n := 0
 	for _, s := range []string{a, b} {
 		if s == "MASTER" {
@@ -221,7 +221,7 @@ func countMasters(a, b string) int {
 	return n
 }
 
-func reasonsWith(drops map[string]uint64, subs ...string) bool {
+func vrrpReasonsWith(drops map[string]uint64, subs ...string) bool {
 	for k, v := range drops {
 		if v == 0 {
 			continue
@@ -235,8 +235,8 @@ func reasonsWith(drops map[string]uint64, subs ...string) bool {
 	return false
 }
 
-// keepalivedNeeded skips when keepalived is not installed.
-func keepalivedNeeded(t *testing.T) {
+// vrrpKeepalivedNeeded skips when keepalived is not installed.
+func vrrpKeepalivedNeeded(t *testing.T) {
 	if _, err := exec.LookPath("keepalived"); err != nil {
 		t.Skip("keepalived not installed (apt-get install keepalived)")
 	}

@@ -14,7 +14,7 @@ import (
 // one broken field).
 func TestVRRPPacketBuilder(t *testing.T) {
 	vrrpNeedRoot(t)
-	keepalivedNeeded(t)
+	vrrpKeepalivedNeeded(t)
 	for _, version := range []int{3, 2} {
 		t.Run("v"+string(rune('0'+version)), func(t *testing.T) {
 			l := lab.New(t, lab.Options{Hosts: []string{"lb1", "client"}})
@@ -24,19 +24,19 @@ func TestVRRPPacketBuilder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := lb1.WaitAddr(ctxT(t, 10*time.Second), vip, true); err != nil {
+			if _, err := lb1.WaitAddr(vrrpCtx(t, 10*time.Second), vip, true); err != nil {
 				t.Fatalf("%v\n%s", err, k.Tail(20))
 			}
-			a := rawAdvert{Version: version, VRID: 51, Priority: 254, Interval: time.Second, Addrs: []netip.Addr{vip}}
+			a := vrrpRawAdvert{Version: version, VRID: 51, Priority: 254, Interval: time.Second, Addrs: []netip.Addr{vip}}
 			if version == 2 {
 				a.AuthPass = "123456"
 			}
-			pkt := rawPacket{What: "valid advert", Dst: vrrpGroup, Data: ipv4Packet(client.Addr, vrrpGroup, 255, a.marshal(client.Addr, vrrpGroup))}
+			pkt := vrrpRawPacket{What: "valid advert", Dst: vrrpGroup, Data: vrrpIPv4Packet(client.Addr, vrrpGroup, 255, a.marshal(client.Addr, vrrpGroup))}
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
 				for i := 0; i < 30; i++ {
-					if _, err := sendRaw(client, []rawPacket{pkt}, 1); err != nil {
+					if _, err := vrrpSendRaw(client, []vrrpRawPacket{pkt}, 1); err != nil {
 						t.Error(err)
 						return
 					}
@@ -47,7 +47,7 @@ func TestVRRPPacketBuilder(t *testing.T) {
 				}
 			}()
 			<-done
-			if _, err := lb1.WaitAddr(ctxT(t, 3*time.Second), vip, false); err != nil {
+			if _, err := lb1.WaitAddr(vrrpCtx(t, 3*time.Second), vip, false); err != nil {
 				t.Fatalf("keepalived ignored a priority-254 advert built by the test: %v\n%s", err, k.Tail(20))
 			}
 		})

@@ -16,8 +16,8 @@ import (
 
 var vrrpGroup = netip.MustParseAddr("224.0.0.18")
 
-// rawAdvert is one VRRP advertisement as put on the wire.
-type rawAdvert struct {
+// vrrpRawAdvert is one VRRP advertisement as put on the wire.
+type vrrpRawAdvert struct {
 	Version  int // 2 or 3
 	Type     int // 1 = advertisement
 	VRID     int
@@ -29,7 +29,7 @@ type rawAdvert struct {
 	BadChecksum bool
 }
 
-func onesSum(b []byte, sum uint32) uint32 {
+func vrrpOnesSum(b []byte, sum uint32) uint32 {
 	for i := 0; i+1 < len(b); i += 2 {
 		sum += uint32(binary.BigEndian.Uint16(b[i:]))
 	}
@@ -39,7 +39,7 @@ func onesSum(b []byte, sum uint32) uint32 {
 	return sum
 }
 
-func fold(sum uint32) uint16 {
+func vrrpFold(sum uint32) uint16 {
 	for sum>>16 != 0 {
 		sum = sum&0xffff + sum>>16
 	}
@@ -48,7 +48,7 @@ func fold(sum uint32) uint16 {
 
 // marshal returns the VRRP message; v3 checksums include the IPv4 pseudo-header (RFC 5798
 // 5.2.8, what Keepalived sends), v2 checksums cover the message only (RFC 3768).
-func (a rawAdvert) marshal(src, dst netip.Addr) []byte {
+func (a vrrpRawAdvert) marshal(src, dst netip.Addr) []byte {
 	typ := a.Type
 	if typ == 0 {
 		typ = 1
@@ -70,7 +70,7 @@ func (a rawAdvert) marshal(src, dst netip.Addr) []byte {
 		var auth [8]byte
 		copy(auth[:], a.AuthPass)
 		b = append(b, auth[:]...)
-		binary.BigEndian.PutUint16(b[6:], fold(onesSum(b, 0)))
+		binary.BigEndian.PutUint16(b[6:], vrrpFold(vrrpOnesSum(b, 0)))
 	} else {
 		b = make([]byte, 8, 8+4*len(a.Addrs))
 		b[0] = byte(3<<4 | typ)
@@ -86,7 +86,7 @@ func (a rawAdvert) marshal(src, dst netip.Addr) []byte {
 		copy(ph[4:8], dst.AsSlice())
 		ph[9] = 112
 		binary.BigEndian.PutUint16(ph[10:], uint16(len(b)))
-		binary.BigEndian.PutUint16(b[6:], fold(onesSum(b, onesSum(ph[:], 0))))
+		binary.BigEndian.PutUint16(b[6:], vrrpFold(vrrpOnesSum(b, vrrpOnesSum(ph[:], 0))))
 	}
 	if a.BadChecksum {
 		b[6] ^= 0x5a
@@ -94,8 +94,8 @@ func (a rawAdvert) marshal(src, dst netip.Addr) []byte {
 	return b
 }
 
-// ipv4Packet wraps payload (IP protocol 112) in an IPv4 header.
-func ipv4Packet(src, dst netip.Addr, ttl int, payload []byte) []byte {
+// vrrpIPv4Packet wraps payload (IP protocol 112) in an IPv4 header.
+func vrrpIPv4Packet(src, dst netip.Addr, ttl int, payload []byte) []byte {
 	h := make([]byte, 20, 20+len(payload))
 	h[0] = 0x45
 	h[1] = 0xc0 // DSCP CS6, like VRRP daemons
@@ -104,20 +104,20 @@ func ipv4Packet(src, dst netip.Addr, ttl int, payload []byte) []byte {
 	h[9] = 112
 	copy(h[12:16], src.AsSlice())
 	copy(h[16:20], dst.AsSlice())
-	binary.BigEndian.PutUint16(h[10:], fold(onesSum(h, 0)))
+	binary.BigEndian.PutUint16(h[10:], vrrpFold(vrrpOnesSum(h, 0)))
 	return append(h, payload...)
 }
 
-// rawPacket is one packet to send and where to.
-type rawPacket struct {
+// vrrpRawPacket is one packet to send and where to.
+type vrrpRawPacket struct {
 	What string
 	Dst  netip.Addr
 	Data []byte
 }
 
-// sendRaw sends the packets from host h, each `repeat` times, a little apart, through a raw
+// vrrpSendRaw sends the packets from host h, each `repeat` times, a little apart, through a raw
 // socket bound to eth0 (so multicast needs no route). It returns how many went out.
-func sendRaw(h *lab.Host, pkts []rawPacket, repeat int) (int, error) {
+func vrrpSendRaw(h *lab.Host, pkts []vrrpRawPacket, repeat int) (int, error) {
 	var fd int
 	if err := h.Do(func() error {
 		var err error

@@ -21,18 +21,18 @@ func TestVRRP(t *testing.T) {
 	for _, mode := range []string{"multicast", "unicast"} {
 		t.Run(mode, func(t *testing.T) {
 			unicast := mode == "unicast"
-			p := newVRRPLab(t, bin)
+			p := vrrpNewLab(t, bin)
 
 			t.Run("1_election", func(t *testing.T) {
 				p.t = t
 				p.start(unicast, nil)
-				s1, s2 := p.states(ctxT(t, 5*time.Second))
-				if countMasters(s1, s2) != 1 || s1 != "MASTER" {
+				s1, s2 := p.states(vrrpCtx(t, 5*time.Second))
+				if vrrpCountMasters(s1, s2) != 1 || s1 != "MASTER" {
 					t.Fatalf("states lb1=%s lb2=%s, want exactly lb1 MASTER", s1, s2)
 				}
 				p.expectHolder(p.lb1)
 				// The CLI a user would run shows the same.
-				out, err := p.d1.StatusCLI(ctxT(t, 5*time.Second), true)
+				out, err := p.d1.StatusCLI(vrrpCtx(t, 5*time.Second), true)
 				if err != nil || !strings.Contains(out, `"MASTER"`) {
 					t.Errorf("vipd status --json on lb1: %v\n%s", err, out)
 				}
@@ -40,7 +40,7 @@ func TestVRRP(t *testing.T) {
 				var st *lab.Stats
 				for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 					var err error
-					if st, err = p.d2.Stats(ctxT(t, 5*time.Second)); err != nil {
+					if st, err = p.d2.Stats(vrrpCtx(t, 5*time.Second)); err != nil {
 						t.Fatal(err)
 					}
 					if st.VRRP.AdvertsReceived > 0 && st.VRRP.MasterAddr != "" {
@@ -58,12 +58,12 @@ func TestVRRP(t *testing.T) {
 				p.start(unicast, nil)
 				t0 := time.Now()
 				p.d1.Kill()
-				at, err := p.lb2.WaitAddr(ctxT(t, 5*time.Second), p.vip, true)
+				at, err := p.lb2.WaitAddr(vrrpCtx(t, 5*time.Second), p.vip, true)
 				if err != nil {
 					t.Fatal(err)
 				}
 				// SIGKILL leaves the VIP on lb1 (as a crashed daemon would): only lb2 is checked.
-				if err := p.client.WaitNeighbour(ctxT(t, 3*time.Second), p.vip, p.mac2); err != nil {
+				if err := p.client.WaitNeighbour(vrrpCtx(t, 3*time.Second), p.vip, p.mac2); err != nil {
 					t.Fatalf("client's ARP entry did not move to lb2: %v", err)
 				}
 				t.Logf("%s: lb2 held the VIP %v after SIGKILL of lb1 (200ms adverts); client ARP entry moved at %v",
@@ -78,14 +78,14 @@ func TestVRRP(t *testing.T) {
 				p.start(unicast, nil)
 				p.d1.Kill()
 				_ = p.d1.Wait(5 * time.Second)
-				if _, err := p.d2.WaitState(ctxT(t, 5*time.Second), "MASTER"); err != nil {
+				if _, err := p.d2.WaitState(vrrpCtx(t, 5*time.Second), "MASTER"); err != nil {
 					t.Fatal(err)
 				}
 				t0 := time.Now()
 				if err := p.d1.Restart(); err != nil {
 					t.Fatal(err)
 				}
-				if err := p.waitStates(ctxT(t, 10*time.Second), "MASTER", "BACKUP"); err != nil {
+				if err := p.waitStates(vrrpCtx(t, 10*time.Second), "MASTER", "BACKUP"); err != nil {
 					t.Fatalf("lb1 did not take the VIP back: %v", err)
 				}
 				t.Logf("%s: lb1 preempted %v after restart", mode, time.Since(t0).Round(time.Millisecond))
@@ -98,19 +98,19 @@ func TestVRRP(t *testing.T) {
 				p.start(unicast, func(o *lab.VipdOptions) { o.Preempt = &no })
 				p.d1.Kill()
 				_ = p.d1.Wait(5 * time.Second)
-				if _, err := p.d2.WaitState(ctxT(t, 5*time.Second), "MASTER"); err != nil {
+				if _, err := p.d2.WaitState(vrrpCtx(t, 5*time.Second), "MASTER"); err != nil {
 					t.Fatal(err)
 				}
 				if err := p.d1.Restart(); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := p.d1.WaitState(ctxT(t, 5*time.Second), "BACKUP"); err != nil {
+				if _, err := p.d1.WaitState(vrrpCtx(t, 5*time.Second), "BACKUP"); err != nil {
 					t.Fatal(err)
 				}
 				// Several master-down intervals (0.73 s each) later nothing has moved, and the
 				// VIP lb1's crash left behind is gone.
 				time.Sleep(2 * time.Second)
-				s1, s2 := p.states(ctxT(t, 5*time.Second))
+				s1, s2 := p.states(vrrpCtx(t, 5*time.Second))
 				if s1 != "BACKUP" || s2 != "MASTER" {
 					t.Fatalf("with preempt: false, lb1=%s lb2=%s, want BACKUP/MASTER", s1, s2)
 				}
@@ -119,8 +119,8 @@ func TestVRRP(t *testing.T) {
 
 			t.Run("4_sigterm_handover", func(t *testing.T) {
 				p.t = t
-				// 1 s adverts: master-down interval 3.65 s, skew time 0.65 s. A takeover well
-				// under the former shows the priority-0 advert did its job.
+				// 1 s adverts: master-down interval 3.65 s, skew time 0.65 s. vipd hands over
+				// faster than Skew_Time (its documented bound: 100 ms); assert loosely.
 				p.start(unicast, func(o *lab.VipdOptions) { o.Advert = time.Second })
 				pinger, err := p.client.StartPinger(p.vip, 10*time.Millisecond)
 				if err != nil {
@@ -132,7 +132,7 @@ func TestVRRP(t *testing.T) {
 				if err := p.d1.Term(); err != nil {
 					t.Fatal(err)
 				}
-				at, err := p.lb2.WaitAddr(ctxT(t, 6*time.Second), p.vip, true)
+				at, err := p.lb2.WaitAddr(vrrpCtx(t, 6*time.Second), p.vip, true)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -144,10 +144,10 @@ func TestVRRP(t *testing.T) {
 					t.Errorf("lb1 still holds the VIP after a graceful stop")
 				}
 				gap, _ := pinger.LongestGap(t0)
-				t.Logf("%s: SIGTERM handover: lb2 held the VIP after %v; longest ping gap %v (1 s adverts, skew 0.65 s)",
+				t.Logf("%s: SIGTERM handover: lb2 held the VIP after %v; longest ping gap %v (1 s adverts)",
 					mode, took.Round(time.Millisecond), gap.Round(time.Millisecond))
-				if took > 1200*time.Millisecond {
-					t.Fatalf("handover took %v, want well under the 3.65 s master-down interval", took)
+				if took > 400*time.Millisecond {
+					t.Fatalf("handover took %v, want about 0.1 s (skew time would be 0.65 s, master down 3.65 s)", took)
 				}
 				p.expectHolder(p.lb2)
 			})
@@ -160,7 +160,7 @@ func TestVRRP(t *testing.T) {
 				if err := p.lb1.Isolate(); err != nil {
 					t.Fatal(err)
 				}
-				if err := p.waitStates(ctxT(t, 5*time.Second), "MASTER", "MASTER"); err != nil {
+				if err := p.waitStates(vrrpCtx(t, 5*time.Second), "MASTER", "MASTER"); err != nil {
 					_ = p.lb1.Rejoin()
 					t.Fatalf("while lb1 is cut off: %v", err)
 				}
@@ -169,7 +169,7 @@ func TestVRRP(t *testing.T) {
 				if err := p.lb1.Rejoin(); err != nil {
 					t.Fatal(err)
 				}
-				if err := p.waitStates(ctxT(t, 5*time.Second), "MASTER", "BACKUP"); err != nil {
+				if err := p.waitStates(vrrpCtx(t, 5*time.Second), "MASTER", "BACKUP"); err != nil {
 					t.Fatalf("after healing: %v", err)
 				}
 				t.Logf("%s: one master again %v after healing", mode, time.Since(t0).Round(time.Millisecond))
@@ -184,12 +184,12 @@ func TestVRRP(t *testing.T) {
 				if err := p.lb1.LinkDown(); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := p.lb1.WaitAddr(ctxT(t, 5*time.Second), p.vip, false); err != nil {
+				if _, err := p.lb1.WaitAddr(vrrpCtx(t, 5*time.Second), p.vip, false); err != nil {
 					_ = p.lb1.LinkUp()
 					t.Fatalf("lb1 kept the VIP with its link down: %v", err)
 				}
-				s1, _ := p.states(ctxT(t, 5*time.Second))
-				if _, err := p.d2.WaitState(ctxT(t, 5*time.Second), "MASTER"); err != nil {
+				s1, _ := p.states(vrrpCtx(t, 5*time.Second))
+				if _, err := p.d2.WaitState(vrrpCtx(t, 5*time.Second), "MASTER"); err != nil {
 					_ = p.lb1.LinkUp()
 					t.Fatal(err)
 				}
@@ -200,7 +200,7 @@ func TestVRRP(t *testing.T) {
 				if err := p.lb1.LinkUp(); err != nil {
 					t.Fatal(err)
 				}
-				if err := p.waitStates(ctxT(t, 10*time.Second), "MASTER", "BACKUP"); err != nil {
+				if err := p.waitStates(vrrpCtx(t, 10*time.Second), "MASTER", "BACKUP"); err != nil {
 					t.Fatalf("after the link came back: %v", err)
 				}
 				p.expectHolder(p.lb1)
@@ -220,7 +220,7 @@ func TestVRRP(t *testing.T) {
 func TestVRRPHostileV2(t *testing.T) {
 	vrrpNeedRoot(t)
 	bin := vrrpBuildVipd(t)
-	p := newVRRPLab(t, bin)
+	p := vrrpNewLab(t, bin)
 	p.start(false, func(o *lab.VipdOptions) {
 		o.Version, o.Advert, o.AuthPass = 2, time.Second, "123456"
 	})
@@ -231,7 +231,7 @@ func TestVRRPHostileV2(t *testing.T) {
 // (BACKUP), each claiming priority 254 so that any packet not dropped would move the VIP, and
 // checks that the states hold and the drops are counted by reason.
 func vrrpHostile(t *testing.T, p *vrrpPair, unicast bool, version int) {
-	ctx := ctxT(t, 30*time.Second)
+	ctx := vrrpCtx(t, 30*time.Second)
 	before := map[string]*lab.Stats{}
 	logLen := map[string]int{}
 	for _, d := range []*lab.Vipd{p.d1, p.d2} {
@@ -248,8 +248,8 @@ func vrrpHostile(t *testing.T, p *vrrpPair, unicast bool, version int) {
 	if version == 2 {
 		interval = time.Second
 	}
-	good := func() rawAdvert {
-		a := rawAdvert{Version: version, VRID: 51, Priority: 254, Interval: interval, Addrs: vips}
+	good := func() vrrpRawAdvert {
+		a := vrrpRawAdvert{Version: version, VRID: 51, Priority: 254, Interval: interval, Addrs: vips}
 		if version == 2 {
 			a.AuthPass = "123456"
 		}
@@ -259,10 +259,10 @@ func vrrpHostile(t *testing.T, p *vrrpPair, unicast bool, version int) {
 	if unicast {
 		dsts = []netip.Addr{p.lb1.Addr, p.lb2.Addr}
 	}
-	var pkts []rawPacket
+	var pkts []vrrpRawPacket
 	for _, dst := range dsts {
 		add := func(what string, ttl int, payload []byte) {
-			pkts = append(pkts, rawPacket{What: what, Dst: dst, Data: ipv4Packet(src, dst, ttl, payload)})
+			pkts = append(pkts, vrrpRawPacket{What: what, Dst: dst, Data: vrrpIPv4Packet(src, dst, ttl, payload)})
 		}
 		wrongVer := good()
 		wrongVer.Version = 5 - version // 2 <-> 3
@@ -294,7 +294,7 @@ func vrrpHostile(t *testing.T, p *vrrpPair, unicast bool, version int) {
 		}
 	}
 	const repeat = 20
-	sent, err := sendRaw(p.client, pkts, repeat)
+	sent, err := vrrpSendRaw(p.client, pkts, repeat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func vrrpHostile(t *testing.T, p *vrrpPair, unicast bool, version int) {
 			checks = append(checks, []string{"auth"})
 		}
 		for _, c := range checks {
-			if !reasonsWith(delta, c...) {
+			if !vrrpReasonsWith(delta, c...) {
 				t.Errorf("%s: no drop reason like %v in %v", d.Host.Name, c, delta)
 			}
 		}
@@ -371,7 +371,7 @@ func vrrpHostile(t *testing.T, p *vrrpPair, unicast bool, version int) {
 // the higher priority wins whichever daemon it is, and failover works both ways.
 func TestKeepalivedInterop(t *testing.T) {
 	vrrpNeedRoot(t)
-	keepalivedNeeded(t)
+	vrrpKeepalivedNeeded(t)
 	bin := vrrpBuildVipd(t)
 	for _, tc := range []struct {
 		name    string
@@ -387,14 +387,14 @@ func TestKeepalivedInterop(t *testing.T) {
 				name = tc.name + "/vipd_master"
 			}
 			t.Run(name, func(t *testing.T) {
-				interop(t, bin, tc.version, tc.advert, vipdHigh)
+				vrrpInterop(t, bin, tc.version, tc.advert, vipdHigh)
 			})
 		}
 	}
 }
 
-// interopPeer is either daemon, seen from the test.
-type interopPeer struct {
+// vrrpInteropPeer is either daemon, seen from the test.
+type vrrpInteropPeer struct {
 	name    string
 	host    *lab.Host
 	crash   func()
@@ -402,7 +402,7 @@ type interopPeer struct {
 	tail    func() string
 }
 
-func interop(t *testing.T, bin string, version int, advert time.Duration, vipdHigh bool) {
+func vrrpInterop(t *testing.T, bin string, version int, advert time.Duration, vipdHigh bool) {
 	l := lab.New(t, lab.Options{Hosts: []string{"lb1", "lb2", "client"}})
 	lb1, lb2, client := l.Host("lb1"), l.Host("lb2"), l.Host("client")
 	vip := l.Addr(100)
@@ -424,19 +424,19 @@ func interop(t *testing.T, bin string, version int, advert time.Duration, vipdHi
 	}
 	var v *lab.Vipd
 	var k *lab.Keepalived
-	vp := &interopPeer{name: "vipd", host: vh,
+	vp := &vrrpInteropPeer{name: "vipd", host: vh,
 		crash: func() { v.Kill(); _ = v.Wait(5 * time.Second) },
 		restart: func() error {
 			return v.Restart()
 		},
 		tail: func() string { return v.Tail(30) }}
-	kp := &interopPeer{name: "keepalived", host: kh,
+	kp := &vrrpInteropPeer{name: "keepalived", host: kh,
 		crash:   func() { k.Crash() },
 		restart: func() error { return k.Restart() },
 		tail:    func() string { return k.Tail(30) }}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, p := range []*interopPeer{vp, kp} {
+			for _, p := range []*vrrpInteropPeer{vp, kp} {
 				t.Logf("---- %s on %s ----\n%s", p.name, p.host.Name, p.tail())
 			}
 		}
@@ -470,7 +470,7 @@ func interop(t *testing.T, bin string, version int, advert time.Duration, vipdHi
 	if err := startHigh(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := high.host.WaitAddr(ctxT(t, 15*time.Second), vip, true); err != nil {
+	if _, err := high.host.WaitAddr(vrrpCtx(t, 15*time.Second), vip, true); err != nil {
 		t.Fatalf("%s (priority 100) never took the VIP: %v", high.name, err)
 	}
 	if err := startLow(); err != nil {
@@ -479,10 +479,10 @@ func interop(t *testing.T, bin string, version int, advert time.Duration, vipdHi
 	if vipdHigh {
 		// The running keepalived must not take over from vipd: wait 2 master-down intervals.
 		time.Sleep(7*advert + 300*time.Millisecond)
-	} else if _, err := v.WaitState(ctxT(t, 10*time.Second), "BACKUP"); err != nil {
+	} else if _, err := v.WaitState(vrrpCtx(t, 10*time.Second), "BACKUP"); err != nil {
 		t.Fatal(err)
 	}
-	expect := func(holder *interopPeer) {
+	expect := func(holder *vrrpInteropPeer) {
 		t.Helper()
 		other := lb1
 		if holder.host == lb1 {
@@ -495,7 +495,7 @@ func interop(t *testing.T, bin string, version int, advert time.Duration, vipdHi
 		if err := client.Ping(vip, 3*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if err := client.WaitNeighbour(ctxT(t, 3*time.Second), vip, mac); err != nil {
+		if err := client.WaitNeighbour(vrrpCtx(t, 3*time.Second), vip, mac); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -505,7 +505,7 @@ func interop(t *testing.T, bin string, version int, advert time.Duration, vipdHi
 		var st *lab.Stats
 		for deadline := time.Now().Add(3 * advert); ; time.Sleep(50 * time.Millisecond) {
 			var err error
-			if st, err = v.Stats(ctxT(t, 5*time.Second)); err != nil {
+			if st, err = v.Stats(vrrpCtx(t, 5*time.Second)); err != nil {
 				t.Fatal(err)
 			}
 			if vipdHigh || st.VRRP.AdvertsReceived > 0 || time.Now().After(deadline) {
@@ -531,12 +531,12 @@ func interop(t *testing.T, bin string, version int, advert time.Duration, vipdHi
 	// Failover high -> low: crash the master.
 	t0 := time.Now()
 	high.crash()
-	at, err := low.host.WaitAddr(ctxT(t, 10*time.Second), vip, true)
+	at, err := low.host.WaitAddr(vrrpCtx(t, 10*time.Second), vip, true)
 	if err != nil {
 		t.Fatalf("%s did not take over after %s crashed: %v", low.name, high.name, err)
 	}
 	mac, _ := low.host.MAC()
-	if err := client.WaitNeighbour(ctxT(t, 3*time.Second), vip, mac); err != nil {
+	if err := client.WaitNeighbour(vrrpCtx(t, 3*time.Second), vip, mac); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("v%d: %s crashed, %s took the VIP after %v", version, high.name, low.name, at.Sub(t0).Round(time.Millisecond))
@@ -547,10 +547,10 @@ func interop(t *testing.T, bin string, version int, advert time.Duration, vipdHi
 	if err := high.restart(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := high.host.WaitAddr(ctxT(t, 15*time.Second), vip, true); err != nil {
+	if _, err := high.host.WaitAddr(vrrpCtx(t, 15*time.Second), vip, true); err != nil {
 		t.Fatalf("%s (priority 100) did not take the VIP back from %s: %v", high.name, low.name, err)
 	}
-	if _, err := low.host.WaitAddr(ctxT(t, 5*time.Second), vip, false); err != nil {
+	if _, err := low.host.WaitAddr(vrrpCtx(t, 5*time.Second), vip, false); err != nil {
 		t.Fatalf("%s kept the VIP after %s preempted: %v", low.name, high.name, err)
 	}
 	t.Logf("v%d: %s returned and took the VIP back after %v", version, high.name, time.Since(t1).Round(time.Millisecond))

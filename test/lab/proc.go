@@ -92,6 +92,11 @@ func (p *Proc) Wait(timeout time.Duration) error {
 	select {
 	case <-p.done:
 		return p.waitErr
+	default:
+	}
+	select {
+	case <-p.done:
+		return p.waitErr
 	case <-time.After(timeout):
 		return fmt.Errorf("%s (pid %d) still running after %s", p.Name, p.PID, timeout)
 	}

@@ -23,7 +23,7 @@ type VipdOptions struct {
 	VRID     int // default 51
 	Priority int // required, 1-255
 	Version  int // default 3
-	// Advert is the advertisement interval (default vipd's own, 1s).
+	// Advert is the advertisement interval (0: vipd's default).
 	Advert time.Duration
 	// Preempt: nil keeps vipd's default (true).
 	Preempt      *bool
@@ -158,6 +158,7 @@ type Stats struct {
 		VIPs              []string          `json:"vips"`
 		HoldsVIP          bool              `json:"holds_vip"`
 		ProtoVersion      int               `json:"proto_version"`
+		AdvertSeconds     float64           `json:"advert_interval_seconds"`
 		TransitionsTotal  uint64            `json:"transitions_total"`
 		AdvertsSent       uint64            `json:"adverts_sent"`
 		AdvertsReceived   uint64            `json:"adverts_received"`
@@ -166,6 +167,11 @@ type Stats struct {
 		Faults            []string          `json:"faults"`
 	} `json:"vrrp"`
 	Raw json.RawMessage `json:"-"`
+}
+
+// Advert returns the advertisement interval the daemon runs with.
+func (s *Stats) Advert() time.Duration {
+	return time.Duration(s.VRRP.AdvertSeconds * float64(time.Second)).Round(time.Millisecond)
 }
 
 // DropsTotal sums the drop counters.
