@@ -113,12 +113,16 @@ type Cluster struct {
 	ml       *memberlist.Memberlist
 	resetter Resetter
 	ownReset *connreset.Resetter
+	addr     string // set by Start
 	cancel   context.CancelFunc
 	runCtx   context.Context
 	wg       sync.WaitGroup
 	kick     chan struct{} // evaluate now
 	push     chan struct{} // send state now
 	hookMu   sync.Mutex    // serializes OnSplitBrain calls
+
+	// mu guards the fields below. Never call memberlist while holding it: memberlist calls
+	// the delegates (which take mu) with its own locks held.
 
 	mu          sync.Mutex
 	started     time.Time
@@ -264,6 +268,8 @@ func (c *Cluster) Start(ctx context.Context) error {
 		return fmt.Errorf("start gossip on %s: %w", c.cfg.Bind, err)
 	}
 	c.ml = ml
+	n := ml.LocalNode()
+	c.addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	ctx, cancel := context.WithCancel(ctx)
 	c.cancel = cancel
 	c.runCtx = ctx
@@ -287,13 +293,7 @@ func (c *Cluster) loop(ctx context.Context, f func(context.Context)) {
 }
 
 // Addr is this node's gossip address (ip:port) once started.
-func (c *Cluster) Addr() string {
-	if c.ml == nil {
-		return ""
-	}
-	n := c.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-}
+func (c *Cluster) Addr() string { return c.addr }
 
 // Stop leaves the cluster (peers see a graceful leave), stops the loops and, if this node had
 // resigned, calls OnSplitBrain(false, "").
@@ -632,13 +632,14 @@ func resolvePeer(p string) []string {
 // gratuitous ARP burst sent). If conn_reset is on, it resets, in the background and at the
 // configured rate, the clients of the connections that other nodes held and this node does not.
 //
-// A peer that still claims MASTER is skipped only if it proves alive by a state message after
-// this call (split brain: its clients still reach it). A crashed master's last state says
+// A peer that still claims MASTER StaleAfter (1.5 s) after this call is skipped (split brain:
+// its clients still reach it); one that steps down (preemption) is handled when it does. A
+// crashed master's last state says
 // MASTER and is fresh for a while; it is treated as gone once it has been silent for
 // 2.5 state intervals (625 ms by default), which with 200 ms adverts has passed by the time
 // VRRP fails over (3 intervals + skew), so the reset starts at once.
 func (c *Cluster) OnBecameMaster() {
-	if c.resetter == nil || c.runCtx == nil {
+	if c.resetter == nil || c.runCtx == nil || c.runCtx.Err() != nil {
 		return
 	}
 	called := time.Now()
@@ -709,10 +710,14 @@ func (c *Cluster) takeoverConns(own map[Conn]bool, called time.Time) ([]Conn, []
 		}
 		if p := c.peers[name]; p != nil && p.member && p.hasState && isMaster(p.state.VRRPState) &&
 			p.state.VRID == c.local.VRID && now.Sub(p.lastSeen) < quiet {
+			// Heard as MASTER recently. Silent since: wait until it counts as gone. Heard
+			// after our takeover: either it is about to step down (preemption) or this is a
+			// split brain; look again shortly, and leave its clients alone if it stays MASTER.
+			w := p.lastSeen.Add(quiet).Sub(now)
 			if p.lastSeen.After(called) {
-				continue // alive after our takeover: split brain, leave its clients alone
+				w = c.tun.PollInterval
 			}
-			if w := p.lastSeen.Add(quiet).Sub(now); wait == 0 || w < wait {
+			if wait == 0 || w < wait {
 				wait = w
 			}
 			continue

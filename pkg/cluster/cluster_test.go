@@ -8,8 +8,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -660,4 +662,98 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+func TestThreeNodesResignAllButHighest(t *testing.T) {
+	sa, sb, sc := baseState("lb1", 100, "10.0.0.11"), baseState("lb2", 90, "10.0.0.12"), baseState("lb3", 90, "10.0.0.13")
+	a := startNode(t, sa, nodeOpt{splitBrain: SplitBrainResignLower})
+	b := startNode(t, sb, nodeOpt{peers: []string{a.c.Addr()}, splitBrain: SplitBrainResignLower})
+	c := startNode(t, sc, nodeOpt{peers: []string{b.c.Addr()}, splitBrain: SplitBrainResignLower})
+	waitFor(t, 5*time.Second, "three members alive everywhere", func() bool {
+		for _, n := range []*node{a, b, c} {
+			v := n.c.View()
+			alive := 0
+			for _, m := range v.Members {
+				if m.Alive {
+					alive++
+				}
+			}
+			if alive != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range []*node{a, b, c} {
+		n.local.set(func(s *NodeState) { s.VRRPState = "MASTER" })
+	}
+	// lb2 and lb3 (equal priority) both resign: each is lower than lb1.
+	waitFor(t, 3*time.Second, "lb2 and lb3 resign", func() bool { return len(b.hook.get()) == 1 && len(c.hook.get()) == 1 })
+	time.Sleep(300 * time.Millisecond)
+	if len(a.hook.get()) != 0 {
+		t.Fatalf("highest-priority node resigned: %v", a.hook.get())
+	}
+	// lb1 dies: lb3 is released; lb2, lower than lb3 (equal priority, lower address), ends up
+	// resigned (it may have resigned for lb3 from the start, or resign again).
+	a.crash()
+	waitFor(t, 5*time.Second, "lb3 released, lb2 resigned, after lb1 died", func() bool {
+		gb, gc := b.hook.get(), c.hook.get()
+		return len(gc) == 2 && !gc[1] && len(gb) > 0 && gb[len(gb)-1]
+	})
+}
+
+func TestResetAfterPreemptionHandover(t *testing.T) {
+	sa, sb := baseState("lb1", 90, "10.0.0.11"), baseState("lb2", 100, "10.0.0.12")
+	sa.VRRPState = "MASTER"
+	a, b := pair(t, sa, sb, "")
+	vip := netip.MustParseAddrPort("10.0.0.100:6443")
+	a.conns.mu.Lock()
+	a.conns.cs = []Conn{{Client: netip.MustParseAddrPort("10.0.1.1:40000"), VIP: vip}}
+	a.conns.mu.Unlock()
+	waitFor(t, 4*time.Second, "lb2 has lb1's table", func() bool { return b.tableLen("lb1") == 1 })
+	// lb2 (higher) preempts; lb1 is still alive and steps down a moment later.
+	b.local.set(func(s *NodeState) { s.VRRPState = "MASTER" })
+	b.c.OnBecameMaster()
+	time.Sleep(150 * time.Millisecond)
+	a.local.set(func(s *NodeState) { s.VRRPState = "BACKUP" })
+	waitFor(t, 2*time.Second, "lb1's clients reset after it stepped down", func() bool { return len(b.reset.get()) == 1 })
+}
+
+// TestIdleOverhead measures what gossip costs two idle nodes in one process (CPU time and heap),
+// to support the "< 1% CPU, < 5 MiB" budget per node.
+func TestIdleOverhead(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 5s")
+	}
+	a, b := pair(t, baseState("lb1", 100, "10.0.0.11"), baseState("lb2", 90, "10.0.0.12"), "")
+	_ = a
+	_ = b
+	time.Sleep(500 * time.Millisecond)
+	var ru0, ru1 syscall.Rusage
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	const window = 5 * time.Second
+	time.Sleep(window)
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	runtime.GC()
+	runtime.ReadMemStats(&ms1)
+	cpu := time.Duration(syscall.TimevalToNsec(ru1.Utime)-syscall.TimevalToNsec(ru0.Utime)) +
+		time.Duration(syscall.TimevalToNsec(ru1.Stime)-syscall.TimevalToNsec(ru0.Stime))
+	perNode := float64(cpu) / float64(window) / 2 * 100
+	t.Logf("idle gossip: %.2f%% of one CPU per node (%s CPU for 2 nodes over %s); heap in use %.1f MiB (both nodes and the test)",
+		perNode, cpu.Round(time.Millisecond), window, float64(ms1.HeapInuse)/(1<<20))
+	if perNode > 5 {
+		t.Errorf("idle gossip uses %.2f%% CPU per node", perNode)
+	}
+}
+
+func (n *node) tableLen(peer string) int {
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+	if t := n.c.tables[peer]; t != nil {
+		return len(t.conns)
+	}
+	return -1
 }
