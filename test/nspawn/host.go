@@ -257,6 +257,13 @@ func (l *Lab) stopHost(h *Host) error {
 			}
 		}
 	}
+	// A SIGTERM that reaches nspawn before it forwards signals kills nspawn alone and leaves
+	// the guest's systemd running: end whatever is left in the host's own cgroup.
+	for _, cg := range h.cgroups {
+		if err := killCgroup(cg); err != nil {
+			errs = append(errs, fmt.Errorf("host %s: %w", h.Name, err))
+		}
+	}
 	if h.logFile != nil {
 		h.logFile.Close()
 	}
@@ -313,4 +320,31 @@ func removeCgroup(dir string) error {
 func readTail(path string) string {
 	b, _ := os.ReadFile(path)
 	return tail(b)
+}
+
+// killCgroup kills every process left in a cgroup v2 directory (cgroup.kill; cgroup v1
+// directories are skipped: the same processes are in the v2 one) and waits until it is
+// empty.
+func killCgroup(dir string) error {
+	kill := filepath.Join(dir, "cgroup.kill")
+	if _, err := os.Stat(kill); err != nil {
+		return nil
+	}
+	populated := func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
+		return err == nil && strings.Contains(string(b), "populated 1")
+	}
+	if !populated() {
+		return nil
+	}
+	if err := os.WriteFile(kill, []byte("1"), 0o200); err != nil {
+		return fmt.Errorf("kill processes left in %s: %w", dir, err)
+	}
+	for i := 0; i < 50 && populated(); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if populated() {
+		return fmt.Errorf("processes still in %s after cgroup.kill", dir)
+	}
+	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -180,4 +182,44 @@ ctr version
 	t.Logf("containerd installed and active in %v", time.Since(t2).Round(time.Millisecond))
 	mp, _ := l.Exec(ctx, "master1", "modprobe", "overlay")
 	t.Logf("modprobe overlay in a guest: %s", strings.TrimSpace(string(mp)))
+}
+
+// TestStartFailureCleansUp: a Start that fails half-way (here: its context ends while the
+// hosts boot) leaves no namespace, mount or process behind.
+func TestStartFailureCleansUp(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces, systemd-nspawn)")
+	}
+	log := testLogger(t)
+	if _, err := EnsureRootfs(context.Background(), log, ""); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	l, err := Start(ctx, Options{Prefix: "vnfail", Hosts: []HostSpec{{"a", "lb"}, {"b", "master"}}, Log: log})
+	if err == nil {
+		l.Close()
+		t.Skip("the lab booted within 400ms: nothing to clean up after")
+	}
+	t.Logf("Start failed as intended: %v", err)
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(out), "vnfail") {
+		t.Errorf("namespaces left behind:\n%s", out)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), "vipd-lab-vnfail") {
+		t.Errorf("overlay mounts left behind")
+	}
+	if m, _ := filepath.Glob("/sys/fs/cgroup/unified/vipd-lab/vnfail-*"); len(m) > 0 {
+		t.Errorf("cgroups left behind: %v", m)
+	}
+	cgs, _ := filepath.Glob("/proc/[0-9]*/cgroup")
+	for _, f := range cgs {
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), "/vipd-lab/vnfail-") {
+			t.Errorf("process left behind: %s: %s", f, b)
+		}
+	}
+	if m, _ := filepath.Glob("/var/tmp/vipd-lab-vnfail-*"); len(m) > 0 {
+		t.Errorf("lab directories left behind: %v", m)
+	}
 }
