@@ -384,6 +384,9 @@ func (v *validator) validate() {
 
 	// ssh
 	v.validateSSH("ssh", t.SSH)
+	if t.SSH.Address != "" {
+		v.errf("ssh.address", "only a host's ssh block can set the address to connect to (hosts[i].ssh.address)")
+	}
 
 	// hosts
 	if len(t.Hosts) == 0 {

@@ -69,6 +69,8 @@ func TestValidation(t *testing.T) {
 		{name: "env name with value", yaml: base + "ssh:\n  passwordEnv: \"hunter 2\"\n",
 			wantErr: []string{"ssh.passwordEnv: \"hunter 2\" is not an environment variable name"}},
 		{name: "empty", yaml: "", wantErr: []string{"empty"}},
+		{name: "ssh address for all hosts", yaml: base + "ssh:\n  address: 10.0.0.1\n",
+			wantErr: []string{"13: ssh.address: only a host's ssh block"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
