@@ -35,7 +35,10 @@ func (l *Lab) bootHost(ctx context.Context, h *Host) error {
 	if err := syscall.Mount("overlay", h.merged, "overlay", 0, opt); err != nil {
 		return fmt.Errorf("host %s: mount overlay: %w", h.Name, err)
 	}
+	l.mu.Lock()
 	h.mounted = true
+	l.recordOwnerLocked()
+	l.mu.Unlock()
 	if err := l.writeHostFiles(ctx, h); err != nil {
 		return fmt.Errorf("host %s: %w", h.Name, err)
 	}
@@ -47,7 +50,9 @@ func (l *Lab) bootHost(ctx context.Context, h *Host) error {
 		if err := os.MkdirAll(cg, 0o755); err != nil {
 			return fmt.Errorf("host %s: create cgroup %s: %w", h.Name, cg, err)
 		}
+		l.mu.Lock()
 		h.cgroups = append(h.cgroups, cg)
+		l.mu.Unlock()
 	}
 	lf, err := os.Create(filepath.Join(h.dir, "console.log"))
 	if err != nil {
@@ -82,7 +87,10 @@ func (l *Lab) bootHost(ctx context.Context, h *Host) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("host %s: start systemd-nspawn: %w", h.Name, err)
 	}
+	l.mu.Lock()
 	h.cmd = cmd
+	l.recordOwnerLocked()
+	l.mu.Unlock()
 	h.done = make(chan struct{})
 	go func() { _ = cmd.Wait(); close(h.done) }()
 

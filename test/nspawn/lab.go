@@ -147,6 +147,7 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
+	reapStale(opts.Log)
 	dir, err := os.MkdirTemp("/var/tmp", "vipd-lab-"+opts.Prefix+"-")
 	if err != nil {
 		return nil, fmt.Errorf("create lab dir: %w", err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -213,13 +214,91 @@ func TestStartFailureCleansUp(t *testing.T) {
 	if m, _ := filepath.Glob("/sys/fs/cgroup/unified/vipd-lab/vnfail-*"); len(m) > 0 {
 		t.Errorf("cgroups left behind: %v", m)
 	}
-	cgs, _ := filepath.Glob("/proc/[0-9]*/cgroup")
-	for _, f := range cgs {
-		if b, _ := os.ReadFile(f); strings.Contains(string(b), "/vipd-lab/vnfail-") {
-			t.Errorf("process left behind: %s: %s", f, b)
-		}
+	if left := labProcesses("vnfail", 3*time.Second); len(left) > 0 {
+		t.Errorf("processes left behind: %v", left)
 	}
 	if m, _ := filepath.Glob("/var/tmp/vipd-lab-vnfail-*"); len(m) > 0 {
 		t.Errorf("lab directories left behind: %v", m)
+	}
+}
+
+// TestHelperLabProcess is not a test: TestReapStale runs it in a child process that
+// starts a lab and is then killed without Close.
+func TestHelperLabProcess(t *testing.T) {
+	if os.Getenv("VIPD_LAB_HELPER") != "1" {
+		t.Skip("helper process for TestReapStale")
+	}
+	l, err := Start(context.Background(), Options{Prefix: "vnreap", Hosts: []HostSpec{{"a", "lb"}}})
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	fmt.Println("READY", l.Dir)
+	time.Sleep(time.Minute)
+}
+
+// TestReapStale: a lab whose process was killed (no Close) is removed by the next Start.
+func TestReapStale(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces, systemd-nspawn)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperLabProcess$", "-test.v")
+	cmd.Env = append(os.Environ(), "VIPD_LAB_HELPER=1")
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var dir string
+	for dir == "" {
+		if m := regexp.MustCompile(`READY (\S+)`).FindStringSubmatch(out.String()); m != nil {
+			dir = m[1]
+		} else if strings.Contains(out.String(), "ERROR") || ctx.Err() != nil {
+			cmd.Process.Kill()
+			t.Fatalf("helper lab: %s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	l, err := Start(ctx, Options{Hosts: []HostSpec{{"b", "lb"}}, Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("stale lab dir %s still there", dir)
+	}
+	if ns, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(ns), "vnreap") {
+		t.Errorf("stale namespaces still there:\n%s", ns)
+	}
+	if left := labProcesses("vnreap", 3*time.Second); len(left) > 0 {
+		t.Errorf("stale lab processes still running: %v", left)
+	}
+}
+
+// labProcesses returns the live (not zombie) processes in the cgroups of labs with this
+// prefix, waiting up to wait for exiting ones to go.
+func labProcesses(prefix string, wait time.Duration) []string {
+	deadline := time.Now().Add(wait)
+	for {
+		var left []string
+		cgs, _ := filepath.Glob("/proc/[0-9]*/cgroup")
+		for _, f := range cgs {
+			b, _ := os.ReadFile(f)
+			if !strings.Contains(string(b), "/vipd-lab/"+prefix+"-") {
+				continue
+			}
+			st, _ := os.ReadFile(strings.TrimSuffix(f, "cgroup") + "stat")
+			if i := strings.LastIndexByte(string(st), ')'); i > 0 && len(st) > i+2 && st[i+2] != 'Z' {
+				left = append(left, strings.TrimSuffix(f, "/cgroup"))
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -23,7 +23,10 @@ func (l *Lab) makeNetwork(ctx context.Context) error {
 		if err := run(ctx, "ip", "netns", "add", name); err != nil {
 			return err
 		}
+		l.mu.Lock()
 		l.netns = append(l.netns, name)
+		l.recordOwnerLocked()
+		l.mu.Unlock()
 		return run(ctx, "ip", "-n", name, "link", "set", "lo", "up")
 	}
 	if err := addNS(l.BridgeNS); err != nil {
