@@ -65,6 +65,7 @@ type options struct {
 	killRate          int
 	killTime, killAt  time.Duration
 	keep, verbose     bool
+	connectTimeout    time.Duration
 	jsonOut, markdown string
 }
 
@@ -79,6 +80,7 @@ func run() int {
 	flag.IntVar(&o.killRate, "kill-rate", 50, "new TLS connections per second during the master kill")
 	flag.DurationVar(&o.killTime, "kill-time", 10*time.Second, "duration of the master-kill load")
 	flag.DurationVar(&o.killAt, "kill-at", 3*time.Second, "when the master is killed, from the start of that load")
+	flag.DurationVar(&o.connectTimeout, "connect-timeout", 0, "vipd's proxy.connect_timeout (0: vipd's default)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the lab directory (configs, logs) after the run")
 	flag.BoolVar(&o.verbose, "v", false, "log lab events")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
@@ -138,6 +140,7 @@ type results struct {
 	Date           time.Time `json:"date"`
 	VipdVersion    string    `json:"vipd_version"`
 	HAProxyVersion string    `json:"haproxy_version"`
+	VipdConfig     string    `json:"vipd_config"` // what differs from deploy/vipd.yaml's defaults
 	CPUs           int       `json:"cpus"`
 
 	BulkGbps map[string]float64 `json:"bulk_gbps"` // direct, vipd, haproxy
@@ -158,10 +161,8 @@ type results struct {
 	IdleHeld     map[string]int     `json:"idle_held"`
 	IdleClosed   map[string]int     `json:"idle_closed"`
 
-	KillFailed   map[string]int     `json:"kill_failed"`
-	KillFailedIn map[string]int     `json:"kill_failed_in_flight"` // of those, started before the kill + 50 ms
-	KillTotal    map[string]int     `json:"kill_requests"`
-	KillDownSecs map[string]float64 `json:"kill_down_after_secs"`
+	Kill faultResult `json:"master_kill"`
+	Cut  faultResult `json:"master_link_cut"`
 
 	Seconds float64 `json:"seconds"`
 	// LoadAvg is /proc/loadavg's 1-minute figure at the start and at the end of the run.
@@ -183,9 +184,12 @@ func (b *bench) run(ctx context.Context) error {
 		TLSP99: map[string]float64{}, TLSErrs: map[string]int{}, TLSTotal: map[string]int{},
 		RSSStartMiB: map[string]float64{}, RSSIdleMiB: map[string]float64{}, RSSBeforeMiB: map[string]float64{},
 		RSSIdleExt: map[string]float64{}, FDsPerConn: map[string]float64{}, IdleHeld: map[string]int{},
-		IdleClosed: map[string]int{}, KillFailed: map[string]int{}, KillFailedIn: map[string]int{}, KillTotal: map[string]int{},
-		KillDownSecs: map[string]float64{}}
+		IdleClosed: map[string]int{}}
 	b.res.LoadAvg[0] = loadAvg()
+	b.res.VipdConfig = "defaults"
+	if b.o.connectTimeout > 0 {
+		b.res.VipdConfig = "proxy.connect_timeout " + b.o.connectTimeout.String()
+	}
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
@@ -202,8 +206,8 @@ func (b *bench) run(ctx context.Context) error {
 	if err := b.idleConns(ctx, v, h); err != nil {
 		return fmt.Errorf("idle connections: %w", err)
 	}
-	if err := b.masterKill(ctx, v); err != nil {
-		return fmt.Errorf("master kill: %w", err)
+	if err := b.masterFaults(ctx, v); err != nil {
+		return fmt.Errorf("master faults: %w", err)
 	}
 	b.res.Seconds = time.Since(b.started).Seconds()
 	b.res.LoadAvg[1] = loadAvg()
@@ -370,6 +374,9 @@ proxy:
 `, lab.Prefix24(b.l.Addr(100)), listen)
 	for _, be := range backends {
 		fmt.Fprintf(&s, "    - %s\n", be)
+	}
+	if b.o.connectTimeout > 0 {
+		fmt.Fprintf(&s, "  connect_timeout: %s\n", b.o.connectTimeout)
 	}
 	fmt.Fprintf(&s, `  balance: roundrobin
   max_conns: 30000
@@ -573,12 +580,6 @@ func (b *bench) bulk(ctx context.Context) error {
 	addr := map[string]string{"direct": b.masters[0].Addr.String(), "vipd": b.lbv.Addr.String(), "haproxy": b.lbh.Addr.String()}
 	for _, name := range []string{"direct", "vipd", "haproxy", "haproxy", "vipd", "direct"} {
 		b.log.Info("bulk throughput (iperf3)", "path", name, "seconds", secs)
-		cctx, cancel := context.WithTimeout(ctx, b.o.iperfTime+20*time.Second)
-		out, err := b.client.Command(cctx, "iperf3", "-c", addr[name], "-p", "5201", "-t", secs, "-O", "1", "-J").Output()
-		cancel()
-		if err != nil {
-			return fmt.Errorf("iperf3 via %s: %w: %.300s", name, err, out)
-		}
 		var r struct {
 			End struct {
 				SumReceived struct {
@@ -587,8 +588,21 @@ func (b *bench) bulk(ctx context.Context) error {
 			} `json:"end"`
 			Error string `json:"error"`
 		}
-		if err := json.Unmarshal(out, &r); err != nil || r.Error != "" || r.End.SumReceived.BPS == 0 {
-			return fmt.Errorf("iperf3 via %s: %v %s", name, err, r.Error)
+		// The server takes one test at a time and may still be closing the previous one.
+		for try := 0; ; try++ {
+			cctx, cancel := context.WithTimeout(ctx, b.o.iperfTime+20*time.Second)
+			out, err := b.client.Command(cctx, "iperf3", "-c", addr[name], "-p", "5201", "-t", secs, "-O", "1", "-J").Output()
+			cancel()
+			r.Error = ""
+			jerr := json.Unmarshal(out, &r)
+			if strings.Contains(r.Error, "busy") && try < 20 {
+				time.Sleep(250 * time.Millisecond)
+				continue
+			}
+			if err != nil || jerr != nil || r.Error != "" || r.End.SumReceived.BPS == 0 {
+				return fmt.Errorf("iperf3 via %s: %v %v %s", name, err, jerr, r.Error)
+			}
+			break
 		}
 		b.res.BulkGbps[name] += r.End.SumReceived.BPS / 1e9 / 2
 	}
@@ -761,9 +775,19 @@ func rssMiB(pid int) float64 {
 	return -1
 }
 
-// (iv) one master SIGKILLed under steady load through both proxies at once.
-func (b *bench) masterKill(ctx context.Context, v *lab.Vipd) error {
-	m3 := b.masters[2]
+// faultResult is what one fault under load did to the requests through each proxy.
+type faultResult struct {
+	Failed   map[string]int     `json:"failed"`
+	InFlight map[string]int     `json:"failed_in_flight"` // of Failed, started before the fault + 50 ms
+	Total    map[string]int     `json:"requests"`
+	DownSecs map[string]float64 `json:"down_after_secs"` // 0: not seen DOWN
+}
+
+// underLoad sends b.o.killRate new TLS connections per second for b.o.killTime through both
+// proxies at once, calls fault at b.o.killAt, and records the failures and when each proxy
+// showed victim DOWN (polled until 15 s after the fault).
+func (b *bench) underLoad(ctx context.Context, v *lab.Vipd, what string, victim *lab.Host, fault func() error) (faultResult, error) {
+	res := faultResult{Failed: map[string]int{}, InFlight: map[string]int{}, Total: map[string]int{}, DownSecs: map[string]float64{}}
 	type out struct {
 		r   *lgResult
 		err error
@@ -777,29 +801,31 @@ func (b *bench) masterKill(ctx context.Context, v *lab.Vipd) error {
 		}()
 		return c
 	}
-	b.log.Info("master kill under load", "rate", b.o.killRate, "for", b.o.killTime, "kill_at", b.o.killAt)
+	b.log.Info(what+" under load", "rate", b.o.killRate, "for", b.o.killTime, "at", b.o.killAt, "master", victim.Name)
 	cv, ch := run(hostPort(b.lbv, 6443)), run(hostPort(b.lbh, 6443))
 	select {
 	case <-time.After(b.o.killAt):
 	case <-ctx.Done():
-		return ctx.Err()
+		return res, ctx.Err()
 	}
-	killed := time.Now()
-	b.stubs[m3.Name].Kill()
-	deadline := killed.Add(b.o.killTime + 5*time.Second)
-	for time.Now().Before(deadline) && (b.res.KillDownSecs["vipd"] == 0 || b.res.KillDownSecs["haproxy"] == 0) {
-		if b.res.KillDownSecs["vipd"] == 0 {
+	at := time.Now()
+	if err := fault(); err != nil {
+		return res, err
+	}
+	deadline := at.Add(15 * time.Second)
+	for time.Now().Before(deadline) && (res.DownSecs["vipd"] == 0 || res.DownSecs["haproxy"] == 0) {
+		if res.DownSecs["vipd"] == 0 {
 			if s, err := vipdSnap(ctx, v); err == nil {
 				for _, be := range s.Backends {
-					if be.Addr == hostPort(m3, 6443) && !be.Up {
-						b.res.KillDownSecs["vipd"] = time.Since(killed).Seconds()
+					if be.Addr == hostPort(victim, 6443) && !be.Up {
+						res.DownSecs["vipd"] = time.Since(at).Seconds()
 					}
 				}
 			}
 		}
-		if b.res.KillDownSecs["haproxy"] == 0 {
-			if st, err := b.haproxyStatus(ctx); err == nil && strings.HasPrefix(st["m3"], "DOWN") {
-				b.res.KillDownSecs["haproxy"] = time.Since(killed).Seconds()
+		if res.DownSecs["haproxy"] == 0 {
+			if st, err := b.haproxyStatus(ctx); err == nil && strings.HasPrefix(st[victim.Name], "DOWN") {
+				res.DownSecs["haproxy"] = time.Since(at).Seconds()
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -807,22 +833,78 @@ func (b *bench) masterKill(ctx context.Context, v *lab.Vipd) error {
 	for name, c := range map[string]chan out{"vipd": cv, "haproxy": ch} {
 		o := <-c
 		if o.err != nil {
-			return o.err
+			return res, o.err
 		}
-		b.res.KillFailed[name] = o.r.Errors
-		for _, at := range o.r.FailAt {
-			// A request whose connection reached the master before it died fails through any
-			// TCP proxy (its TLS session is with the dead process); count those apart.
-			if o.r.Start.Add(time.Duration(at * float64(time.Second))).Before(killed.Add(50 * time.Millisecond)) {
-				b.res.KillFailedIn[name]++
+		res.Failed[name] = o.r.Errors
+		for _, f := range o.r.FailAt {
+			// A request whose connection reached the master before the fault fails through any
+			// TCP proxy (its TLS session is with that master); count those apart.
+			if o.r.Start.Add(time.Duration(f * float64(time.Second))).Before(at.Add(50 * time.Millisecond)) {
+				res.InFlight[name]++
 			}
 		}
-		b.res.KillTotal[name] = o.r.OK + o.r.Errors
+		res.Total[name] = o.r.OK + o.r.Errors
 		if o.r.Errors > 0 {
-			b.log.Info("requests failed around the master kill", "path", name, "failed", o.r.Errors, "first", o.r.ErrText)
+			b.log.Info("requests failed: "+what, "path", name, "failed", o.r.Errors, "first", o.r.ErrText)
 		}
 	}
-	return nil
+	return res, nil
+}
+
+// (iv) one master's process SIGKILLed under load; then (v) another master's link cut.
+func (b *bench) masterFaults(ctx context.Context, v *lab.Vipd) error {
+	m3 := b.masters[2]
+	var err error
+	if b.res.Kill, err = b.underLoad(ctx, v, "master killed", m3, func() error {
+		b.stubs[m3.Name].Kill()
+		return nil
+	}); err != nil {
+		return err
+	}
+	// m3 back, and UP on both proxies, before the next fault.
+	if err := b.startStub(ctx, m3); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for {
+		s, err1 := vipdSnap(wctx, v)
+		st, err2 := b.haproxyStatus(wctx)
+		up := 0
+		if err1 == nil && err2 == nil {
+			for _, be := range s.Backends {
+				if be.Up {
+					up++
+				}
+			}
+			for _, x := range st {
+				if x == "UP" {
+					up++
+				}
+			}
+		}
+		if up == 2*len(b.masters) {
+			break
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("%s not UP again on both proxies: %w", m3.Name, wctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	m2 := b.masters[1]
+	b.res.Cut, err = b.underLoad(ctx, v, "master link cut", m2, m2.LinkDown)
+	if uerr := m2.LinkUp(); uerr != nil && err == nil {
+		err = uerr
+	}
+	return err
+}
+
+func downText(secs float64) string {
+	if secs == 0 {
+		return "> 15"
+	}
+	return strconv.FormatFloat(secs, 'f', 1, 64)
 }
 
 func (b *bench) report() error {
@@ -876,17 +958,23 @@ func (b *bench) report() error {
 			ratio(r.RSSIdleExt["vipd"], r.RSSIdleExt["haproxy"]), "vipd < 200 MiB: " + mark(r.RSSIdleExt["vipd"] < 200 && r.IdleHeld["vipd"] == r.IdleN) + " (linear from the measured count)"})
 	}
 	rows = append(rows, []row{
-		{fmt.Sprintf("master killed, %d conn/s for %s: failed", b.o.killRate, b.o.killTime), "", strconv.Itoa(r.KillFailed["vipd"]), strconv.Itoa(r.KillFailed["haproxy"]), "", "", "",
-			fmt.Sprintf("of %d / %d", r.KillTotal["vipd"], r.KillTotal["haproxy"])},
-		{"  of them in flight at the kill", "", strconv.Itoa(r.KillFailedIn["vipd"]), strconv.Itoa(r.KillFailedIn["haproxy"]), "", "", "",
+		{fmt.Sprintf("master killed, %d conn/s for %s: failed", b.o.killRate, b.o.killTime), "", strconv.Itoa(r.Kill.Failed["vipd"]), strconv.Itoa(r.Kill.Failed["haproxy"]), "", "", "",
+			fmt.Sprintf("of %d / %d", r.Kill.Total["vipd"], r.Kill.Total["haproxy"])},
+		{"  of them in flight at the kill", "", strconv.Itoa(r.Kill.InFlight["vipd"]), strconv.Itoa(r.Kill.InFlight["haproxy"]), "", "", "",
 			"connected to the master before it died: no TCP proxy can save them"},
-		{"  started after the kill", "", strconv.Itoa(r.KillFailed["vipd"] - r.KillFailedIn["vipd"]), strconv.Itoa(r.KillFailed["haproxy"] - r.KillFailedIn["haproxy"]), "", "", "",
-			"vipd target 0: " + mark(r.KillTotal["vipd"] > 0 && r.KillFailed["vipd"]-r.KillFailedIn["vipd"] == 0)},
-		{"  master marked DOWN after, s", "", f1(r.KillDownSecs["vipd"]), f1(r.KillDownSecs["haproxy"]), "", "", "", "vipd: defaults (https /readyz 2s, fall 3, fast 500ms, passive); haproxy: check inter 2s fall 3"},
+		{"  started after the kill", "", strconv.Itoa(r.Kill.Failed["vipd"] - r.Kill.InFlight["vipd"]), strconv.Itoa(r.Kill.Failed["haproxy"] - r.Kill.InFlight["haproxy"]), "", "", "",
+			"vipd target 0: " + mark(r.Kill.Total["vipd"] > 0 && r.Kill.Failed["vipd"]-r.Kill.InFlight["vipd"] == 0)},
+		{"  master marked DOWN after, s", "", downText(r.Kill.DownSecs["vipd"]), downText(r.Kill.DownSecs["haproxy"]), "", "", "", "vipd: defaults (https /readyz 2s, fall 3, fast 500ms, passive); haproxy: check inter 2s fall 3"},
+		{fmt.Sprintf("master link cut, %d conn/s, 2s client timeout: failed", b.o.killRate), "", strconv.Itoa(r.Cut.Failed["vipd"]), strconv.Itoa(r.Cut.Failed["haproxy"]), "", "", "",
+			fmt.Sprintf("of %d / %d", r.Cut.Total["vipd"], r.Cut.Total["haproxy"])},
+		{"  of them in flight at the cut", "", strconv.Itoa(r.Cut.InFlight["vipd"]), strconv.Itoa(r.Cut.InFlight["haproxy"]), "", "", "", ""},
+		{"  started after the cut", "", strconv.Itoa(r.Cut.Failed["vipd"] - r.Cut.InFlight["vipd"]), strconv.Itoa(r.Cut.Failed["haproxy"] - r.Cut.InFlight["haproxy"]), "", "", "",
+			"vipd target 0: " + mark(r.Cut.Total["vipd"] > 0 && r.Cut.Failed["vipd"]-r.Cut.InFlight["vipd"] == 0)},
+		{"  master marked DOWN after, s", "", downText(r.Cut.DownSecs["vipd"]), downText(r.Cut.DownSecs["haproxy"]), "", "", "", "vipd target <= 3 s: " + mark(r.Cut.DownSecs["vipd"] > 0 && r.Cut.DownSecs["vipd"] <= 3)},
 	}...)
 	head := row{"what", "direct", "vipd", "haproxy", "vipd/direct", "haproxy/direct", "vipd/haproxy", "target"}
-	fmt.Printf("\nvipd proxy benchmark, %s, %d CPUs, load average %.1f at the start and %.1f at the end (the lab's own load included), %.0f s\n%s\n%s\n\n",
-		r.Date.Format("2006-01-02 15:04 MST"), r.CPUs, r.LoadAvg[0], r.LoadAvg[1], r.Seconds, r.VipdVersion, r.HAProxyVersion)
+	fmt.Printf("\nvipd proxy benchmark, %s, %d CPUs, load average %.1f at the start and %.1f at the end (the lab's own load included), %.0f s\n%s (config: %s)\n%s\n\n",
+		r.Date.Format("2006-01-02 15:04 MST"), r.CPUs, r.LoadAvg[0], r.LoadAvg[1], r.Seconds, r.VipdVersion, r.VipdConfig, r.HAProxyVersion)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	for _, x := range append([]row{head}, rows...) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.what, x.direct, x.vipd, x.haproxy, x.vd, x.hd, x.vh, x.target)
@@ -896,8 +984,8 @@ func (b *bench) report() error {
 	}
 	if b.o.markdown != "" {
 		var s strings.Builder
-		fmt.Fprintf(&s, "Run %s (%d CPUs, load average %.1f -> %.1f, %.0f s), %s, %s:\n\n", r.Date.Format("2006-01-02 15:04 MST"), r.CPUs,
-			r.LoadAvg[0], r.LoadAvg[1], r.Seconds, r.VipdVersion, r.HAProxyVersion)
+		fmt.Fprintf(&s, "Run %s (%d CPUs, load average %.1f -> %.1f, %.0f s), %s (config: %s), %s:\n\n", r.Date.Format("2006-01-02 15:04 MST"), r.CPUs,
+			r.LoadAvg[0], r.LoadAvg[1], r.Seconds, r.VipdVersion, r.VipdConfig, r.HAProxyVersion)
 		for i, x := range append([]row{head}, rows...) {
 			fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", x.what, x.direct, x.vipd, x.haproxy, x.vd, x.hd, x.vh, x.target)
 			if i == 0 {
