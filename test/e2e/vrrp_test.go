@@ -36,6 +36,10 @@ func TestVRRP(t *testing.T) {
 				if err != nil || !strings.Contains(out, `"MASTER"`) {
 					t.Errorf("vipd status --json on lb1: %v\n%s", err, out)
 				}
+				out, err = p.d2.StatusCLI(vrrpCtx(t, 5*time.Second), false)
+				if err != nil || !strings.Contains(out, "BACKUP") {
+					t.Errorf("vipd status on lb2: %v\n%s", err, out)
+				}
 				// lb2's view, once an advert or two has arrived.
 				var st *lab.Stats
 				for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

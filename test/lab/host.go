@@ -245,6 +245,19 @@ add rule inet lab out %s counter drop
 	return h.nft(rules)
 }
 
+// DropPeer cuts the host off from addr only: packets to addr (out) and from addr (in) are
+// dropped. Undrop removes it.
+func (h *Host) DropPeer(addr netip.Addr) error {
+	rules := fmt.Sprintf(`table inet lab {
+	chain in { type filter hook input priority -10; policy accept; }
+	chain out { type filter hook output priority -10; policy accept; }
+}
+add rule inet lab in ip saddr %s counter drop
+add rule inet lab out ip daddr %s counter drop
+`, addr, addr)
+	return h.nft(rules)
+}
+
 // DropVRRP drops IP protocol 112 (VRRP) in and out of the host.
 func (h *Host) DropVRRP() error { return h.Drop("ip protocol 112") }
 

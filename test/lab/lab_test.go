@@ -52,6 +52,16 @@ func TestLabBasics(t *testing.T) {
 	if err := a.Ping(b.Addr, 3*time.Second); err != nil {
 		t.Fatalf("after Undrop: %v", err)
 	}
+	// DropPeer cuts one peer only.
+	if err := a.DropPeer(b.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Ping(b.Addr, 500*time.Millisecond); err == nil {
+		t.Fatal("ping went through DropPeer")
+	}
+	if err := a.Undrop(); err != nil {
+		t.Fatal(err)
+	}
 	// Isolate keeps carrier but cuts traffic; LinkDown drops carrier.
 	if err := b.Isolate(); err != nil {
 		t.Fatal(err)
