@@ -114,12 +114,14 @@ type Cluster struct {
 	resetter Resetter
 	ownReset *connreset.Resetter
 	addr     string // set by Start
-	cancel   context.CancelFunc
-	runCtx   context.Context
-	wg       sync.WaitGroup
-	kick     chan struct{} // evaluate now
-	push     chan struct{} // send state now
-	hookMu   sync.Mutex    // serializes OnSplitBrain calls
+	// configHook lets tests adjust the memberlist config (a netns-aware transport).
+	configHook func(*memberlist.Config) error
+	cancel     context.CancelFunc
+	runCtx     context.Context
+	wg         sync.WaitGroup
+	kick       chan struct{} // evaluate now
+	push       chan struct{} // send state now
+	hookMu     sync.Mutex    // serializes OnSplitBrain calls
 
 	// mu guards the fields below. Never call memberlist while holding it: memberlist calls
 	// the delegates (which take mu) with its own locks held.
@@ -257,6 +259,14 @@ func (c *Cluster) Start(ctx context.Context) error {
 		c.resetter = c.deps.Resetter
 	}
 
+	if c.configHook != nil {
+		if err := c.configHook(mc); err != nil {
+			if c.ownReset != nil {
+				c.ownReset.Close()
+			}
+			return fmt.Errorf("start gossip on %s: %w", c.cfg.Bind, err)
+		}
+	}
 	c.mu.Lock()
 	c.started = time.Now()
 	c.mu.Unlock()
