@@ -124,7 +124,7 @@ func (w tbWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// RandomPrefix returns "vl" followed by 5 random hex characters.
+// RandomPrefix returns base followed by 5 random hex characters (keep base <= 3 characters).
 func RandomPrefix(base string) string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
