@@ -192,6 +192,18 @@ func TestBootstrap(t *testing.T) {
 			t.Errorf("node %s not Ready:\n%s", n, nodes)
 		}
 	}
+	// Users as in the reference inventory: masters through ops with a password (sudo with
+	// a password), the others through root with the lab key.
+	for _, h := range c.Hosts {
+		auth, _ := c.Exec(ctx, h.Name, "bash", "-c", "journalctl --no-pager -o cat _COMM=sshd | grep '^Accepted' | sort -u")
+		want := "Accepted publickey for root"
+		if h.Role == "master" {
+			want = "Accepted password for ops"
+		}
+		if !strings.Contains(string(auth), want) {
+			t.Errorf("%s: sshd log has no %q:\n%s", h.Name, want, auth)
+		}
+	}
 	holder := bsVIPHolder(ctx, t, c, vip)
 	if holder != "lb1" {
 		t.Errorf("VIP held by %q, want lb1 (priority 100)", holder)
