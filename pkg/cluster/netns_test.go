@@ -103,29 +103,7 @@ func TestTakeoverResetsDeadMastersClients(t *testing.T) {
 	key := writeKey(t, testKey)
 	logs := &syncBuf{}
 	start := func(h *lab.Host, local *fakeLocal, conns ConnSource, peer *lab.Host) *Cluster {
-		cfg := Config{Enabled: true, NodeName: h.Name, Bind: net.JoinHostPort(h.Addr.String(), "7946"),
-			Peers: []string{net.JoinHostPort(peer.Addr.String(), "7946")}, KeyFile: key, ConnReset: true, ConnResetRate: 2000}
-		c, err := New(cfg, Deps{Local: local, Conns: conns, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Listening sockets (gossip, raw) are created in the host's namespace by Start; outbound
-		// gossip connections are dialled there too by nsTransport (never from the test's own
-		// namespace).
-		c.configHook = func(mc *memberlist.Config) error {
-			nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-				BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger})
-			if err != nil {
-				return err
-			}
-			mc.Transport = &nsTransport{NetTransport: nt, h: h}
-			return nil
-		}
-		if err := h.Do(func() error { return c.Start(ctx) }); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Stop() })
-		return c
+		return startInNS(t, h, peer, local, conns, key, logs)
 	}
 	a := start(lb1, la, table, lb2)
 	b := start(lb2, lbl, &listConns{}, lb1)
@@ -215,7 +193,62 @@ func TestTakeoverResetsDeadMastersClients(t *testing.T) {
 	if lat[0] > time.Second {
 		t.Errorf("first reset %s after takeover, want < 1 s", lat[0])
 	}
-	if v := b.View(); v.Counters.ConnResetProbes != n {
-		t.Errorf("probes counted %d, want %d", v.Counters.ConnResetProbes, n)
+	waitFor(t, 2*time.Second, "1000 probes counted", func() bool { return b.View().Counters.ConnResetProbes == n })
+}
+
+// startInNS starts a Cluster whose sockets all live in host h's namespace.
+func startInNS(t *testing.T, h, peer *lab.Host, local Local, conns ConnSource, key string, logs *syncBuf) *Cluster {
+	t.Helper()
+	cfg := Config{Enabled: true, NodeName: h.Name, Bind: net.JoinHostPort(h.Addr.String(), "7946"),
+		Peers: []string{net.JoinHostPort(peer.Addr.String(), "7946")}, KeyFile: key, ConnReset: true, ConnResetRate: 2000}
+	c, err := New(cfg, Deps{Local: local, Conns: conns, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
 	}
+	// Listening sockets (gossip, raw) are created in the host's namespace by Start; outbound
+	// gossip connections are dialled there too by nsTransport (never from the test's own
+	// namespace).
+	c.configHook = func(mc *memberlist.Config) error {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger})
+		if err != nil {
+			return err
+		}
+		mc.Transport = &nsTransport{NetTransport: nt, h: h}
+		return nil
+	}
+	if err := h.Do(func() error { return c.Start(context.Background()) }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	return c
+}
+
+// TestPartitionHeals: a full partition (lb2's port off the bridge) makes both sides report the
+// peer lost; when it heals the cluster reforms on its own and the alarms clear. Needs root.
+func TestPartitionHeals(t *testing.T) {
+	l := lab.New(t, lab.Options{Hosts: []string{"lb1", "lb2"}, Prefix: lab.RandomPrefix("vg")})
+	lb1, lb2 := l.Host("lb1"), l.Host("lb2")
+	key := writeKey(t, testKey)
+	logs := &syncBuf{}
+	a := &node{c: startInNS(t, lb1, lb2, &fakeLocal{st: baseState("lb1", 100, lb1.Addr.String())}, nil, key, logs)}
+	b := &node{c: startInNS(t, lb2, lb1, &fakeLocal{st: baseState("lb2", 90, lb2.Addr.String())}, nil, key, logs)}
+	both := func(what string, within time.Duration, cond func(n *node, peer string) bool) time.Duration {
+		return waitFor(t, within, what, func() bool { return cond(a, "lb2") && cond(b, "lb1") })
+	}
+	both("joined", 10*time.Second, func(n *node, p string) bool { m, _ := n.member(p); return m.Alive })
+	if err := lb2.Isolate(); err != nil {
+		t.Fatal(err)
+	}
+	d := both("peer_lost on both sides", 5*time.Second, func(n *node, p string) bool { _, ok := n.alarm(AlarmPeerLost, p); return ok })
+	t.Logf("partition: peer_lost on both after %s", d.Round(time.Millisecond))
+	time.Sleep(3 * time.Second) // long enough for memberlist to declare the other dead
+	if err := lb2.Rejoin(); err != nil {
+		t.Fatal(err)
+	}
+	d = both("reformed, alarms clear", 15*time.Second, func(n *node, p string) bool {
+		m, _ := n.member(p)
+		return m.Alive && len(n.c.Alarms()) == 0
+	})
+	t.Logf("heal: cluster reformed and alarms cleared after %s", d.Round(time.Millisecond))
 }
