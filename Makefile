@@ -10,7 +10,7 @@ FUZZTIME  ?= 15s
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 
 # Installs Debian packages and Go modules the tests need (root).
-.PHONY: all deps build test unit e2e fuzz lint demo bench bench-failover bench-proxy bench-bootstrap clean
+.PHONY: all deps build test unit e2e fuzz lint demo demo-vrrp demo-cluster bench bench-failover bench-proxy bench-bootstrap clean
 
 all: build
 
@@ -31,7 +31,7 @@ unit:
 SHELL := /bin/bash
 
 e2e: build
-	$(GO) test -p 1 -count=1 -timeout 25m -v $(E2E_PKGS) 2>&1 | tee $(BIN)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+	VIPD_BIN=$(abspath $(BIN)/vipd) BOOTSTRAP_BIN=$(abspath $(BIN)/bootstrap) $(GO) test -p 1 -count=1 -timeout 25m -v $(E2E_PKGS) 2>&1 | tee $(BIN)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/vrrp
@@ -41,15 +41,31 @@ lint:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
-# Builds vipd, creates a lab of network namespaces (two LB hosts, a client), runs vipd on
-# both, kills the master and shows the VIP move. Needs root. Cleans up after itself.
-demo: build
+# The main job on a local lab (root; cleans up after itself, also on Ctrl-C):
+#  1. demo-vrrp: network namespaces lb1, lb2, client: vipd elects the VIP, the master is
+#     SIGKILLed, the VIP moves and the client's outage is measured.
+#  2. demo-cluster: six Debian hosts booted with systemd-nspawn (2 LB, 3 masters, 1 worker,
+#     stand-in Kubernetes packages); `bootstrap up` installs vipd and builds the cluster,
+#     `bootstrap status` shows it, `bootstrap drill` runs the reference's HA tests.
+demo: demo-vrrp demo-cluster
+
+demo-vrrp: build
 	$(GO) run ./test/demo -vipd $(BIN)/vipd
 
-bench: bench-failover
+demo-cluster: build
+	$(GO) run ./test/nspawn/cmd/vipd-lab -- sh -c '$(abspath $(BIN))/bootstrap up -f "$$TOPOLOGY" --accept-new-host-keys && $(abspath $(BIN))/bootstrap status -f "$$TOPOLOGY" && $(abspath $(BIN))/bootstrap drill -f "$$TOPOLOGY"'
+
+# Benchmarks print ratios against Keepalived / HAProxy measured in the same run (root).
+bench: bench-failover bench-proxy bench-bootstrap
 
 bench-failover: build
 	$(GO) run ./bench/failover -vipd $(BIN)/vipd
+
+bench-proxy: build
+	$(GO) run ./bench/proxy -vipd $(BIN)/vipd
+
+bench-bootstrap: build
+	$(GO) run ./bench/bootstrap -bootstrap $(BIN)/bootstrap -vipd $(BIN)/vipd
 
 clean:
 	rm -rf $(BIN)
