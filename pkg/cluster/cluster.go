@@ -525,16 +525,29 @@ func (c *Cluster) connLoop(ctx context.Context) {
 	}
 }
 
-// snapshotConns returns the local table, sorted, capped at ConnTableMax.
+// snapshotConns returns the local table: only connections to a VIP (when the local state lists
+// VIPs; a listener on ":6443" also takes connections to the host's own address), addresses
+// unmapped, sorted, capped at ConnTableMax.
 func (c *Cluster) snapshotConns() []Conn {
 	if c.deps.Conns == nil || c.cfg.ConnTableMax <= 0 {
 		return nil
 	}
-	conns := c.deps.Conns.Conns()
-	if len(conns) > c.cfg.ConnTableMax {
-		conns = conns[:c.cfg.ConnTableMax]
+	c.mu.Lock()
+	vipList := c.local.VIPs
+	c.mu.Unlock()
+	vips := vipSet(vipList)
+	all := c.deps.Conns.Conns()
+	conns := make([]Conn, 0, min(len(all), c.cfg.ConnTableMax))
+	for _, cn := range all {
+		cn = normConn(cn)
+		if len(vips) > 0 && !vips[cn.VIP.Addr()] {
+			continue
+		}
+		if len(conns) == c.cfg.ConnTableMax {
+			break
+		}
+		conns = append(conns, cn)
 	}
-	conns = append([]Conn(nil), conns...)
 	sortConns(conns)
 	c.mu.Lock()
 	c.localConns = len(conns)
@@ -658,7 +671,7 @@ func (c *Cluster) OnBecameMaster() {
 		local := c.deps.Conns.Conns()
 		own = make(map[Conn]bool, len(local))
 		for _, cn := range local {
-			own[cn] = true
+			own[normConn(cn)] = true
 		}
 	}
 	c.wg.Add(1)
@@ -742,6 +755,24 @@ func (c *Cluster) takeoverConns(own map[Conn]bool, called time.Time) ([]Conn, []
 		delete(c.tables, name)
 	}
 	return out, from, wait
+}
+
+func normConn(c Conn) Conn {
+	return Conn{Client: netip.AddrPortFrom(c.Client.Addr().Unmap(), c.Client.Port()),
+		VIP: netip.AddrPortFrom(c.VIP.Addr().Unmap(), c.VIP.Port())}
+}
+
+// vipSet parses "10.0.0.100/24" or "10.0.0.100" entries; unparseable ones are skipped.
+func vipSet(vips []string) map[netip.Addr]bool {
+	out := make(map[netip.Addr]bool, len(vips))
+	for _, v := range vips {
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out[p.Addr().Unmap()] = true
+		} else if a, err := netip.ParseAddr(v); err == nil {
+			out[a.Unmap()] = true
+		}
+	}
+	return out
 }
 
 func isMaster(s string) bool { return strings.EqualFold(s, "MASTER") }

@@ -496,11 +496,14 @@ func TestConnTableSharedAndResetOnTakeover(t *testing.T) {
 	vip := netip.MustParseAddrPort("10.0.0.100:6443")
 	mk := func(s string) Conn { return Conn{Client: netip.MustParseAddrPort(s), VIP: vip} }
 	a.conns.mu.Lock()
-	a.conns.cs = []Conn{mk("10.0.1.1:40000"), mk("10.0.1.2:40001"), mk("10.0.1.3:40002")}
-	a.conns.mu.Unlock()
+	a.conns.cs = []Conn{mk("10.0.1.1:40000"), mk("10.0.1.2:40001"), mk("10.0.1.3:40002"),
+		// Not through the VIP (a ":6443" listener also takes the host's own address): not shared.
+		{Client: netip.MustParseAddrPort("10.0.1.4:40003"), VIP: netip.MustParseAddrPort("10.0.0.11:6443")}}
 	b.conns.mu.Lock()
-	b.conns.cs = []Conn{mk("10.0.1.3:40002")} // lb2 holds this one itself
+	// lb2 lists the connection it holds itself in IPv4-mapped form (dual-stack listener).
+	b.conns.cs = []Conn{{Client: netip.MustParseAddrPort("[::ffff:10.0.1.3]:40002"), VIP: netip.MustParseAddrPort("[::ffff:10.0.0.100]:6443")}}
 	b.conns.mu.Unlock()
+	a.conns.mu.Unlock()
 	waitFor(t, 4*time.Second, "lb2 has lb1's table", func() bool {
 		m, _ := b.member("lb1")
 		return m.Conns == 3 && b.c.View().Counters.ConnTablesReceived > 0

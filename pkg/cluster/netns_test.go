@@ -99,6 +99,7 @@ func TestTakeoverResetsDeadMastersClients(t *testing.T) {
 
 	sa, sb := baseState("lb1", 100, lb1.Addr.String()), baseState("lb2", 90, lb2.Addr.String())
 	sa.VRRPState = "MASTER"
+	sa.VIPs, sb.VIPs = []string{lab.Prefix24(vip)}, []string{lab.Prefix24(vip)}
 	la, lbl := &fakeLocal{st: sa}, &fakeLocal{st: sb}
 	key := writeKey(t, testKey)
 	logs := &syncBuf{}
