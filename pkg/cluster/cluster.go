@@ -114,6 +114,8 @@ type Cluster struct {
 	resetter Resetter
 	ownReset *connreset.Resetter
 	addr     string // set by Start
+	// connResetStatus is set by Start: on, off, or unavailable: why.
+	connResetStatus string
 	// configHook lets tests adjust the memberlist config (a netns-aware transport).
 	configHook func(*memberlist.Config) error
 	cancel     context.CancelFunc
@@ -251,12 +253,17 @@ func (c *Cluster) Start(ctx context.Context) error {
 		if err != nil {
 			c.logger.Warn("connection reset after failover disabled", "err", err,
 				"fix", "run vipd with CAP_NET_RAW or set cluster.conn_reset: false")
+			c.connResetStatus = "unavailable: " + err.Error()
 		} else {
 			c.ownReset = r
 			c.resetter = r
+			c.connResetStatus = "on"
 		}
 	} else if c.cfg.ConnReset {
 		c.resetter = c.deps.Resetter
+		c.connResetStatus = "on"
+	} else {
+		c.connResetStatus = "off"
 	}
 
 	if c.configHook != nil {

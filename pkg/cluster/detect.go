@@ -91,6 +91,18 @@ func (c *Cluster) evaluate() {
 		}
 		return time.Duration(c.cfg.BlockedVRRPIntervals) * iv
 	}
+	// A peer renamed (same address, new node_name) supersedes its old name.
+	aliveAt := make(map[string]bool)
+	for _, p := range c.peers {
+		if c.aliveLocked(p, now) && p.addr != "" {
+			aliveAt[p.addr] = true
+		}
+	}
+	for n, p := range c.peers {
+		if !c.aliveLocked(p, now) && p.addr != "" && aliveAt[p.addr] {
+			delete(c.peers, n)
+		}
+	}
 	names := make([]string, 0, len(c.peers))
 	for n := range c.peers {
 		names = append(names, n)

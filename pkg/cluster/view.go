@@ -16,7 +16,8 @@ type View struct {
 	Addr       string       `json:"addr"`
 	SplitBrain string       `json:"split_brain_policy"`
 	Resigned   bool         `json:"resigned"`
-	Members    []MemberView `json:"members"` // this node first, then peers by name
+	ConnReset  string       `json:"conn_reset"` // on, off, or why it is unavailable
+	Members    []MemberView `json:"members"`    // this node first, then peers by name
 	Alarms     []Alarm      `json:"alarms"`
 	Counters   Counters     `json:"counters"`
 }
@@ -52,6 +53,7 @@ func (c *Cluster) View() View {
 		Addr:       c.Addr(),
 		SplitBrain: c.cfg.SplitBrain,
 		Resigned:   c.resign != nil,
+		ConnReset:  c.connResetStatus,
 		Alarms:     c.alarmsLocked(),
 		Counters:   c.ctr,
 	}
@@ -148,6 +150,7 @@ func (v View) WriteText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintf(w, "split brain policy: %s; connection reset after takeover: %s\n", v.SplitBrain, or(v.ConnReset, "off"))
 	if len(v.Alarms) == 0 {
 		_, err := fmt.Fprintln(w, "alarms: none")
 		return err
@@ -159,4 +162,11 @@ func (v View) WriteText(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
