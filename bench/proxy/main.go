@@ -129,9 +129,8 @@ type bench struct {
 	client, lbv, lbh *lab.Host
 	masters          []*lab.Host
 	exe              string
-	stubBin, caFile  string
-	ca               *apiserverstub.CA
-	stubs            map[string]*lab.Proc
+	caFile           string
+	ms               *apiserverstub.Masters
 	res              results
 }
 
@@ -273,10 +272,6 @@ func (b *bench) setup(ctx context.Context) error {
 			return fmt.Errorf("%s is missing (apt-get install %s)", tool, tool)
 		}
 	}
-	b.log.Info("building the apiserver stand-in")
-	if b.stubBin, err = apiserverstub.Build(ctx, b.tmp); err != nil {
-		return err
-	}
 
 	l, err := lab.Start(ctx, lab.Options{Hosts: []string{"client", "lbv", "lbh", "m1", "m2", "m3"},
 		Prefix: lab.RandomPrefix("bp"), KeepDir: b.o.keep, Logger: b.log})
@@ -294,19 +289,11 @@ func (b *bench) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	if b.ca, err = apiserverstub.NewCA("vipd bench CA"); err != nil {
+	sans := []net.IP{b.lbv.Addr.AsSlice(), b.lbh.Addr.AsSlice(), l.Addr(100).AsSlice()}
+	if b.ms, err = apiserverstub.StartMasters(ctx, l, b.masters, sans); err != nil {
 		return err
 	}
-	b.caFile = filepath.Join(l.Dir, "ca.crt")
-	if err := b.ca.WriteCA(b.caFile); err != nil {
-		return err
-	}
-	b.stubs = map[string]*lab.Proc{}
-	for _, m := range b.masters {
-		if err := b.startStub(ctx, m); err != nil {
-			return err
-		}
-	}
+	b.caFile = b.ms.CAFile
 	if _, err := b.masters[0].Start("iperf3", []string{"iperf3", "-s", "-p", "5201"}, ""); err != nil {
 		return err
 	}
@@ -319,23 +306,6 @@ func (b *bench) setup(ctx context.Context) error {
 
 func hostPort(h *lab.Host, port int) string {
 	return net.JoinHostPort(h.Addr.String(), strconv.Itoa(port))
-}
-
-func (b *bench) startStub(ctx context.Context, m *lab.Host) error {
-	ips := []net.IP{m.Addr.AsSlice(), b.lbv.Addr.AsSlice(), b.lbh.Addr.AsSlice(), b.l.Addr(100).AsSlice()}
-	crt, key, err := b.ca.WriteFiles(b.l.Dir, m.Name, ips, nil)
-	if err != nil {
-		return err
-	}
-	p, err := m.Start("apiserver", []string{b.stubBin, "-listen", ":6443", "-cert", crt, "-key", key, "-host", m.Name}, "")
-	if err != nil {
-		return err
-	}
-	b.stubs[m.Name] = p
-	if err := b.waitTCP(ctx, b.client, hostPort(m, 6443)); err != nil {
-		return fmt.Errorf("stand-in on %s: %w\n%s", m.Name, err, p.Tail(10))
-	}
-	return nil
 }
 
 func (b *bench) waitTCP(ctx context.Context, h *lab.Host, addr string) error {
@@ -856,13 +826,12 @@ func (b *bench) masterFaults(ctx context.Context, v *lab.Vipd) error {
 	m3 := b.masters[2]
 	var err error
 	if b.res.Kill, err = b.underLoad(ctx, v, "master killed", m3, func() error {
-		b.stubs[m3.Name].Kill()
-		return nil
+		return b.ms.Kill(m3.Name)
 	}); err != nil {
 		return err
 	}
 	// m3 back, and UP on both proxies, before the next fault.
-	if err := b.startStub(ctx, m3); err != nil {
+	if err := b.ms.Start(ctx, m3.Name); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)

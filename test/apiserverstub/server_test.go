@@ -91,3 +91,51 @@ func TestStandIn(t *testing.T) {
 		t.Errorf("5 events at 20ms came in %v: not paced", d)
 	}
 }
+
+func TestProber(t *testing.T) {
+	ca, err := NewCA("test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := ca.TLSConfig("m1", []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, conf, Options{Host: "m1"}) }()
+	var d net.Dialer
+	p := StartProber(d.DialContext, &tls.Config{RootCAs: ca.Pool()}, ln.Addr().String(), 10*time.Millisecond, time.Second)
+	defer p.Stop()
+	start := time.Now()
+	time.Sleep(300 * time.Millisecond)
+	down := time.Now()
+	cancel() // the server goes away: requests fail from now on
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	p.WaitDone(time.Now().Add(200 * time.Millisecond))
+	var before []Result // finished while the server was up
+	for _, r := range p.Between(start, down) {
+		if r.End.Before(down) {
+			before = append(before, r)
+		}
+	}
+	total, failed, byHost, errs := Summary(before)
+	if total < 10 || failed > 0 || byHost["m1"] != total {
+		t.Errorf("while serving: %d requests, %d failed %q, by host %v", total, failed, errs, byHost)
+	}
+	if _, failed, _, _ := Summary(p.Between(down.Add(50*time.Millisecond), time.Now())); failed == 0 {
+		t.Errorf("no request failed after the server stopped")
+	}
+	if _, ok := p.FirstOKAfter(down.Add(50 * time.Millisecond)); ok {
+		t.Errorf("a request succeeded after the server stopped")
+	}
+	if g := p.LongestGap(start); g < 150*time.Millisecond {
+		t.Errorf("longest gap %v after the server stopped 200ms ago, want >= 150ms", g)
+	}
+}

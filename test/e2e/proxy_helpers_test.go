@@ -305,170 +305,6 @@ func proxyMetricsAtLeast(t *testing.T, ctx context.Context, v *lab.Vipd, min map
 	}
 }
 
-// proxyTLS is the client TLS config: verify the stand-ins' certificates with the test's CA (they
-// are issued for the masters, the LBs and the VIP).
-func proxyTLS(ca *apiserverstub.CA) *tls.Config {
-	return &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
-}
-
-// proxyResult is one request of the steady stream.
-type proxyResult struct {
-	Start, End time.Time
-	Host       string // master that answered (from /version)
-	Err        error
-}
-
-// proxyLoad sends a new TLS connection with one GET /version every Interval from the client
-// host to Target, each with a 2 s timeout, and records every result. At most 64 are in flight.
-type proxyLoad struct {
-	Target   string
-	Interval time.Duration
-
-	client *http.Client
-	stop   chan struct{}
-	wg     sync.WaitGroup
-
-	mu       sync.Mutex
-	results  []proxyResult
-	inflight map[int]time.Time
-	skipped  int
-}
-
-func proxyStartLoad(h *lab.Host, ca *apiserverstub.CA, target string, interval time.Duration) *proxyLoad {
-	l := &proxyLoad{Target: target, Interval: interval, stop: make(chan struct{}), inflight: map[int]time.Time{},
-		client: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-			DialContext: h.Dial, DisableKeepAlives: true, TLSClientConfig: proxyTLS(ca)}}}
-	l.wg.Add(1)
-	go l.loop()
-	return l
-}
-
-func (l *proxyLoad) loop() {
-	defer l.wg.Done()
-	sem := make(chan struct{}, 64)
-	t := time.NewTicker(l.Interval)
-	defer t.Stop()
-	for id := 0; ; id++ {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			l.mu.Lock()
-			l.skipped++
-			l.mu.Unlock()
-			continue
-		}
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			defer func() { <-sem }()
-			r := proxyResult{Start: time.Now()}
-			l.mu.Lock()
-			l.inflight[id] = r.Start
-			l.mu.Unlock()
-			r.Host, r.Err = l.one()
-			r.End = time.Now()
-			l.mu.Lock()
-			delete(l.inflight, id)
-			l.results = append(l.results, r)
-			l.mu.Unlock()
-		}()
-	}
-}
-
-func (l *proxyLoad) one() (string, error) {
-	resp, err := l.client.Get("https://" + l.Target + "/version")
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var v apiserverstub.Version
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&v); err != nil {
-		return "", fmt.Errorf("decode /version: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK || v.Host == "" {
-		return "", fmt.Errorf("/version: %s host %q", resp.Status, v.Host)
-	}
-	return v.Host, nil
-}
-
-// Stop ends the stream and waits for the requests in flight.
-func (l *proxyLoad) Stop() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
-}
-
-// Between returns the requests started in [from, to).
-func (l *proxyLoad) Between(from, to time.Time) []proxyResult {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []proxyResult
-	for _, r := range l.results {
-		if !r.Start.Before(from) && r.Start.Before(to) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// WaitDone waits until t has passed and every request started before t has finished (they
-// end within their 2 s timeout).
-func (l *proxyLoad) WaitDone(t time.Time) {
-	time.Sleep(time.Until(t))
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		l.mu.Lock()
-		busy := false
-		for _, s := range l.inflight {
-			busy = busy || s.Before(t)
-		}
-		l.mu.Unlock()
-		if !busy {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// FirstOKAfter returns the first successful request that started at or after t.
-func (l *proxyLoad) FirstOKAfter(t time.Time) (proxyResult, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var best proxyResult
-	found := false
-	for _, r := range l.results {
-		if r.Err == nil && !r.Start.Before(t) && (!found || r.End.Before(best.End)) {
-			best, found = r, true
-		}
-	}
-	return best, found
-}
-
-// proxySummary counts results: total, failed, answered by each host, and up to 3 error texts.
-func proxySummary(rs []proxyResult) (total, failed int, byHost map[string]int, errs []string) {
-	byHost = map[string]int{}
-	for _, r := range rs {
-		total++
-		if r.Err != nil {
-			failed++
-			if len(errs) < 3 {
-				errs = append(errs, r.Start.Format("15:04:05.000")+" "+r.Err.Error())
-			}
-			continue
-		}
-		byHost[r.Host]++
-	}
-	return
-}
-
 // proxyStream is one long-lived watch (GET ...?watch=1) read line by line.
 type proxyStream struct {
 	Name   string
@@ -482,13 +318,13 @@ type proxyStream struct {
 }
 
 // proxyOpenStream opens a watch from host h to addr and waits for its first event.
-func proxyOpenStream(t *testing.T, h *lab.Host, ca *apiserverstub.CA, name, addr string) *proxyStream {
+func proxyOpenStream(t *testing.T, h *lab.Host, tlsConf *tls.Config, name, addr string) *proxyStream {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &proxyStream{Name: name, cancel: cancel, done: make(chan struct{})}
 	t.Cleanup(s.Close)
 	c := &http.Client{Transport: &http.Transport{DialContext: h.Dial, DisableKeepAlives: true,
-		TLSClientConfig: proxyTLS(ca), ResponseHeaderTimeout: 3 * time.Second}}
+		TLSClientConfig: tlsConf, ResponseHeaderTimeout: 3 * time.Second}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/api/v1/namespaces/default/pods?watch=1", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -618,22 +454,6 @@ func proxyArtifactDir(t *testing.T) string {
 		}
 	}
 	return t.TempDir()
-}
-
-// proxyWaitTCP waits until host h can connect to addr.
-func proxyWaitTCP(ctx context.Context, h *lab.Host, addr string) error {
-	for {
-		c, err := h.Dial(ctx, "tcp", addr)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: connect %s: %w (last: %v)", h.Name, addr, ctx.Err(), err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // proxyGone reports whether no process has this PID any more.

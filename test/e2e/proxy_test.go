@@ -39,10 +39,6 @@ func TestProxyE2E(t *testing.T) {
 	})
 	bin := proxyVipdBin(t)
 	ctx := context.Background()
-	stubBin, err := apiserverstub.Build(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	l := lab.New(t, lab.Options{Hosts: []string{"lb1", "lb2", "m1", "m2", "m3", "client"}, Prefix: lab.RandomPrefix("vp")})
 	lb1, lb2, client := l.Host("lb1"), l.Host("lb2"), l.Host("client")
@@ -59,34 +55,12 @@ func TestProxyE2E(t *testing.T) {
 	}
 
 	// Stand-in apiservers, with certificates for every name a client may use.
-	ca, err := apiserverstub.NewCA("vipd e2e CA")
+	ms, err := apiserverstub.StartMasters(ctx, l, masters, []net.IP{vip.AsSlice(), lb1.Addr.AsSlice(), lb2.Addr.AsSlice()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sans := []net.IP{vip.AsSlice(), lb1.Addr.AsSlice(), lb2.Addr.AsSlice()}
-	stubs := map[string]*lab.Proc{}
-	startStub := func(m *lab.Host) {
-		t.Helper()
-		crt, key, err := ca.WriteFiles(l.Dir, m.Name, append([]net.IP{m.Addr.AsSlice()}, sans...), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := m.Start("apiserver", []string{stubBin, "-listen", ":6443", "-cert", crt, "-key", key, "-host", m.Name}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		procs = append(procs, p)
-		stubs[m.Name] = p
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := proxyWaitTCP(wctx, client, be(m)); err != nil {
-			ss, _ := m.Exec(ctx, "ss", "-ltnp")
-			t.Fatalf("stand-in on %s (pid %d, running %v): %v\n%s\n%s", m.Name, p.PID, p.Running(), err, p.Tail(10), ss)
-		}
-	}
-	for _, m := range masters {
-		startStub(m)
-	}
+	defer func() { procs = append(procs, ms.Procs()...) }()
+	tlsConf := ms.ClientTLS()
 
 	cfg1 := proxyLBConfig{Name: "lb1", Priority: 100, VIP: vip, Backends: backends}
 	cfg2 := proxyLBConfig{Name: "lb2", Priority: 90, VIP: vip, Backends: backends}
@@ -157,7 +131,7 @@ func TestProxyE2E(t *testing.T) {
 	proxyCheckMetrics(t, ctx, v1, merge(state(stats.StateMaster, true), upMetrics(allUp), map[string]float64{"vipd_backends": 3}))
 	proxyCheckMetrics(t, ctx, v2, merge(state(stats.StateBackup, false), upMetrics(allUp)))
 
-	load := proxyStartLoad(client, ca, vipAddr, 50*time.Millisecond)
+	load := apiserverstub.StartProber(client.Dial, tlsConf, vipAddr, 50*time.Millisecond, 2*time.Second)
 	defer load.Stop()
 	time.Sleep(time.Second)
 
@@ -166,7 +140,9 @@ func TestProxyE2E(t *testing.T) {
 	if !t.Run("a_master_killed", func(t *testing.T) {
 		from := time.Now().Add(-time.Second)
 		killed := time.Now()
-		stubs[m3.Name].Kill()
+		if err := ms.Kill(m3.Name); err != nil {
+			t.Fatal(err)
+		}
 		for _, v := range []*lab.Vipd{v1, v2} {
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			s, seen, err := proxyWaitSnap(wctx, v, "m3 DOWN", func(s *stats.Snapshot) bool {
@@ -190,7 +166,7 @@ func TestProxyE2E(t *testing.T) {
 		}
 		until := killed.Add(3 * time.Second)
 		load.WaitDone(until)
-		total, failed, byHost, errs := proxySummary(load.Between(from, until))
+		total, failed, byHost, errs := apiserverstub.Summary(load.Between(from, until))
 		t.Logf("requests started from 1s before to 3s after the kill: %d, failed %d, by master %v %q", total, failed, byHost, errs)
 		if failed > 0 || total < 40 {
 			t.Errorf("%d of %d requests failed around the master kill (want 0 of >= 40): %q", failed, total, errs)
@@ -253,7 +229,9 @@ func TestProxyE2E(t *testing.T) {
 
 		// m3 comes back: UP again after rise 2 × 500 ms.
 		back := time.Now()
-		startStub(m3)
+		if err := ms.Start(ctx, m3.Name); err != nil {
+			t.Fatal(err)
+		}
 		for _, v := range []*lab.Vipd{v1, v2} {
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			_, seen, err := proxyWaitSnap(wctx, v, "m3 UP again", proxyAllUp(backends))
@@ -312,12 +290,12 @@ func TestProxyE2E(t *testing.T) {
 		settle := moved.Add(500 * time.Millisecond)
 		until := moved.Add(2500 * time.Millisecond)
 		load.WaitDone(until)
-		total, failed, byHost, errs := proxySummary(load.Between(settle, until))
+		total, failed, byHost, errs := apiserverstub.Summary(load.Between(settle, until))
 		t.Logf("requests 0.5-2.5s after the VIP moved: %d, failed %d, by master %v", total, failed, byHost)
 		if failed > 0 || total < 20 {
 			t.Errorf("%d of %d requests failed after the VIP moved to lb2 (want 0 of >= 20): %q", failed, total, errs)
 		}
-		tot, fl, _, errs := proxySummary(load.Between(cut, settle))
+		tot, fl, _, errs := apiserverstub.Summary(load.Between(cut, settle))
 		t.Logf("during the move (cut to VIP on lb2 + 0.5s): %d requests, %d failed %q", tot, fl, errs)
 		proxyCheckMetrics(t, ctx, v1, merge(state(stats.StateBackup, false), upMetrics(map[string]float64{
 			backends[0]: 0, backends[1]: 0, backends[2]: 0}), map[string]float64{"vipd_vrrp_effective_priority": 50}))
@@ -344,7 +322,7 @@ func TestProxyE2E(t *testing.T) {
 			t.Fatal(err)
 		}
 		load.WaitDone(back.Add(time.Second))
-		tot, fl, _, errs = proxySummary(load.Between(undo, back.Add(time.Second)))
+		tot, fl, _, errs = apiserverstub.Summary(load.Between(undo, back.Add(time.Second)))
 		t.Logf("lb1 took the VIP back %v after the undo; %d requests meanwhile, %d failed %q", back.Sub(undo).Round(time.Millisecond), tot, fl, errs)
 	}) {
 		return
@@ -353,8 +331,8 @@ func TestProxyE2E(t *testing.T) {
 	// (b) The master LB is SIGKILLed: requests resume through lb2 within the failover bound, and a
 	// watch opened through lb2 keeps flowing.
 	if !t.Run("b_master_lb_killed", func(t *testing.T) {
-		viaLB2 := proxyOpenStream(t, client, ca, "via-lb2", net.JoinHostPort(lb2.Addr.String(), "6443"))
-		viaVIP := proxyOpenStream(t, client, ca, "via-vip-lb1", vipAddr)
+		viaLB2 := proxyOpenStream(t, client, tlsConf, "via-lb2", net.JoinHostPort(lb2.Addr.String(), "6443"))
+		viaVIP := proxyOpenStream(t, client, tlsConf, "via-vip-lb1", vipAddr)
 		time.Sleep(500 * time.Millisecond)
 		killed := time.Now()
 		v1.Kill()
@@ -368,17 +346,17 @@ func TestProxyE2E(t *testing.T) {
 		load.WaitDone(until)
 		first, ok := load.FirstOKAfter(killed)
 		if !ok {
-			total, failed, _, errs := proxySummary(load.Between(killed, until))
+			total, failed, _, errs := apiserverstub.Summary(load.Between(killed, until))
 			t.Fatalf("no request succeeded in 4s after the master LB was killed (%d/%d failed: %q)", failed, total, errs)
 		}
 		outage := first.End.Sub(killed)
-		_, fl, _, errs := proxySummary(load.Between(killed.Add(-time.Second), first.Start))
+		_, fl, _, errs := apiserverstub.Summary(load.Between(killed.Add(-time.Second), first.Start))
 		t.Logf("VIP on lb2 %v after the kill; first request started after the kill succeeded %v after it (%d requests failed before: %q)",
 			took.Sub(killed).Round(time.Millisecond), outage.Round(time.Millisecond), fl, errs)
 		if outage > 3*time.Second {
 			t.Errorf("requests resumed %v after the master LB was killed, want < 3s with 200ms adverts", outage)
 		}
-		total, failed, byHost, errs := proxySummary(load.Between(first.Start.Add(300*time.Millisecond), until))
+		total, failed, byHost, errs := apiserverstub.Summary(load.Between(first.Start.Add(300*time.Millisecond), until))
 		t.Logf("after the first success: %d requests, %d failed, by master %v", total, failed, byHost)
 		if failed > 0 {
 			t.Errorf("%d of %d requests failed after requests had resumed through lb2: %q", failed, total, errs)
@@ -414,7 +392,7 @@ func TestProxyE2E(t *testing.T) {
 		var hosts []string
 		distinct := map[string]bool{}
 		for i := 0; i < 12 && (len(streams) < 3 || len(distinct) < 2); i++ {
-			s := proxyOpenStream(t, client, ca, fmt.Sprintf("watch%d", i), vipAddr)
+			s := proxyOpenStream(t, client, tlsConf, fmt.Sprintf("watch%d", i), vipAddr)
 			streams = append(streams, s)
 			hosts = append(hosts, s.Host())
 			distinct[s.Host()] = true
@@ -468,7 +446,7 @@ func TestProxyE2E(t *testing.T) {
 		}
 		until := time.Now()
 		load.WaitDone(until)
-		total, failed, byHost, errs := proxySummary(load.Between(hup, until))
+		total, failed, byHost, errs := apiserverstub.Summary(load.Between(hup, until))
 		t.Logf("requests since SIGHUP: %d, failed %d, by master %v", total, failed, byHost)
 		if failed > 0 {
 			t.Errorf("%d of %d requests failed across the reload: %q", failed, total, errs)
@@ -501,8 +479,9 @@ func TestProxyE2E(t *testing.T) {
 	})
 
 	load.Stop()
-	total, failed, byHost, errs := proxySummary(load.Between(began, time.Now()))
-	t.Logf("whole run: %d requests through the VIP, %d failed %q, by master %v; %v", total, failed, errs, byHost, time.Since(began).Round(time.Millisecond))
+	total, failed, byHost, errs := apiserverstub.Summary(load.Between(began, time.Now()))
+	t.Logf("whole run: %d requests through the VIP, %d failed (first: %q), by master %v; longest time without an answer %v; %v",
+		total, failed, errs, byHost, load.LongestGap(began).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 }
 
 var proxyTagRE = regexp.MustCompile(`<[^>]*>`)
