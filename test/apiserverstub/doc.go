@@ -11,5 +11,14 @@
 //
 // Serve runs it in-process on a listener the caller made (e.g. inside a lab host's namespace);
 // the program in ./cmd/apiserverstub runs it as a process (so a test can SIGKILL a master by PID),
-// and Build compiles that program. Nothing here needs root.
+// and Build compiles that program. StartMasters runs that program on test/lab hosts (Kill and
+// Start by PID), and a Prober is the client's side: a steady stream of new TLS requests to
+// VIP:6443 with every result recorded (failures, which master answered, the longest gap). For
+// the demo:
+//
+//	ms, _ := apiserverstub.StartMasters(ctx, l, masters, []net.IP{vip.AsSlice()})
+//	p := apiserverstub.StartProber(client.Dial, ms.ClientTLS(), "10.77.0.100:6443", 50*time.Millisecond, 2*time.Second)
+//	_ = ms.Kill("m3")                  // then: p.LongestGap(t), apiserverstub.Summary(p.Between(t, time.Now()))
+//
+// Only StartMasters needs root (network namespaces).
 package apiserverstub
