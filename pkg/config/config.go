@@ -311,7 +311,7 @@ func (c *Config) setDefaults() {
 			p.Balance = "roundrobin"
 		}
 		if p.ConnectTimeout == 0 {
-			p.ConnectTimeout = Duration(2 * time.Second)
+			p.ConnectTimeout = Duration(time.Second)
 		}
 		if p.Retries == nil {
 			p.Retries = intPtr(2)
