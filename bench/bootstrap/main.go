@@ -67,6 +67,7 @@ type config struct {
 	full      []int
 	advert    string
 	timeout   time.Duration
+	runs      int
 	verbose   bool
 	target    float64
 }
@@ -79,6 +80,7 @@ func main() {
 	flag.StringVar(&sizes, "hosts", "2,5,20", "cluster sizes (hosts) for `up` with packages present and the idempotent rerun; the first is the baseline")
 	flag.StringVar(&full, "full", "2,5", "sizes also measured as a full first up on fresh hosts (apt/dpkg included; \"\" skips)")
 	flag.StringVar(&c.advert, "advert", "1s", "loadBalancer.advertInterval of the topologies (vipd's VRRP timers: the VIP election waits ~3 adverts)")
+	flag.IntVar(&c.runs, "runs", 3, "runs per size of up (packages present) and rerun; medians are compared")
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "give up after this long")
 	flag.Float64Var(&c.target, "target", 1.5, "target: largest size <= this x the baseline")
 	flag.BoolVar(&c.verbose, "v", false, "print bootstrap's output of every run")
@@ -90,6 +92,10 @@ func main() {
 	}
 	if c.full, err = parseSizes(full); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-bootstrap: -full %q: want sizes >= 2, comma-separated\n", full)
+		os.Exit(2)
+	}
+	if c.runs < 1 {
+		fmt.Fprintf(os.Stderr, "bench-bootstrap: -runs %d: want at least 1\n", c.runs)
 		os.Exit(2)
 	}
 	if err := run(c); err != nil {
@@ -304,80 +310,169 @@ func run(c config) error {
 	}
 	fmt.Printf("  %s (peak RSS %s); nodes that ran apt: %d\n\n", fmtDur(prep.wall), fmtKB(prep.maxRSS), prep.count(`\] common: prepared:`))
 
-	// 3. Per size: up with packages present, idempotent rerun, reset.
+	// 3. Per size, -runs times: up with packages present, idempotent rerun, reset. A failed
+	// up or rerun is recorded and the bench goes on; a failed reset ends it.
+	failed := false
 	for i, n := range c.sizes {
 		ms := subset(big, n)
 		topo, err := b.topology(fmt.Sprintf("size-%d", n), ms)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%d hosts: %s\n", n, describe(ms))
-		up, err := b.bootstrap(ctx, fmt.Sprintf("up (%d hosts)", n), "up", "-f", topo)
-		if err != nil {
-			return err
-		}
-		nn := len(ms) - count(ms, "lb")
-		if got := up.count(`\] common: already prepared`); got != nn {
-			fmt.Printf("  WARNING: the common phase found %d of %d nodes prepared: this up ran apt\n", got, nn)
-		}
-		fmt.Printf("  up     %s (peak RSS %s)   %s\n", fmtDur(up.wall), fmtKB(up.maxRSS), up.phaseSummary())
-		again, err := b.bootstrap(ctx, fmt.Sprintf("rerun (%d hosts)", n), "up", "-f", topo)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("  rerun  %s (peak RSS %s)   %s\n", fmtDur(again.wall), fmtKB(again.maxRSS), again.phaseSummary())
 		s := get(n)
-		s.topology, s.up, s.rerun = describe(ms), up, again
-		s.rss = max(s.rss, up.maxRSS, again.maxRSS)
-		if i < len(c.sizes)-1 {
-			rr, err := b.bootstrap(ctx, fmt.Sprintf("reset (%d hosts)", n), "reset", "-y", "-f", topo)
-			if err != nil {
-				return err
+		s.topology = describe(ms)
+		fmt.Printf("%d hosts: %s\n", n, s.topology)
+		nn := len(ms) - count(ms, "lb")
+		for rep := 1; rep <= c.runs; rep++ {
+			up, err := b.bootstrap(ctx, fmt.Sprintf("up (%d hosts)", n), "up", "-f", topo)
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-			fmt.Printf("  reset  %s\n", fmtDur(rr.wall))
+			s.rss = max(s.rss, up.maxRSS)
+			if err != nil {
+				s.failures = append(s.failures, "up: "+firstFailure(up, err))
+				fmt.Printf("  up     FAILED after %s:\n%s\n", fmtDur(up.wall), up.tail(12))
+			} else {
+				if got := up.count(`\] common: already prepared`); got != nn {
+					fmt.Printf("  WARNING: the common phase found %d of %d nodes prepared: this up ran apt\n", got, nn)
+				}
+				s.ups = append(s.ups, up.wall)
+				s.upCPU = append(s.upCPU, up.cpu)
+				fmt.Printf("  up     %s (peak RSS %s, CPU %.2fs)   %s\n", fmtDur(up.wall), fmtKB(up.maxRSS), up.cpu.Seconds(), up.phaseSummary())
+				again, err := b.bootstrap(ctx, fmt.Sprintf("rerun (%d hosts)", n), "up", "-f", topo)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				s.rss = max(s.rss, again.maxRSS)
+				if err != nil {
+					s.failures = append(s.failures, "rerun: "+firstFailure(again, err))
+					fmt.Printf("  rerun  FAILED after %s:\n%s\n", fmtDur(again.wall), again.tail(12))
+				} else {
+					s.reruns = append(s.reruns, again.wall)
+					s.rrCPU = append(s.rrCPU, again.cpu)
+					fmt.Printf("  rerun  %s (peak RSS %s, CPU %.2fs)   %s\n", fmtDur(again.wall), fmtKB(again.maxRSS), again.cpu.Seconds(), again.phaseSummary())
+				}
+			}
+			if i < len(c.sizes)-1 || rep < c.runs {
+				rr, err := b.bootstrap(ctx, fmt.Sprintf("reset (%d hosts)", n), "reset", "-y", "-f", topo)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("  reset  %s\n", fmtDur(rr.wall))
+			}
+		}
+		if len(s.failures) > 0 {
+			failed = true
 		}
 	}
 
 	// The table.
 	base := res[c.sizes[0]]
-	fmt.Printf("\nbootstrap up on simulated hosts (%d-core machine, lab of %d hosts, advertInterval %s):\n\n", runtime.NumCPU(), labSize, c.advert)
+	fmt.Printf("\nbootstrap up on simulated hosts (%d-core machine, lab of %d hosts, advertInterval %s; median of %d runs, min-max):\n\n", runtime.NumCPU(), labSize, c.advert, c.runs)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "hosts\tfull first up (apt incl.)\tup, packages present\tratio\tidempotent rerun\tratio\tpeak RSS\t")
+	fmt.Fprintln(tw, "hosts\tfull first up (apt incl.)\tup, packages present\tratio\tidempotent rerun\tratio\tCPU up\tCPU rerun\tpeak RSS\tfailed runs\t")
 	for _, n := range c.sizes {
 		s := res[n]
 		full := "-"
 		if s.full != nil {
 			full = fmtDur(s.full.wall)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.2fx\t%s\t%.2fx\t%s\t\n", n, full, fmtDur(s.up.wall), ratio(s.up.wall, base.up.wall),
-			fmtDur(s.rerun.wall), ratio(s.rerun.wall, base.rerun.wall), fmtKB(s.rss))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", n, full, spread(s.ups), ratioOf(s.ups, base.ups),
+			spread(s.reruns), ratioOf(s.reruns, base.reruns), cpuOf(s.upCPU), cpuOf(s.rrCPU), fmtKB(s.rss), len(s.failures))
 	}
 	_ = tw.Flush()
 	fmt.Println()
 	for _, n := range c.sizes {
 		fmt.Printf("  %2d hosts = %s\n", n, res[n].topology)
 	}
+	for _, n := range c.sizes {
+		for _, f := range res[n].failures {
+			fmt.Printf("  %2d hosts: FAILED %s\n", n, f)
+		}
+	}
 	largest := res[c.sizes[len(c.sizes)-1]]
 	if len(c.sizes) > 1 {
 		ln := c.sizes[len(c.sizes)-1]
-		fmt.Printf("\ntarget: %d hosts <= %.1f x %d hosts\n", ln, c.target, c.sizes[0])
-		fmt.Printf("  up, packages present: %.2fx  %s\n", ratio(largest.up.wall, base.up.wall), verdict(ratio(largest.up.wall, base.up.wall) <= c.target))
-		fmt.Printf("  idempotent rerun:     %.2fx  %s\n", ratio(largest.rerun.wall, base.rerun.wall), verdict(ratio(largest.rerun.wall, base.rerun.wall) <= c.target))
+		fmt.Printf("\ntarget: %d hosts <= %.1f x %d hosts (medians)\n", ln, c.target, c.sizes[0])
+		for _, t := range []struct {
+			name      string
+			big, base []time.Duration
+		}{{"up, packages present", largest.ups, base.ups}, {"idempotent rerun", largest.reruns, base.reruns}} {
+			v := "no successful run to compare"
+			if len(t.big) > 0 && len(t.base) > 0 {
+				v = verdict(ratio(median(t.big), median(t.base)) <= c.target)
+			}
+			fmt.Printf("  %-21s %s  %s\n", t.name+":", ratioOf(t.big, t.base), v)
+		}
 	}
 	fmt.Printf(`
 what each column measures:
   full first up        fresh hosts, every phase including apt-get install of containerd and the
-                       Kubernetes packages on all nodes at once (dpkg on %d cores: the machine)
+                       Kubernetes packages on all nodes at once (dpkg on %[1]d cores: the machine); one run
   up, packages present a whole build (vipd installed and started, VIP elected, kubeadm init,
                        Calico, masters joined one at a time, workers in parallel, verify) with the
                        packages already installed and the stand-ins answering at once; fixed waits
                        inside: VRRP election (~3 adverts) and the stand-in Calico rollout (2 s)
   idempotent rerun     every phase probes every host over SSH and finds nothing to do
+  CPU up / CPU rerun   user+system CPU time of the bootstrap process itself (GNU time), median: the
+                       orchestrator's own cost; the hosts' sshd, shells and probes run on the same
+                       %[1]d cores here (on real hosts they would run on their own)
   peak RSS             ru_maxrss of the bootstrap process (GNU time), largest of its runs for that size
 the inotify limits were raised for the lab's systemd guests (a kernel setting, not networking) and restored
-total bench time %s
+total bench time %[2]s
 `, runtime.NumCPU(), time.Since(benchStart).Round(time.Second))
+	if failed {
+		return errors.New("some bootstrap runs failed (see above)")
+	}
 	return nil
+}
+
+// firstFailure is the first "error:" line of bootstrap's report, or err.
+func firstFailure(r *result, err error) string {
+	for i, l := range r.lines {
+		if strings.HasSuffix(l.text, "FAILED") || strings.Contains(l.text, ": FAILED (") {
+			if i+1 < len(r.lines) {
+				return strings.TrimSpace(l.text) + " " + strings.TrimSpace(r.lines[i+1].text)
+			}
+		}
+	}
+	return strings.SplitN(err.Error(), "\n", 2)[0]
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func cpuOf(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	return fmtDur(median(ds))
+}
+
+func spread(ds []time.Duration) string {
+	switch len(ds) {
+	case 0:
+		return "-"
+	case 1:
+		return fmtDur(ds[0])
+	}
+	return fmt.Sprintf("%s (%.2f-%.2f)", fmtDur(median(ds)), slices.Min(ds).Seconds(), slices.Max(ds).Seconds())
+}
+
+func ratioOf(a, b []time.Duration) string {
+	if len(a) == 0 || len(b) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", ratio(median(a), median(b)))
 }
 
 func verdict(ok bool) string {
@@ -405,9 +500,12 @@ func ratio(a, b time.Duration) float64 {
 }
 
 type sizeResult struct {
-	topology        string
-	full, up, rerun *result
-	rss             int64
+	topology     string
+	full         *result
+	ups, reruns  []time.Duration
+	upCPU, rrCPU []time.Duration
+	failures     []string
+	rss          int64
 }
 
 // timeBin is GNU time (Debian package "time").
@@ -483,7 +581,8 @@ hosts:
 // result is one bootstrap run.
 type result struct {
 	wall   time.Duration
-	maxRSS int64 // KiB
+	cpu    time.Duration // bootstrap's user + system CPU time
+	maxRSS int64         // KiB
 	lines  []line
 }
 
@@ -504,7 +603,7 @@ func (b *bench) bootstrap(ctx context.Context, what string, args ...string) (*re
 	// GNU time forks (a fresh, small address space) and reports its child's ru_maxrss: the
 	// bootstrap process's own peak. Our own wait4 would not do: Go starts children with
 	// vfork, and the kernel counts the parent's peak at exec as the child's.
-	argv := append([]string{"netns", "exec", b.l.OperatorNS, timeBin, "-f", "%M", "-o", rssFile, b.c.bootstrap}, args...)
+	argv := append([]string{"netns", "exec", b.l.OperatorNS, timeBin, "-f", "%M %U %S", "-o", rssFile, b.c.bootstrap}, args...)
 	cmd := exec.CommandContext(ctx, "ip", argv...)
 	cmd.Env = append(os.Environ(), "BOOTSTRAP_SSH_PASSWORD="+b.l.OpsPassword, "BOOTSTRAP_SUDO_PASSWORD="+b.l.OpsPassword)
 	cmd.WaitDelay = 5 * time.Second
@@ -517,7 +616,7 @@ func (b *bench) bootstrap(ctx context.Context, what string, args ...string) (*re
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
-		return nil, fmt.Errorf("%s: start bootstrap: %w", what, err)
+		return &result{}, fmt.Errorf("%s: start bootstrap: %w", what, err)
 	}
 	pw.Close()
 	r := &result{}
@@ -537,25 +636,27 @@ func (b *bench) bootstrap(ctx context.Context, what string, args ...string) (*re
 	pr.Close()
 	err = cmd.Wait()
 	r.wall = time.Since(start)
-	if err == nil {
-		rb, rerr := os.ReadFile(rssFile)
+	// time writes "Command exited with non-zero status N" before the number on failure.
+	rb, rerr := os.ReadFile(rssFile)
+	if f := strings.Fields(string(rb)); rerr == nil && len(f) >= 3 {
+		f = f[len(f)-3:]
+		r.maxRSS, rerr = strconv.ParseInt(f[0], 10, 64)
+		u, uerr := strconv.ParseFloat(f[1], 64)
+		sy, serr := strconv.ParseFloat(f[2], 64)
 		if rerr == nil {
-			// time writes "Command exited with non-zero status N" first on failure.
-			f := strings.Fields(string(rb))
-			if len(f) > 0 {
-				r.maxRSS, rerr = strconv.ParseInt(f[len(f)-1], 10, 64)
-			}
+			rerr = errors.Join(uerr, serr)
 		}
-		if rerr != nil || r.maxRSS == 0 {
-			return nil, fmt.Errorf("%s: read bootstrap's peak RSS from %s: %q %v", what, timeBin, rb, rerr)
-		}
+		r.cpu = time.Duration((u + sy) * float64(time.Second))
+	}
+	if err == nil && (rerr != nil || r.maxRSS == 0) {
+		return r, fmt.Errorf("%s: read bootstrap's peak RSS from %s: %q %v", what, timeBin, rb, rerr)
 	}
 	os.Remove(rssFile)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s: %w", what, ctx.Err())
+			return r, fmt.Errorf("%s: %w", what, ctx.Err())
 		}
-		return nil, fmt.Errorf("%s: bootstrap %s: %v after %s; its output ends:\n%s", what, strings.Join(args, " "), err, fmtDur(r.wall), r.tail(30))
+		return r, fmt.Errorf("%s: bootstrap %s: %v after %s; its output ends:\n%s", what, strings.Join(args, " "), err, fmtDur(r.wall), r.tail(30))
 	}
 	return r, nil
 }
