@@ -338,7 +338,8 @@ func run(c config) error {
 				}
 				s.ups = append(s.ups, up.wall)
 				s.upCPU = append(s.upCPU, up.cpu)
-				fmt.Printf("  up     %s (peak RSS %s, CPU %.2fs)   %s\n", fmtDur(up.wall), fmtKB(up.maxRSS), up.cpu.Seconds(), up.phaseSummary())
+				s.upHosts = append(s.upHosts, up.hostsCPU)
+				fmt.Printf("  up     %s (%s)   %s\n", fmtDur(up.wall), up.usage(), up.phaseSummary())
 				again, err := b.bootstrap(ctx, fmt.Sprintf("rerun (%d hosts)", n), "up", "-f", topo)
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -350,7 +351,8 @@ func run(c config) error {
 				} else {
 					s.reruns = append(s.reruns, again.wall)
 					s.rrCPU = append(s.rrCPU, again.cpu)
-					fmt.Printf("  rerun  %s (peak RSS %s, CPU %.2fs)   %s\n", fmtDur(again.wall), fmtKB(again.maxRSS), again.cpu.Seconds(), again.phaseSummary())
+					s.rrHosts = append(s.rrHosts, again.hostsCPU)
+					fmt.Printf("  rerun  %s (%s)   %s\n", fmtDur(again.wall), again.usage(), again.phaseSummary())
 				}
 			}
 			if i < len(c.sizes)-1 || rep < c.runs {
@@ -370,7 +372,7 @@ func run(c config) error {
 	base := res[c.sizes[0]]
 	fmt.Printf("\nbootstrap up on simulated hosts (%d-core machine, lab of %d hosts, advertInterval %s; median of %d runs, min-max):\n\n", runtime.NumCPU(), labSize, c.advert, c.runs)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "hosts\tfull first up (apt incl.)\tup, packages present\tratio\tidempotent rerun\tratio\tCPU up\tCPU rerun\tpeak RSS\tfailed runs\t")
+	fmt.Fprintln(tw, "hosts\tfull first up (apt incl.)\tup, packages present\tratio\tidempotent rerun\tratio\tCPU bootstrap up/rerun\tCPU hosts up/rerun\tpeak RSS\tfailed runs\t")
 	for _, n := range c.sizes {
 		s := res[n]
 		full := "-"
@@ -378,7 +380,7 @@ func run(c config) error {
 			full = fmtDur(s.full.wall)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", n, full, spread(s.ups), ratioOf(s.ups, base.ups),
-			spread(s.reruns), ratioOf(s.reruns, base.reruns), cpuOf(s.upCPU), cpuOf(s.rrCPU), fmtKB(s.rss), len(s.failures))
+			spread(s.reruns), ratioOf(s.reruns, base.reruns), cpuOf(s.upCPU)+" / "+cpuOf(s.rrCPU), cpuOf(s.upHosts)+" / "+cpuOf(s.rrHosts), fmtKB(s.rss), len(s.failures))
 	}
 	_ = tw.Flush()
 	fmt.Println()
@@ -414,9 +416,12 @@ what each column measures:
                        packages already installed and the stand-ins answering at once; fixed waits
                        inside: VRRP election (~3 adverts) and the stand-in Calico rollout (2 s)
   idempotent rerun     every phase probes every host over SSH and finds nothing to do
-  CPU up / CPU rerun   user+system CPU time of the bootstrap process itself (GNU time), median: the
-                       orchestrator's own cost; the hosts' sshd, shells and probes run on the same
-                       %[1]d cores here (on real hosts they would run on their own)
+  CPU bootstrap        user+system CPU time of the bootstrap process itself (GNU time), median: the
+                       orchestrator's own cost
+  CPU hosts            CPU time the simulated hosts used during the run (their cgroups' cpu.stat),
+                       median: sshd, sudo, the probe shells, dpkg-query, systemctl, the stand-ins;
+                       here they share the same %[1]d cores (real hosts would each bring their own),
+                       so wall time >= CPU hosts / %[1]d however bootstrap orchestrates
   peak RSS             ru_maxrss of the bootstrap process (GNU time), largest of its runs for that size
 the inotify limits were raised for the lab's systemd guests (a kernel setting, not networking) and restored
 total bench time %[2]s
@@ -500,12 +505,13 @@ func ratio(a, b time.Duration) float64 {
 }
 
 type sizeResult struct {
-	topology     string
-	full         *result
-	ups, reruns  []time.Duration
-	upCPU, rrCPU []time.Duration
-	failures     []string
-	rss          int64
+	topology         string
+	full             *result
+	ups, reruns      []time.Duration
+	upCPU, rrCPU     []time.Duration
+	upHosts, rrHosts []time.Duration
+	failures         []string
+	rss              int64
 }
 
 // timeBin is GNU time (Debian package "time").
@@ -580,10 +586,13 @@ hosts:
 
 // result is one bootstrap run.
 type result struct {
-	wall   time.Duration
-	cpu    time.Duration // bootstrap's user + system CPU time
-	maxRSS int64         // KiB
-	lines  []line
+	wall time.Duration
+	cpu  time.Duration // bootstrap's user + system CPU time
+	// hostsCPU is the CPU time the lab's hosts used during the run (their cgroups'
+	// cpu.stat); machineCPU the whole machine's busy time (/proc/stat), other work included.
+	hostsCPU, machineCPU time.Duration
+	maxRSS               int64 // KiB
+	lines                []line
 }
 
 type line struct {
@@ -612,6 +621,7 @@ func (b *bench) bootstrap(ctx context.Context, what string, args ...string) (*re
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
+	hosts0, mach0 := b.hostsCPU(), machineBusy()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		pr.Close()
@@ -636,6 +646,7 @@ func (b *bench) bootstrap(ctx context.Context, what string, args ...string) (*re
 	pr.Close()
 	err = cmd.Wait()
 	r.wall = time.Since(start)
+	r.hostsCPU, r.machineCPU = b.hostsCPU()-hosts0, machineBusy()-mach0
 	// time writes "Command exited with non-zero status N" before the number on failure.
 	rb, rerr := os.ReadFile(rssFile)
 	if f := strings.Fields(string(rb)); rerr == nil && len(f) >= 3 {
@@ -661,12 +672,59 @@ func (b *bench) bootstrap(ctx context.Context, what string, args ...string) (*re
 	return r, nil
 }
 
+// hostsCPU sums the CPU time used so far by the lab's hosts: each host's cgroup v2
+// directory (test/nspawn makes /sys/fs/cgroup/unified/vipd-lab/<prefix>-<host>) has a
+// cpu.stat with usage_usec, descendants included. 0 when there is no such hierarchy.
+func (b *bench) hostsCPU() time.Duration {
+	files, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/unified/vipd-lab", b.l.Prefix+"-*", "cpu.stat"))
+	var sum time.Duration
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, ln := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(ln, "usage_usec "); ok {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				sum += time.Duration(n) * time.Microsecond
+			}
+		}
+	}
+	return sum
+}
+
+// machineBusy is the machine's non-idle CPU time since boot (/proc/stat, all CPUs).
+func machineBusy() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(first)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i != 3 && i != 4 && i < 8 { // not idle, not iowait; user..steal
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / 100 // USER_HZ
+}
+
 func (r *result) tail(n int) string {
 	var out []string
 	for _, l := range r.lines[max(0, len(r.lines)-n):] {
 		out = append(out, "    "+l.text)
 	}
 	return strings.Join(out, "\n")
+}
+
+// usage: bootstrap's peak RSS and CPU, the hosts' CPU and the machine's busy time.
+func (r *result) usage() string {
+	return fmt.Sprintf("RSS %s; CPU: bootstrap %.2fs, hosts %.2fs, machine %.2fs of %.2fs", fmtKB(r.maxRSS), r.cpu.Seconds(), r.hostsCPU.Seconds(), r.machineCPU.Seconds(), float64(runtime.NumCPU())*r.wall.Seconds())
 }
 
 func (r *result) count(pattern string) int {
