@@ -80,7 +80,7 @@ func main() {
 	flag.StringVar(&sizes, "hosts", "2,5,20", "cluster sizes (hosts) for `up` with packages present and the idempotent rerun; the first is the baseline")
 	flag.StringVar(&full, "full", "2,5", "sizes also measured as a full first up on fresh hosts (apt/dpkg included; \"\" skips)")
 	flag.StringVar(&c.advert, "advert", "1s", "loadBalancer.advertInterval of the topologies (vipd's VRRP timers: the VIP election waits ~3 adverts)")
-	flag.IntVar(&c.runs, "runs", 3, "runs per size of up (packages present) and rerun; medians are compared")
+	flag.IntVar(&c.runs, "runs", 5, "runs per size of up (packages present) and rerun; medians are compared")
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "give up after this long")
 	flag.Float64Var(&c.target, "target", 1.5, "target: largest size <= this x the baseline")
 	flag.BoolVar(&c.verbose, "v", false, "print bootstrap's output of every run")
@@ -256,6 +256,7 @@ func run(c config) error {
 			fmt.Printf("lab %s removed in %s\n", l.Prefix, time.Since(tc).Round(100*time.Millisecond))
 		}
 	}()
+	fmt.Printf("load average before: %s\n", loadavg())
 	fmt.Printf("lab %s: %d hosts booted in %s (stand-in packages built, repository signed); VIP %s\n\n",
 		l.Prefix, len(l.Hosts), time.Since(t0).Round(100*time.Millisecond), l.VIP)
 
@@ -423,9 +424,10 @@ what each column measures:
                        here they share the same %[1]d cores (real hosts would each bring their own),
                        so wall time >= CPU hosts / %[1]d however bootstrap orchestrates
   peak RSS             ru_maxrss of the bootstrap process (GNU time), largest of its runs for that size
+load average after: %[3]s
 the inotify limits were raised for the lab's systemd guests (a kernel setting, not networking) and restored
 total bench time %[2]s
-`, runtime.NumCPU(), time.Since(benchStart).Round(time.Second))
+`, runtime.NumCPU(), time.Since(benchStart).Round(time.Second), loadavg())
 	if failed {
 		return errors.New("some bootstrap runs failed (see above)")
 	}
@@ -691,6 +693,15 @@ func (b *bench) hostsCPU() time.Duration {
 		}
 	}
 	return sum
+}
+
+// loadavg is the first three fields of /proc/loadavg (other work on the machine shows there).
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
 }
 
 // machineBusy is the machine's non-idle CPU time since boot (/proc/stat, all CPUs).
