@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/vipd-project/vipd/pkg/cluster"
 	"github.com/vipd-project/vipd/pkg/config"
 	"github.com/vipd-project/vipd/pkg/health"
 	"github.com/vipd-project/vipd/pkg/stats"
@@ -79,6 +81,8 @@ type daemon struct {
 	proxy   *tcpproxy.Proxy // nil without a proxy section
 	track   *vrrp.Track     // the proxy's weight on the VRRP priority
 	stats   *stats.Server
+	cluster *cluster.Cluster // nil unless cluster.enabled
+	sbTrack *vrrp.Track      // FAULT while the cluster says resign (split_brain: resign-lower)
 }
 
 func newDaemon(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
@@ -102,6 +106,10 @@ func newDaemon(cfg *config.Config, path string, log *slog.Logger, level *slog.Le
 		d.track = d.router.Track("proxy", *cfg.Proxy.TrackWeight)
 		d.track.Set(true, "proxy starting") // cleared once the listener is bound and backends are UP
 		d.proxy.OnServingChange(func(ok bool, reason string) { d.track.Set(!ok, reason) })
+	}
+	if err := d.newCluster(); err != nil {
+		d.router.Close()
+		return nil, err
 	}
 	sc, err := statsConfig(cfg, d.healthz)
 	if err != nil {
@@ -128,6 +136,9 @@ func (d *daemon) snapshot() stats.Snapshot {
 		if !ps.Serving && ps.ServingReason != "" {
 			s.VRRP.Faults = appendUnique(s.VRRP.Faults, "proxy: "+ps.ServingReason)
 		}
+	}
+	if d.cluster != nil {
+		s.Cluster = clusterView(d.cluster.View())
 	}
 	return s
 }
@@ -185,6 +196,9 @@ func (d *daemon) run(parent context.Context) error {
 		start("proxy", d.proxy.Run)
 	}
 	start("stats", d.stats.Run)
+	if d.cluster != nil {
+		start("cluster", d.runCluster)
+	}
 	ctl, err := d.serveControl(ctx)
 	if err != nil {
 		d.log.Warn("control socket unavailable; `vipd status --url` still works", "err", err)
@@ -335,6 +349,9 @@ func restartOnly(old, nc *config.Config) error {
 	}
 	if old.ControlSocket != nc.ControlSocket {
 		refuse("control_socket", old.ControlSocket, nc.ControlSocket)
+	}
+	if !reflect.DeepEqual(old.Cluster, nc.Cluster) {
+		refuse("cluster", "(section)", "(changed section)")
 	}
 	if old.NodeName != nc.NodeName {
 		refuse("node_name", old.NodeName, nc.NodeName)
