@@ -211,11 +211,14 @@ func (t *Topology) applyDefaults() {
 	if lb.StatsPort == 0 {
 		lb.StatsPort = DefaultStatsPort
 	}
-	if lb.AdvertInterval == 0 {
-		lb.AdvertInterval = DefaultAdvertInterval
-	}
 	if lb.VRRPVersion == 0 {
 		lb.VRRPVersion = DefaultVRRPVersion
+	}
+	if lb.AdvertInterval == 0 {
+		lb.AdvertInterval = DefaultAdvertInterval
+		if lb.VRRPVersion == 2 {
+			lb.AdvertInterval = time.Second // VRRPv2 counts whole seconds
+		}
 	}
 	if lb.HealthCheck == "" {
 		lb.HealthCheck = DefaultHealthCheck

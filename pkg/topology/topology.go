@@ -27,7 +27,7 @@ const (
 	DefaultVRID              = 51
 	DefaultAPIPort           = 6443
 	DefaultStatsPort         = 8404
-	DefaultAdvertInterval    = time.Second
+	DefaultAdvertInterval    = 200 * time.Millisecond // vipd's default: ~0.7 s failover
 	DefaultVRRPVersion       = 3
 	DefaultHealthCheck       = "https"
 	DefaultSSHUser           = "root"

@@ -111,7 +111,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if top.Cluster.PodCIDR != "10.10.0.0/16" || top.LoadBalancer.VRID != 51 || top.LoadBalancer.APIPort != 6443 ||
-		top.LoadBalancer.StatsPort != 8404 || top.LoadBalancer.AdvertInterval != time.Second || top.SSH.Port != 22 {
+		top.LoadBalancer.StatsPort != 8404 || top.LoadBalancer.AdvertInterval != 200*time.Millisecond || top.SSH.Port != 22 {
 		t.Errorf("defaults not applied: %+v %+v", top.Cluster, top.LoadBalancer)
 	}
 	if top.Packages.KubernetesRepo != "https://pkgs.k8s.io/core:/stable:/v1.33/deb/" {
