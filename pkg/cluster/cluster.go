@@ -79,6 +79,9 @@ type Tuning struct {
 	RejoinMin        time.Duration // first rejoin retry (500ms)
 	RejoinMax        time.Duration // rejoin backoff cap (5s)
 	MinResign        time.Duration // stay resigned at least this long (2s)
+	ResetDelay       time.Duration // after the VIP is held, before the first reset probes (50ms)
+	ResetRounds      int           // probe rounds per takeover (2: catches clients whose ARP was late)
+	ResetRoundGap    time.Duration // between rounds (1s, > the client's 500ms out-of-window ACK limit)
 }
 
 func (t *Tuning) setDefaults() {
@@ -99,6 +102,11 @@ func (t *Tuning) setDefaults() {
 	def(&t.RejoinMin, 500*time.Millisecond)
 	def(&t.RejoinMax, 5*time.Second)
 	def(&t.MinResign, 2*time.Second)
+	def(&t.ResetDelay, 50*time.Millisecond)
+	def(&t.ResetRoundGap, time.Second)
+	if t.ResetRounds <= 0 {
+		t.ResetRounds = 2
+	}
 }
 
 // Cluster is one node's membership in the gossip cluster.
@@ -673,23 +681,42 @@ func (c *Cluster) OnBecameMaster() {
 		return
 	}
 	called := time.Now()
-	var own map[Conn]bool
-	if c.deps.Conns != nil {
-		local := c.deps.Conns.Conns()
-		own = make(map[Conn]bool, len(local))
-		for _, cn := range local {
-			own[normConn(cn)] = true
-		}
-	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		ctx := c.runCtx
-		deadline := called.Add(c.tun.StaleAfter)
+		// Probes must leave after the VIP is on our interface and the gratuitous ARPs went
+		// out, or the clients' answers go to the dead master's MAC.
+		if !c.waitHoldsVIP(ctx, 2*time.Second) {
+			c.logger.Warn("took over as MASTER but the VIP is not on the interface after 2s: resetting clients anyway")
+		}
+		var own map[Conn]bool
+		if c.deps.Conns != nil {
+			local := c.deps.Conns.Conns()
+			own = make(map[Conn]bool, len(local))
+			for _, cn := range local {
+				own[normConn(cn)] = true
+			}
+		}
+		deadline := time.Now().Add(c.tun.StaleAfter)
 		for {
 			conns, from, wait := c.takeoverConns(own, called)
 			if len(conns) > 0 {
-				c.resetConns(ctx, conns, from)
+				c.resetConns(ctx, conns, from, 1)
+				if c.tun.ResetRounds > 1 {
+					c.wg.Add(1)
+					go func() {
+						defer c.wg.Done()
+						for round := 2; round <= c.tun.ResetRounds; round++ {
+							select {
+							case <-ctx.Done():
+								return
+							case <-time.After(c.tun.ResetRoundGap):
+							}
+							c.resetConns(ctx, conns, from, round)
+						}
+					}()
+				}
 			}
 			if wait <= 0 || time.Now().After(deadline) {
 				return
@@ -703,7 +730,28 @@ func (c *Cluster) OnBecameMaster() {
 	}()
 }
 
-func (c *Cluster) resetConns(ctx context.Context, conns []Conn, from []string) {
+// waitHoldsVIP waits until the local state says the VIP is held (then a little longer for the
+// gratuitous ARP burst to reach the clients). It reports false on timeout.
+func (c *Cluster) waitHoldsVIP(ctx context.Context, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for !c.deps.Local.LocalState().HoldsVIP {
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(c.tun.ResetDelay):
+	}
+	return true
+}
+
+func (c *Cluster) resetConns(ctx context.Context, conns []Conn, from []string, round int) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -716,7 +764,7 @@ func (c *Cluster) resetConns(ctx context.Context, conns []Conn, from []string) {
 	if err != nil {
 		lvl = slog.LevelWarn
 	}
-	c.logger.Log(ctx, lvl, "reset clients of the previous master's connections", "from", from,
+	c.logger.Log(ctx, lvl, "reset clients of the previous master's connections", "from", from, "round", round,
 		"tracked", len(conns), "sent", res.Sent, "held_here", res.Held, "over_cap", res.OverCap,
 		"failed", res.Failed, "took", time.Since(start), "err", err)
 }

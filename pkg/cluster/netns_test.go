@@ -194,7 +194,7 @@ func TestTakeoverResetsDeadMastersClients(t *testing.T) {
 	if lat[0] > time.Second {
 		t.Errorf("first reset %s after takeover, want < 1 s", lat[0])
 	}
-	waitFor(t, 2*time.Second, "1000 probes counted", func() bool { return b.View().Counters.ConnResetProbes == n })
+	waitFor(t, 3*time.Second, "1000 probes counted in each of two rounds", func() bool { return b.View().Counters.ConnResetProbes == 2*n })
 }
 
 // startInNS starts a Cluster whose sockets all live in host h's namespace.
