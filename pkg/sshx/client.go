@@ -502,7 +502,22 @@ func (c *Client) session(ctx context.Context) (*ssh.Session, error) {
 	}
 	var oce *ssh.OpenChannelError
 	if errors.As(err, &oce) {
-		// The server refused this session (too many at once); the connection is fine.
+		// The server refused this session: sshd frees a closed session's slot a little
+		// after the client saw the command end, so a burst can meet "no more sessions"
+		// (MaxSessions) below our own cap. The connection is fine: back off and retry.
+		for delay := 20 * time.Millisecond; delay <= 640*time.Millisecond; delay *= 2 {
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return nil, fmt.Errorf("host %s: open ssh session: %w", c.cfg.Host, ctx.Err())
+			}
+			if s, err = conn.NewSession(); err == nil {
+				return s, nil
+			}
+			if !errors.As(err, &oce) {
+				break
+			}
+		}
 		return nil, fmt.Errorf("host %s: open ssh session: %w", c.cfg.Host, err)
 	}
 	c.log.Debug("ssh session failed, reconnecting", "err", err)
