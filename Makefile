@@ -42,8 +42,10 @@ lint:
 	$(STATICCHECK) ./...
 
 # The main job on a local lab (root; cleans up after itself, also on Ctrl-C):
-#  1. demo-vrrp: network namespaces lb1, lb2, client: vipd elects the VIP, the master is
-#     SIGKILLed, the VIP moves and the client's outage is measured.
+#  1. demo-vrrp: network namespaces lb1, lb2, three masters running a TLS kube-apiserver
+#     stand-in, a client sending new TLS requests through VIP:6443: vipd elects the VIP and
+#     proxies; a master is killed, then the master LB crashes; the VIP moves; failed requests
+#     and gaps are measured (-hold keeps the lab up to look at the stats pages).
 #  2. demo-cluster: six Debian hosts booted with systemd-nspawn (2 LB, 3 masters, 1 worker,
 #     stand-in Kubernetes packages); `bootstrap up` installs vipd and builds the cluster,
 #     `bootstrap status` shows it, `bootstrap drill` runs the reference's HA tests.
