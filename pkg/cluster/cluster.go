@@ -164,7 +164,8 @@ type peer struct {
 	state       wireState
 	hasState    bool
 	lastSeen    time.Time
-	stateSince  time.Time // when state.VRRPState last changed (our clock)
+	stateSince  time.Time // when state.VRRPState last changed, or the peer restarted (our clock)
+	bootSeen    time.Time // first state from the peer's current run
 	lastChanged time.Time // member state change
 }
 
@@ -473,7 +474,10 @@ func (c *Cluster) handleState(w wireState) {
 		return // reordered or duplicate
 	}
 	now := time.Now()
-	if !p.hasState || p.state.VRRPState != w.VRRPState {
+	if !p.hasState || p.state.Boot != w.Boot {
+		p.bootSeen = now // first state of this run of the peer's daemon
+	}
+	if !p.hasState || p.state.VRRPState != w.VRRPState || p.state.Boot != w.Boot {
 		p.stateSince = now
 	}
 	p.state, p.hasState, p.lastSeen = w, true, now

@@ -139,8 +139,10 @@ func (c *Cluster) evaluate() {
 		}
 		// Blocked VRRP, outbound: we are MASTER, the peer is BACKUP (or resigned) and does not
 		// hear us.
+		// A peer that just started needs a moment to hear (and report) our adverts.
 		if sameVR && isMaster(local.VRRPState) && local.PrimaryAddr.IsValid() && now.Sub(c.localSince) > th &&
-			(strings.EqualFold(ps.VRRPState, "BACKUP") || ps.Resigned) && now.Sub(p.stateSince) > th {
+			(strings.EqualFold(ps.VRRPState, "BACKUP") || ps.Resigned) && now.Sub(p.stateSince) > th &&
+			now.Sub(p.bootSeen) > th+time.Second {
 			ms, ok := ps.AdvertAgeMs[local.PrimaryAddr.String()]
 			age := time.Duration(ms) * time.Millisecond
 			if !ok || age > th {
