@@ -25,6 +25,11 @@ type Config struct {
 	GARPCount      int          // vrrp.garp.count: gratuitous ARPs per burst
 	GARPInterval   time.Duration
 	GARPRefresh    time.Duration // vrrp.garp.refresh: 0 disables the periodic refresh
+	// NoSourceMACCheck turns off the check that an advert's Ethernet
+	// source MAC is the one its source address is bound to (see the package
+	// doc). Only for peers that send from another MAC than the one their
+	// address resolves to (a Keepalived with use_vmac).
+	NoSourceMACCheck bool // vrrp.no_source_mac_check
 }
 
 // Defaults used by WithDefaults.
@@ -187,6 +192,9 @@ func (c Config) reconfigurable(next Config) error {
 	}
 	if c.TrackInterface != next.TrackInterface {
 		refuse("track_interface", c.TrackInterface, next.TrackInterface)
+	}
+	if c.NoSourceMACCheck != next.NoSourceMACCheck {
+		refuse("no_source_mac_check", c.NoSourceMACCheck, next.NoSourceMACCheck)
 	}
 	return errors.Join(errs...)
 }

@@ -27,12 +27,83 @@
 // off-link cannot move the VIP; peers must be on the same L2 segment),
 // version, type, checksum, interval (zero; v2: different from ours), vrid,
 // auth (v2: type or password differs), addr_count and addr_list (the advert
-// lists other VIPs than ours, as Keepalived drops them). queue_full counts
-// valid adverts dropped because the state machine fell behind. Drops are
-// logged at most once per reason per 10 s with the count since the last
-// line (vrid drops at debug level: other groups on the link are normal).
-// Garbage is rejected on the receive goroutine without allocation; the
-// election loop never waits on it.
+// lists other VIPs than ours, as Keepalived drops them), then the source
+// MAC check below (spoofed_source, own_mac, source_unresolved,
+// unverified_source). queue_full counts valid adverts dropped because the
+// state machine fell behind. Drops are logged at most once per reason per
+// 10 s with the count since the last line (vrid drops at debug level: other
+// groups on the link are normal; source_unresolved at info). Garbage is
+// rejected on the receive goroutine without allocation; the election loop
+// never waits on it.
+//
+// # Source MAC check
+//
+// TTL 255 keeps forgeries from off-link out, but a host on the same L2
+// segment can send a perfect advert (TTL 255, valid checksum, priority 254)
+// with a peer's source address; Keepalived accepts it and so did vipd: the
+// master stepped down for as long as the stream lasted. An IP address is
+// easy to forge, the Ethernet source MAC of the frame is not changed as
+// easily without disturbing the switch, so every valid advert is checked
+// against the MAC its source address is bound to.
+//
+// Adverts still come in only through the raw IP socket, so the kernel's IP
+// checks, netfilter rules and multicast membership apply as before. An
+// AF_PACKET (SOCK_DGRAM, ETH_P_ALL) socket on the same interface, with a
+// classic BPF filter that keeps only received IPv4 protocol 112 frames with
+// TTL 255, not fragmented, VRRP v2/v3 for our VRID, records each frame's
+// source MAC in a ring keyed by a seeded hash of the IP packet. Linux hands
+// a frame to the interface's taps before the IP layer sees it, so when the
+// raw socket returns a packet its frame has already been recorded (a goroutine
+// drains the tap; a lookup that misses drains it once more). A packet whose
+// frame cannot be found (the tap's queue overflowed under a flood) is
+// dropped as unverified_source: in normal operation this does not happen.
+//
+// The binding of a source address to a MAC:
+//   - first advert from an address: the kernel's neighbour (ARP) entry for
+//     it, if REACHABLE, STALE, DELAY, PROBE or PERMANENT. Without one, and
+//     if the address is on-link, vipd asks the kernel to resolve it (a
+//     broadcast ARP request; the genuine owner answers, so a forger
+//     talking first gains nothing) and, until the answer is in (a
+//     millisecond on a LAN; looked at again after 100 ms), that source's
+//     adverts are "unresolved": one that would only keep a BACKUP where it
+//     is (higher or equal priority, or any non-zero one without
+//     preemption, interval not longer than ours) is taken, so routers
+//     started together elect as fast as without the check; any other
+//     (priority 0, a preemptable lower priority, anything at a MASTER) is
+//     dropped as source_unresolved. An address that does not answer
+//     within 3 s, or that is routed (its frames come from a gateway), is
+//     bound to the MAC of its adverts.
+//   - afterwards an advert from another MAC is dropped as spoofed_source,
+//     logged (rate limited) with both MACs and where the binding comes from.
+//     On such a mismatch vipd looks at the neighbour table again (at most
+//     once a second per source, 100 ms after asking the kernel to resolve
+//     the address again, at most once per 2 s per source, never for a
+//     PERMANENT entry): if ARP now maps the address to the new MAC, the
+//     binding moves (logged as "VRRP peer MAC changed"). So a replaced NIC
+//     or a VM moved to a new interface is accepted again about a second
+//     after its adverts start (measured 1.1 s in the netns test), in
+//     multicast mode too, where nothing else would make the kernel re-ARP
+//     the peer. Under a stream of forgeries this costs one ARP exchange
+//     with the genuine peer per 2 s.
+//   - an advert from our own interface's MAC (a reflection, or a forgery)
+//     is dropped as own_mac.
+//
+// At most 64 sources are remembered (enough for any VRRP segment); beyond
+// that new sources are accepted unchecked. Unicast mode only ever checks
+// vrrp.unicast_peers (others are dropped as unknown_source before); in
+// multicast mode any on-link router may join the election by the RFC, so
+// a host on the segment can still move the VIP with an advert from its own
+// address: use unicast_peers where that matters. The check does not help
+// against a host that also answers ARP for the peer's address (ARP
+// spoofing): pin the peers with static neighbour entries (ip neigh replace
+// PEER lladdr MAC nud permanent), which the check then treats as the
+// authority. Keepalived peers send from their own MAC with their own
+// address and pass. A peer that sends from a MAC its address does not
+// resolve to (Keepalived with use_vmac) is refused: set
+// Config.NoSourceMACCheck for it. Interfaces without 6-byte MACs (tun,
+// WireGuard) run without the check. The receive path stays free of
+// allocations for accepted adverts and forgeries alike (a netlink dump only
+// on the rare lookups above).
 //
 // # State machine
 //

@@ -153,6 +153,12 @@ func newDropCounter(log *slog.Logger, every time.Duration) *dropCounter {
 }
 
 func (d *dropCounter) drop(now time.Time, reason string, src netip.Addr, err error) {
+	d.dropf(now, reason, src, func() error { return err })
+}
+
+// dropf is drop with the error built only when a line is logged (keeps a
+// flood of drops free of allocations).
+func (d *dropCounter) dropf(now time.Time, reason string, src netip.Addr, mkErr func() error) {
 	d.mu.Lock()
 	d.counts[reason]++
 	d.pending[reason]++
@@ -166,15 +172,18 @@ func (d *dropCounter) drop(now time.Time, reason string, src netip.Addr, err err
 	d.lastLog[reason] = now
 	d.mu.Unlock()
 	lvl := slog.LevelWarn
-	if reason == "vrid" {
+	switch reason {
+	case "vrid":
 		lvl = slog.LevelDebug // other VRRP groups on the same link are normal
+	case "source_unresolved":
+		lvl = slog.LevelInfo // the first advert of a new peer, while ARP resolves it
 	}
 	msg := "dropped VRRP packet"
 	if n > 1 {
 		msg = "dropped VRRP packets"
 	}
 	var detail string
-	if err != nil {
+	if err := mkErr(); err != nil {
 		detail = err.Error()
 	}
 	d.log.Log(context.Background(), lvl, msg, "reason", reason, "count", n, "src", src, "error", detail, "log_every", d.logEvery)

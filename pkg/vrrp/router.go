@@ -81,6 +81,9 @@ type Router struct {
 	primary netip.Addr
 
 	conn     *rawConn
+	tap      *macTap         // nil: no source MAC check
+	guard    *macGuard       // used by the receive goroutine only
+	nlRx     *netlink.Handle // neighbour lookups from the receive goroutine
 	nlh      *netlink.Handle
 	vip      *vipManager
 	garp     *garper
@@ -124,6 +127,7 @@ type rxAdvert struct {
 	src      netip.Addr
 	priority uint8
 	interval time.Duration
+	weak     bool // source MAC not yet verified (being resolved): see weakAdvertOK
 }
 
 type reconfReq struct {
@@ -199,6 +203,13 @@ func New(cfg Config, log *slog.Logger) (*Router, error) {
 	r.conn, err = openRaw(cfg.Interface, a.Index, r.primary, len(cfg.UnicastPeers) == 0)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.NoSourceMACCheck {
+		r.log.Warn("VRRP source MAC check off (vrrp.no_source_mac_check): adverts forged with a peer's address by another host on the link are accepted")
+	} else if len(a.HardwareAddr) == 6 {
+		if err := r.openMACCheck(a.Index); err != nil {
+			r.log.Warn("no VRRP source MAC check: adverts forged with a peer's address by another host on the link are accepted", "error", err)
+		}
 	}
 	r.garp, err = openGARP(r.ifi)
 	if err != nil {
@@ -319,6 +330,12 @@ func (r *Router) closeAll() {
 	r.closed.Do(func() {
 		if r.conn != nil {
 			r.conn.close()
+		}
+		if r.tap != nil {
+			r.tap.close()
+		}
+		if r.nlRx != nil {
+			r.nlRx.Close()
 		}
 		if r.garp != nil {
 			r.garp.close()
@@ -536,10 +553,17 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	defer close(r.done)
 	rxDone := make(chan struct{})
+	tapDone := make(chan struct{})
 	defer func() {
 		r.closeAll()
 		<-rxDone // the receiver ends when its socket is closed
+		<-tapDone
 	}()
+	if r.tap != nil {
+		go r.tap.run(tapDone)
+	} else {
+		close(tapDone)
+	}
 
 	if stale, err := r.vip.present(); err != nil {
 		r.log.Warn("check for stale VIPs", "error", err)
@@ -601,6 +625,12 @@ func (r *Router) Run(ctx context.Context) error {
 		case now := <-timer.C:
 			r.apply(now, r.m.Handle(now, Event{Kind: EvTimer}))
 		case a := <-r.advCh:
+			if a.weak && !r.weakAdvertOK(a) {
+				r.drops.dropf(a.at, "source_unresolved", a.src, func() error {
+					return fmt.Errorf("advert from %s (priority %d) while ARP resolves %s: not trusted to change our state until its MAC is known", a.src, a.priority, a.src)
+				})
+				continue
+			}
 			r.recordPeer(a)
 			now := time.Now()
 			r.apply(now, r.m.Handle(now, Event{Kind: EvAdvert, Priority: a.priority, Src: a.src, Interval: a.interval}))
@@ -858,8 +888,15 @@ func (r *Router) receive(done chan struct{}) {
 			r.drops.drop(now, reason, h.Src, err)
 			continue
 		}
+		var weak bool
+		if r.tap != nil {
+			var ok bool
+			if ok, weak = r.sourceMACOK(now, buf[:n], h.Src); !ok {
+				continue
+			}
+		}
 		select {
-		case r.advCh <- rxAdvert{at: now, src: h.Src, priority: p.Priority, interval: p.AdvertInterval}:
+		case r.advCh <- rxAdvert{at: now, src: h.Src, priority: p.Priority, interval: p.AdvertInterval, weak: weak}:
 		default:
 			r.drops.drop(now, "queue_full", h.Src, errors.New("advert queue full"))
 		}
