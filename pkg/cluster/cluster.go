@@ -31,7 +31,7 @@ import (
 // Conn is one client connection through a VIP (client addr:port, VIP:port).
 type Conn = connreset.Conn
 
-// Local gives this node's current state. It is called often (every ~100 ms): keep it cheap.
+// Local gives this node's current state. It is called often (every ~200 ms): keep it cheap.
 type Local interface {
 	LocalState() NodeState
 }
@@ -69,7 +69,7 @@ type Deps struct {
 type Tuning struct {
 	ProbeInterval    time.Duration // memberlist probe interval (500ms)
 	StateInterval    time.Duration // periodic state push (250ms)
-	PollInterval     time.Duration // local-state change poll and evaluation tick (100ms)
+	PollInterval     time.Duration // local-state change poll and evaluation tick (200ms)
 	StaleAfter       time.Duration // a peer whose last state is older is not alive (1.5s)
 	SplitBrainHold   time.Duration // both MASTER this long before split_brain (500ms)
 	DisagreementHold time.Duration // backend views differ this long before alarm (2s)
@@ -92,7 +92,7 @@ func (t *Tuning) setDefaults() {
 	}
 	def(&t.ProbeInterval, 500*time.Millisecond)
 	def(&t.StateInterval, 250*time.Millisecond)
-	def(&t.PollInterval, 100*time.Millisecond)
+	def(&t.PollInterval, 200*time.Millisecond)
 	def(&t.StaleAfter, 1500*time.Millisecond)
 	def(&t.SplitBrainHold, 500*time.Millisecond)
 	def(&t.DisagreementHold, 2*time.Second)
@@ -244,7 +244,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	mc.ProbeTimeout = c.tun.ProbeInterval * 3 / 5
 	mc.SuspicionMult = 2
 	mc.AwarenessMaxMultiplier = 2
-	mc.GossipInterval = 100 * time.Millisecond
+	mc.GossipInterval = 200 * time.Millisecond
 	mc.GossipToTheDeadTime = 5 * time.Second
 	mc.PushPullInterval = 10 * time.Second
 	mc.TCPTimeout = 2 * time.Second
