@@ -102,6 +102,7 @@ func (d *daemon) newCluster() error {
 	}
 	d.cluster = cl
 	d.router.OnStateChange(func(_, to vrrp.State) {
+		cl.Notify() // push the new state to the peer now, not at the next poll
 		if to == vrrp.StateMaster {
 			go cl.OnBecameMaster()
 		}

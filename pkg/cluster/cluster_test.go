@@ -567,11 +567,14 @@ func TestLoadKey(t *testing.T) {
 	}
 	p := write("world", []byte(base64.StdEncoding.EncodeToString(k32)), 0o644)
 	_, err := LoadKey(p)
-	if err == nil || !strings.Contains(err.Error(), "chmod 600 "+p) || !strings.Contains(err.Error(), "cluster.key_file") {
+	if err == nil || !strings.Contains(err.Error(), "chmod 640 "+p) || !strings.Contains(err.Error(), "cluster.key_file") {
 		t.Errorf("world-readable key: err = %v", err)
 	}
-	if _, err := LoadKey(write("group", k32, 0o640)); err == nil {
-		t.Error("group-readable key accepted")
+	if _, err := LoadKey(write("group", k32, 0o640)); err != nil {
+		t.Errorf("root:vipd 0640 key refused: %v", err)
+	}
+	if _, err := LoadKey(write("groupw", k32, 0o660)); err == nil {
+		t.Error("group-writable key accepted")
 	}
 	secret := "c2VjcmV0LXM"
 	_, err = LoadKey(write("short", []byte(secret), 0o600))
@@ -583,7 +586,7 @@ func TestLoadKey(t *testing.T) {
 	}
 	// New refuses to start with a world-readable key.
 	cfg := Config{Enabled: true, NodeName: "lb1", KeyFile: p}
-	if _, err := New(cfg, Deps{Local: &fakeLocal{}}); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+	if _, err := New(cfg, Deps{Local: &fakeLocal{}}); err == nil || !strings.Contains(err.Error(), "chmod 640") {
 		t.Errorf("New with world-readable key: %v", err)
 	}
 }

@@ -156,7 +156,7 @@ func checkPeer(s string) error {
 }
 
 // LoadKey reads the gossip key from path: 16, 24 or 32 bytes (AES-128/192/256), either as base64
-// text or raw. It refuses a file that group or others can read, naming the chmod fix.
+// text or raw. It refuses a file that others can read or its group can write, naming the chmod fix.
 func LoadKey(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -165,8 +165,10 @@ func LoadKey(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("cluster.key_file: %s is not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("cluster.key_file: %s has mode %04o, readable by group or others; refusing to use it (fix: chmod 600 %s)", path, perm, path)
+	// The unit runs vipd as user vipd: the key is root:vipd 0640 (or vipd's own 0600).
+	// Anything others can read, or the group can write, is refused.
+	if perm := fi.Mode().Perm(); perm&0o027 != 0 {
+		return nil, fmt.Errorf("cluster.key_file: %s has mode %04o, open to every user or writable by its group; refusing to use it (fix: chmod 640 %s, owner root, group vipd)", path, perm, path)
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {

@@ -654,8 +654,8 @@ func ReadSecret(field, path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", field, err)
 	}
-	if st.Mode().Perm()&0o007 != 0 {
-		return "", fmt.Errorf("%s: %s is accessible to every user (mode %04o): run chmod 640 %s (owner root, group vipd)", field, path, st.Mode().Perm(), path)
+	if st.Mode().Perm()&0o027 != 0 {
+		return "", fmt.Errorf("%s: %s is open to every user or writable by its group (mode %04o): run chmod 640 %s (owner root, group vipd)", field, path, st.Mode().Perm(), path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

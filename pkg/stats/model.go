@@ -236,9 +236,10 @@ const (
 	AlarmConfigDrift         = "config_drift"
 	AlarmBackendDisagreement = "backend_disagreement"
 	AlarmPeerLost            = "peer_lost"
+	AlarmGossipKey           = "gossip_key"
 )
 
-var alarmKinds = []string{AlarmSplitBrain, AlarmBlockedVRRP, AlarmConfigDrift, AlarmBackendDisagreement, AlarmPeerLost}
+var alarmKinds = []string{AlarmSplitBrain, AlarmBlockedVRRP, AlarmConfigDrift, AlarmBackendDisagreement, AlarmPeerLost, AlarmGossipKey}
 
 // Alarm is one active cluster condition.
 type Alarm struct {
