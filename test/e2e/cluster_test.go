@@ -186,7 +186,7 @@ func newClusterEnv(t *testing.T) *clusterEnv {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: builds network namespaces")
 	}
-	bin := proxyVipdBin(t)
+	bin := vipdBin(t)
 	stubBin, err := apiserverstub.Build(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)

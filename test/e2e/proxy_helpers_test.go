@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -26,21 +25,6 @@ import (
 	"github.com/vipd-project/vipd/test/apiserverstub"
 	"github.com/vipd-project/vipd/test/lab"
 )
-
-// proxyVipdBin builds cmd/vipd into the test's temp dir (or uses $VIPD_BIN).
-func proxyVipdBin(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("VIPD_BIN"); b != "" {
-		return b
-	}
-	out := filepath.Join(t.TempDir(), "vipd")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/vipd-project/vipd/cmd/vipd")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build vipd: %v\n%s", err, b)
-	}
-	return out
-}
 
 // proxyLBConfig is what differs between the two LB hosts' vipd configs.
 type proxyLBConfig struct {

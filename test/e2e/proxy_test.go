@@ -37,7 +37,7 @@ func TestProxyE2E(t *testing.T) {
 			}
 		}
 	})
-	bin := proxyVipdBin(t)
+	bin := vipdBin(t)
 	ctx := context.Background()
 
 	l := lab.New(t, lab.Options{Hosts: []string{"lb1", "lb2", "m1", "m2", "m3", "client"}, Prefix: lab.RandomPrefix("vp")})

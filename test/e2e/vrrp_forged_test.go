@@ -18,7 +18,7 @@ import (
 // silent backup in multicast mode) and log lines naming both MACs. Root only.
 func TestVRRPForgedPeer(t *testing.T) {
 	vrrpNeedRoot(t)
-	bin := vrrpBuildVipd(t)
+	bin := vipdBin(t)
 	for _, mode := range []string{"multicast", "unicast"} {
 		t.Run(mode, func(t *testing.T) {
 			unicast := mode == "unicast"

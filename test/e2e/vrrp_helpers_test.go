@@ -21,8 +21,9 @@ func vrrpNeedRoot(t *testing.T) {
 	}
 }
 
-// vrrpBuildVipd builds cmd/vipd into the test's temp dir (or uses $VIPD_BIN).
-func vrrpBuildVipd(t *testing.T) string {
+// vipdBin returns the vipd binary under test: $VIPD_BIN (make e2e sets it to bin/vipd), or
+// cmd/vipd built into the test's temp dir.
+func vipdBin(t *testing.T) string {
 	t.Helper()
 	if b := os.Getenv("VIPD_BIN"); b != "" {
 		return b

@@ -17,7 +17,7 @@ import (
 
 func TestVRRP(t *testing.T) {
 	vrrpNeedRoot(t)
-	bin := vrrpBuildVipd(t)
+	bin := vipdBin(t)
 	for _, mode := range []string{"multicast", "unicast"} {
 		t.Run(mode, func(t *testing.T) {
 			unicast := mode == "unicast"
@@ -223,7 +223,7 @@ func TestVRRP(t *testing.T) {
 // reference's mode), adding a wrong password.
 func TestVRRPHostileV2(t *testing.T) {
 	vrrpNeedRoot(t)
-	bin := vrrpBuildVipd(t)
+	bin := vipdBin(t)
 	p := vrrpNewLab(t, bin)
 	p.start(false, func(o *lab.VipdOptions) {
 		o.Version, o.Advert, o.AuthPass = 2, time.Second, "123456"
@@ -376,7 +376,7 @@ func vrrpHostile(t *testing.T, p *vrrpPair, unicast bool, version int) {
 func TestKeepalivedInterop(t *testing.T) {
 	vrrpNeedRoot(t)
 	vrrpKeepalivedNeeded(t)
-	bin := vrrpBuildVipd(t)
+	bin := vipdBin(t)
 	for _, tc := range []struct {
 		name    string
 		version int
