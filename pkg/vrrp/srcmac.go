@@ -465,6 +465,10 @@ func (g *macGuard) first(now time.Time, src netip.Addr, mac [6]byte, b *macBindi
 	if b != nil && now.Sub(b.lastCheck) < afterKick {
 		return unresolved
 	}
+	if b == nil && len(g.binds) >= maxMACBinds {
+		// Full: no netlink work per packet for a spray of new sources.
+		return macVerdict{want: mac}
+	}
 	if nm, _, ok := g.nt.lookup(src); ok {
 		if b == nil {
 			b = &macBinding{}
@@ -481,9 +485,6 @@ func (g *macGuard) first(now time.Time, src netip.Addr, mac [6]byte, b *macBindi
 		return macVerdict{want: mac, event: "learned", via: "first adverts"}
 	}
 	if b == nil {
-		if len(g.binds) >= maxMACBinds {
-			return macVerdict{want: mac}
-		}
 		if !g.nt.onLink(src) {
 			return learn()
 		}

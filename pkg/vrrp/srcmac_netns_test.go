@@ -150,6 +150,43 @@ func testForged(t *testing.T, unicast, silentBackup bool) {
 		t.Errorf("lb2 received no genuine advert during the stream (%d -> %d)", b2.AdvertsReceived, s2.AdvertsReceived)
 	}
 
+	// A flood (1 s at full speed, at most 100k) of valid forged adverts
+	// "from lb1" at the backup lb2: the MAC check runs for every one of them
+	// and lb2 must keep hearing (and verifying) lb1's genuine adverts.
+	floodPkt := forge(lb1h.Addr, lb2h.Addr, 254)
+	floodDst := lb2h.Addr
+	if !unicast {
+		floodPkt, floodDst = forge(lb1h.Addr, MulticastGroup, 254), MulticastGroup
+	}
+	fb := lb2.r.Status()
+	sent := 0
+	if err := evil.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.BindToDevice(fd, evil.Iface); err != nil {
+			return err
+		}
+		to := &unix.SockaddrInet4{Addr: floodDst.As4()}
+		for end := time.Now().Add(time.Second); sent < 100000 && time.Now().Before(end); {
+			if unix.Sendto(fd, floodPkt, 0, to) == nil {
+				sent++
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond) // > Master_Down_Interval
+	fs := lb2.r.Status()
+	t.Logf("flood: %d forged adverts in 1 s at lb2: spoofed_source +%d, unverified_source +%d, genuine adverts accepted meanwhile +%d",
+		sent, fs.Drops["spoofed_source"]-fb.Drops["spoofed_source"], fs.Drops["unverified_source"]-fb.Drops["unverified_source"], fs.AdvertsReceived-fb.AdvertsReceived)
+	if len(fs.Transitions) != len(fb.Transitions) || fs.State != StateBackup || !lb1.is(StateMaster) {
+		t.Fatalf("forged flood moved lb2: %v, transitions %+v", fs.State, fs.Transitions[len(fb.Transitions):])
+	}
+
 	// The check does not get in the way of a normal handover: graceful stop
 	// of lb1, lb2 takes over.
 	lb1.stop()

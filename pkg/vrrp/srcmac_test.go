@@ -240,6 +240,13 @@ func TestMACGuardBoundedTable(t *testing.T) {
 	if len(g.binds) != maxMACBinds {
 		t.Fatalf("%d bindings, want the cap %d", len(g.binds), maxMACBinds)
 	}
+	// Beyond the cap a new source costs no neighbour lookup.
+	nt := g.nt.(*fakeNeigh)
+	n := nt.lookups
+	g.check(t0, netip.MustParseAddr("10.9.9.9"), macEvil)
+	if nt.lookups != n {
+		t.Errorf("neighbour lookup for a source beyond the cap")
+	}
 }
 
 func TestTapRingPairing(t *testing.T) {
