@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "vipd.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheckValidExample(t *testing.T) {
+	code, out, errs := runCLI(t, "check", "-c", "../../deploy/vipd.yaml")
+	if code != 0 || !strings.Contains(out, "configuration is valid") {
+		t.Fatalf("check deploy/vipd.yaml: code %d, out %q, err %q", code, out, errs)
+	}
+}
+
+func TestCheckReportsFieldAndLine(t *testing.T) {
+	p := writeFile(t, "vrrp:\n  interface: eth0\n  vrid: 300\n  vips: [10.0.0.1/24]\n  prioritty: 5\n")
+	code, _, errs := runCLI(t, "check", "-c", p)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
+	}
+	if !strings.Contains(errs, p+":5:") || !strings.Contains(errs, `unknown key "prioritty"`) {
+		t.Fatalf("error does not name the file, line and key: %q", errs)
+	}
+	p = writeFile(t, "vrrp:\n  interface: eth0\n  vrid: 300\n  vips: [10.0.0.1/24]\n")
+	if code, _, errs = runCLI(t, "check", "-c", p); code != 1 || !strings.Contains(errs, p+":3: vrrp.vrid: must be 1-255, got 300") {
+		t.Fatalf("code %d, err %q", code, errs)
+	}
+}
+
+func TestCheckMissingFile(t *testing.T) {
+	code, _, errs := runCLI(t, "check", "-c", "/nonexistent/vipd.yaml")
+	if code != 1 || !strings.Contains(errs, "/nonexistent/vipd.yaml") {
+		t.Fatalf("code %d, err %q", code, errs)
+	}
+}
+
+func TestStatusWithoutDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	code, _, errs := runCLI(t, "status", "--socket", sock)
+	if code != 3 || !strings.Contains(errs, "vipd is not answering on "+sock) {
+		t.Fatalf("code %d, err %q", code, errs)
+	}
+}
+
+func TestRunRefusesMissingInterface(t *testing.T) {
+	// Preflight fails before any socket or address is touched: safe in any namespace.
+	p := writeFile(t, "vrrp:\n  interface: vipdtest404\n  vips: [10.0.0.1/24]\nstats:\n  listen: 127.0.0.1:18404\n")
+	code, _, errs := runCLI(t, "run", "-c", p)
+	if code != 1 || !strings.Contains(errs, "vipdtest404") {
+		t.Fatalf("code %d, err %q", code, errs)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	if code, out, _ := runCLI(t, "version"); code != 0 || !strings.HasPrefix(out, "vipd ") {
+		t.Fatalf("code %d out %q", code, out)
+	}
+}
