@@ -51,10 +51,13 @@
 // AF_PACKET (SOCK_DGRAM, ETH_P_ALL) socket on the same interface, with a
 // classic BPF filter that keeps only received IPv4 protocol 112 frames with
 // TTL 255, not fragmented, VRRP v2/v3 for our VRID, records each frame's
-// source MAC in a ring keyed by a seeded hash of the IP packet. Linux hands
-// a frame to the interface's taps before the IP layer sees it, so when the
-// raw socket returns a packet its frame has already been recorded (a goroutine
-// drains the tap; a lookup that misses drains it once more). A packet whose
+// source MAC in a ring keyed by a seeded hash of the IP packet (opened
+// before the raw socket). Linux hands a frame to the interface's taps
+// before the IP layer sees it, so when the raw socket returns a packet its
+// frame has already been recorded (a goroutine drains the tap; a lookup
+// that misses drains it once more). Entries are matched by content, not
+// order: frames from different senders may reach the two sockets in
+// different orders when received on different CPUs. A packet whose
 // frame cannot be found (the tap's queue overflowed under a flood) is
 // dropped as unverified_source: in normal operation this does not happen.
 //
@@ -99,9 +102,13 @@
 // PEER lladdr MAC nud permanent), which the check then treats as the
 // authority. Keepalived peers send from their own MAC with their own
 // address and pass. A peer that sends from a MAC its address does not
-// resolve to (Keepalived with use_vmac) is refused: set
-// Config.NoSourceMACCheck for it. Interfaces without 6-byte MACs (tun,
-// WireGuard) run without the check. The receive path stays free of
+// resolve to is refused: a Keepalived with use_vmac, or a peer whose
+// interface is a bond in balance-tlb or balance-alb mode (modes 5 and 6
+// rewrite the source MAC of unicast frames to a slave's; multicast ones
+// keep the bond's, active-backup and 802.3ad keep it always). For those set
+// Config.NoSourceMACCheck on the routers that hear them. Interfaces without
+// 6-byte MACs (tun, WireGuard) run without the check, as do frames whose
+// device reports no source address. The receive path stays free of
 // allocations for accepted adverts and forgeries alike (a netlink dump only
 // on the rare lookups above).
 //

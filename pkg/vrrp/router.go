@@ -200,16 +200,18 @@ func New(cfg Config, log *slog.Logger) (*Router, error) {
 	if !r.primary.IsValid() {
 		return nil, fmt.Errorf("vrrp.interface: %s has no IPv4 address of its own (VIPs do not count): add one (e.g. ip addr add 10.0.0.2/24 dev %s) or set vrrp.unicast_source", cfg.Interface, cfg.Interface)
 	}
-	r.conn, err = openRaw(cfg.Interface, a.Index, r.primary, len(cfg.UnicastPeers) == 0)
-	if err != nil {
-		return nil, err
-	}
+	// The tap first: every packet the raw socket ever returns then has its
+	// frame recorded.
 	if cfg.NoSourceMACCheck {
 		r.log.Warn("VRRP source MAC check off (vrrp.no_source_mac_check): adverts forged with a peer's address by another host on the link are accepted")
 	} else if len(a.HardwareAddr) == 6 {
 		if err := r.openMACCheck(a.Index); err != nil {
 			r.log.Warn("no VRRP source MAC check: adverts forged with a peer's address by another host on the link are accepted", "error", err)
 		}
+	}
+	r.conn, err = openRaw(cfg.Interface, a.Index, r.primary, len(cfg.UnicastPeers) == 0)
+	if err != nil {
+		return nil, err
 	}
 	r.garp, err = openGARP(r.ifi)
 	if err != nil {

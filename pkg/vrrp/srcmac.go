@@ -47,6 +47,10 @@ const (
 	resolveWait  = 3 * time.Second        // first sight: how long an on-link source may take to answer ARP
 )
 
+// noMAC marks a frame whose device reported no 6-byte source address
+// (multicast bit set: no real sender has it).
+var noMAC = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
 type tapEntry struct {
 	h   uint64
 	n   uint16
@@ -173,13 +177,17 @@ func (t *macTap) drainLocked(fd uintptr, max int) error {
 			}
 			return e
 		}
-		if t.sa.Halen != 6 || int(n) > len(t.buf) {
+		if int(n) > len(t.buf) {
 			continue
 		}
 		pkt := ipBytes(t.buf[:n])
-		var mac [6]byte
-		copy(mac[:], t.sa.Addr[:6])
-		t.pushLocked(tapEntry{h: maphash.Bytes(t.seed, pkt), n: uint16(len(pkt)), mac: mac})
+		ent := tapEntry{h: maphash.Bytes(t.seed, pkt), n: uint16(len(pkt))}
+		if t.sa.Halen == 6 {
+			copy(ent.mac[:], t.sa.Addr[:6])
+		} else {
+			ent.mac = noMAC // the device gives no Ethernet source: nothing to check
+		}
+		t.pushLocked(ent)
 	}
 	return nil
 }
@@ -536,6 +544,9 @@ func (r *Router) sourceMACOK(now time.Time, pkt []byte, src netip.Addr) (ok, wea
 			return fmt.Errorf("advert from %s: its Ethernet frame was not seen on the packet socket (queue overflow under a flood?): source MAC unknown, dropped", src)
 		})
 		return false, false
+	}
+	if mac == noMAC {
+		return true, false
 	}
 	v := r.guard.check(now, src, mac)
 	switch v.event {
