@@ -53,6 +53,7 @@ type VRRP struct {
 	AuthPass       string   `yaml:"auth_pass"`
 	AuthPassFile   string   `yaml:"auth_pass_file"`
 	TrackInterface *bool    `yaml:"track_interface"`
+	SourceMACCheck *bool    `yaml:"source_mac_check"`
 	GARP           GARP     `yaml:"garp"`
 }
 
@@ -293,6 +294,9 @@ func (c *Config) setDefaults() {
 	}
 	if v.TrackInterface == nil {
 		v.TrackInterface = boolPtr(true)
+	}
+	if v.SourceMACCheck == nil {
+		v.SourceMACCheck = boolPtr(true)
 	}
 	if v.GARP.Count == 0 {
 		v.GARP.Count = 5

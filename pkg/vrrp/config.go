@@ -29,7 +29,7 @@ type Config struct {
 	// source MAC is the one its source address is bound to (see the package
 	// doc). Only for peers that send from another MAC than the one their
 	// address resolves to (a Keepalived with use_vmac).
-	NoSourceMACCheck bool // vrrp.no_source_mac_check
+	NoSourceMACCheck bool // vrrp.source_mac_check: false
 }
 
 // Defaults used by WithDefaults.
@@ -194,7 +194,7 @@ func (c Config) reconfigurable(next Config) error {
 		refuse("track_interface", c.TrackInterface, next.TrackInterface)
 	}
 	if c.NoSourceMACCheck != next.NoSourceMACCheck {
-		refuse("no_source_mac_check", c.NoSourceMACCheck, next.NoSourceMACCheck)
+		refuse("source_mac_check", !c.NoSourceMACCheck, !next.NoSourceMACCheck)
 	}
 	return errors.Join(errs...)
 }
