@@ -52,6 +52,7 @@ type config struct {
 	idle       time.Duration
 	idleRounds int
 	hung       time.Duration
+	resetRate  int
 	verbose    bool
 }
 
@@ -63,7 +64,8 @@ func main() {
 	flag.DurationVar(&c.idle, "idle", 10*time.Second, "window for idle CPU (0 skips the idle part)")
 	flag.IntVar(&c.idleRounds, "idle-rounds", 2, "idle windows per mode (gossip off and on alternate; CPU is averaged)")
 	flag.DurationVar(&c.hung, "hung", 5*time.Second, "how long the conn_reset: false run waits for a reset after the failover (0 skips it)")
-	flag.BoolVar(&c.verbose, "v", false, "print every run")
+	flag.IntVar(&c.resetRate, "reset-rate", 0, "cluster.conn_reset_rate for both daemons (0: vipd's default)")
+	flag.BoolVar(&c.verbose, "v", false, "print the vipd logs of a failed run")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-cluster: %v\n", err)
@@ -133,6 +135,11 @@ func run(c config) error {
 
 	fmt.Printf("cluster benchmark, %s, %s; vipd %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), loadavg(), c.bin)
 	fmt.Println("two vipd (VRRP defaults, proxy :6443 to one stand-in backend, TCP health checks), one client; the client keeps Linux's default neighbour settings")
+	if c.resetRate > 0 {
+		fmt.Printf("cluster.conn_reset_rate: %d probes/s\n", c.resetRate)
+	} else {
+		fmt.Println("cluster.conn_reset_rate: vipd's default")
+	}
 
 	var idles []idleResult
 	if c.idle > 0 {
@@ -185,6 +192,10 @@ func (b *bench) vipdYAML(h *lab.Host, gossip, connReset bool) string {
 	if !gossip {
 		return y + "cluster:\n  enabled: false\n"
 	}
+	rate := ""
+	if b.c.resetRate > 0 {
+		rate = fmt.Sprintf("  conn_reset_rate: %d\n", b.c.resetRate)
+	}
 	return y + fmt.Sprintf(`cluster:
   enabled: true
   bind: "%s:%s"
@@ -192,7 +203,7 @@ func (b *bench) vipdYAML(h *lab.Host, gossip, connReset bool) string {
     - %s:%s
   key_file: %s
   conn_reset: %v
-`, h.Addr, gossipPort, peer.Addr, gossipPort, b.keyFile, connReset)
+`, h.Addr, gossipPort, peer.Addr, gossipPort, b.keyFile, connReset) + rate
 }
 
 func (b *bench) startVipd(h *lab.Host, prio int, gossip, connReset bool) (*lab.Vipd, error) {
@@ -304,7 +315,8 @@ type idleResult struct {
 	cpu    [2]float64 // percent of one core
 	rss    [2]int     // KiB
 	heap   [2]float64 // Go heap in use, bytes (go_memstats_heap_inuse_bytes from /metrics)
-	thr    [2]int     // OS threads (Threads: in /proc/PID/status)
+	anon   [2]int     // RssAnon, KiB: heap, stacks, runtime
+	file   [2]int     // RssFile, KiB: pages of the binary (code, read-only data) mapped in
 }
 
 // idle starts the pair with or without gossip, lets it settle and measures it over c.idle.
@@ -341,7 +353,10 @@ func (b *bench) idle(ctx context.Context, gossip bool) (idleResult, error) {
 		if r.rss[i], err = statusKiB(pid, "VmRSS"); err != nil {
 			return r, err
 		}
-		if r.thr[i], err = statusKiB(pid, "Threads"); err != nil {
+		if r.anon[i], err = statusKiB(pid, "RssAnon"); err != nil {
+			return r, err
+		}
+		if r.file[i], err = statusKiB(pid, "RssFile"); err != nil {
 			return r, err
 		}
 	}
@@ -380,7 +395,11 @@ type runResult struct {
 	watchErr  error // what ended the watch (nil: still hung)
 	refused   int   // resets that were not ECONNRESET (e.g. EOF)
 	reconnect bool  // a new watch through the new master worked
-	err       error
+	// From the new master's log line of the first reset round (0 if not found).
+	probes     int           // probes sent
+	probeStart time.Duration // sweep start, from the power loss
+	sweep      time.Duration // how long sending took
+	err        error
 }
 
 func (r runResult) summary() string {
@@ -397,6 +416,9 @@ func (r runResult) summary() string {
 		how = r.watchErr.Error()
 	}
 	s += fmt.Sprintf(", first reset %s s, watch reset %s s (%s), last of %d reset %s s", secs(r.first), secs(r.watch), how, r.idleReset, secs(r.last))
+	if r.probes > 0 {
+		s += fmt.Sprintf("; lb2 sent %d probes from %s s, in %s s", r.probes, secs(r.probeStart), secs(r.sweep))
+	}
 	if r.refused > 0 {
 		s += fmt.Sprintf(", %d ended otherwise than by a reset", r.refused)
 	}
@@ -546,6 +568,15 @@ func (b *bench) powerLoss(ctx context.Context, connReset bool, wait time.Duratio
 	if !last.IsZero() {
 		r.last = last.Sub(t0)
 	}
+	for range 20 {
+		if at, took, sent, ok := resetLogLine(b.v2.Log(), t0); ok {
+			r.probes, r.sweep, r.probeStart = sent, took, at.Add(-took).Sub(t0)
+			break
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			break
+		}
+	}
 	// The client comes back through the new master.
 	if c, end, err := b.openWatch(ctx); err == nil {
 		r.reconnect = true
@@ -555,6 +586,30 @@ func (b *bench) powerLoss(ctx context.Context, connReset bool, wait time.Duratio
 		fmt.Printf("\n    reconnect through lb2: %v", err)
 	}
 	return r
+}
+
+// resetLogLine finds the new master's log line of the first reset round logged after t0 and
+// returns when it was logged, how long the sweep took and how many probes were sent.
+func resetLogLine(log string, t0 time.Time) (at time.Time, took time.Duration, sent int, ok bool) {
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "reset clients of the previous master's connections") || !strings.Contains(line, " round=1 ") {
+			continue
+		}
+		f := map[string]string{}
+		for _, kv := range strings.Fields(line) {
+			if k, v, found := strings.Cut(kv, "="); found {
+				f[k] = v
+			}
+		}
+		t, err1 := time.Parse(time.RFC3339Nano, f["time"])
+		d, err2 := time.ParseDuration(f["took"])
+		n, err3 := strconv.Atoi(f["sent"])
+		if err1 != nil || err2 != nil || err3 != nil || t.Before(t0) {
+			continue
+		}
+		at, took, sent, ok = t, d, n, true
+	}
+	return at, took, sent, ok
 }
 
 // openWatch opens a watch-like stream through the VIP from the client without TCP keepalive,
@@ -724,7 +779,7 @@ func cpuTicks(pid int) (uint64, error) {
 	return u + st, nil
 }
 
-// statusKiB returns the number in field key of /proc/PID/status (VmRSS in KiB, Threads).
+// statusKiB returns the number in field key of /proc/PID/status (VmRSS, RssAnon, RssFile: KiB).
 func statusKiB(pid int, key string) (int, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -793,7 +848,7 @@ func okMark(ok bool) string {
 func report(w io.Writer, c config, idles []idleResult, runs []runResult, off *runResult) {
 	if len(idles) > 0 {
 		fmt.Fprintf(w, "\nidle overhead of gossip (CPU %% of one core over %s; each value the mean of %d window(s) per mode):\n", c.idle, c.idleRounds)
-		var cpu, rss, heap, thr [2][2]float64 // [gossip][node]
+		var cpu, rss, anon, file, heap [2][2]float64 // [gossip][node]
 		var n [2]float64
 		for _, r := range idles {
 			g := 0
@@ -805,30 +860,33 @@ func report(w io.Writer, c config, idles []idleResult, runs []runResult, off *ru
 				cpu[g][i] += r.cpu[i]
 				rss[g][i] += mib(r.rss[i])
 				heap[g][i] += r.heap[i] / (1 << 20)
-				thr[g][i] += float64(r.thr[i])
+				anon[g][i] += mib(r.anon[i])
+				file[g][i] += mib(r.file[i])
 			}
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "daemon\tgossip\tCPU %\tRSS MiB\tGo heap in use MiB\tOS threads\t")
+		fmt.Fprintln(tw, "daemon\tgossip\tCPU %\tRSS MiB\tof which anon / file MiB\tGo heap in use MiB\t")
 		for i, name := range []string{"lb1 (master)", "lb2 (backup)"} {
 			for g, mode := range []string{"off", "on"} {
 				if n[g] == 0 {
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.1f\t%.1f\t%.0f\t\n", name, mode, cpu[g][i]/n[g], rss[g][i]/n[g], heap[g][i]/n[g], thr[g][i]/n[g])
+				fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.1f\t%.1f / %.1f\t%.1f\t\n", name, mode, cpu[g][i]/n[g], rss[g][i]/n[g], anon[g][i]/n[g], file[g][i]/n[g], heap[g][i]/n[g])
 			}
 			if n[0] > 0 && n[1] > 0 {
 				dc := cpu[1][i]/n[1] - cpu[0][i]/n[0]
 				dr := rss[1][i]/n[1] - rss[0][i]/n[0]
 				dh := heap[1][i]/n[1] - heap[0][i]/n[0]
-				dt := thr[1][i]/n[1] - thr[0][i]/n[0]
-				fmt.Fprintf(tw, "%s\tdiff\t%+.2f (target < 1: %s)\t%+.1f (target < 5: %s)\t%+.1f\t%+.0f\t\n", name, dc, okMark(dc < 1), dr, okMark(dr < 5), dh, dt)
+				da := anon[1][i]/n[1] - anon[0][i]/n[0]
+				df := file[1][i]/n[1] - file[0][i]/n[0]
+				fmt.Fprintf(tw, "%s\tdiff\t%+.2f (target < 1: %s)\t%+.2f (target < 5: %s)\t%+.1f / %+.1f\t%+.1f\t\n", name, dc, okMark(dc < 1), dr, okMark(dr < 5), da, df, dh)
 			}
 		}
 		tw.Flush()
+		fmt.Fprintln(w, "(file: pages of the vipd binary mapped in, shared with the page cache; anon: heap, stacks, runtime)")
 	}
 
-	var fo, first, watch, last, after []time.Duration
+	var fo, first, watch, last, after, pstart, sweep []time.Duration
 	failed, missed, reconnected := 0, 0, 0
 	for _, r := range runs {
 		if r.err != nil {
@@ -840,6 +898,10 @@ func report(w io.Writer, c config, idles []idleResult, runs []runResult, off *ru
 		watch = append(watch, r.watch)
 		last = append(last, r.last)
 		after = append(after, r.watch-r.failover)
+		if r.probes > 0 {
+			pstart = append(pstart, r.probeStart)
+			sweep = append(sweep, r.sweep)
+		}
 		if r.watch > r.failover+500*time.Millisecond {
 			missed++
 		}
@@ -852,10 +914,16 @@ func report(w io.Writer, c config, idles []idleResult, runs []runResult, off *ru
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "from the power loss to\ts (median / min / max)\t")
 		fmt.Fprintf(tw, "failover (backup holds the VIP)\t%s\t\n", summarize(fo))
+		if len(pstart) > 0 {
+			fmt.Fprintf(tw, "new master starts sending reset probes (its log)\t%s\t\n", summarize(pstart))
+		}
 		fmt.Fprintf(tw, "first connection reset\t%s\t\n", summarize(first))
 		fmt.Fprintf(tw, "watch reset\t%s\t\n", summarize(watch))
 		fmt.Fprintf(tw, "last of the %d idle connections reset\t%s\t\n", c.conns, summarize(last))
 		fmt.Fprintf(tw, "(watch reset - failover)\t%s\t\n", summarize(after))
+		if len(sweep) > 0 {
+			fmt.Fprintf(tw, "(time to send round 1 of the probes)\t%s\t\n", summarize(sweep))
+		}
 		tw.Flush()
 		fmt.Fprintf(w, "target watch reset <= failover + 0.5 s: %s (%d of %d runs); the client reconnected through the new master in %d of %d runs\n",
 			okMark(missed == 0 && failed == 0), len(fo)-missed, len(runs), reconnected, len(fo))
