@@ -1,21 +1,26 @@
 // Command cluster measures what vipd's gossip cluster (pkg/cluster) costs and what it buys, in
 // one run on a netns lab (test/lab) on this machine (`go run ./bench/cluster -vipd bin/vipd`, as
-// root):
+// root; about 1.5 minutes with the defaults):
 //
 //   - idle overhead: two vipd (VRRP defaults, the proxy on :6443 to one stand-in backend with TCP
-//     health checks) with cluster.enabled false, then true: CPU (% of one core over -idle, from
-//     utime+stime in /proc/PID/stat) and RSS (VmRSS) of each daemon, and the differences (targets
-//     < 1 % CPU and < 5 MiB per daemon);
+//     health checks) with cluster.enabled false, then true (-idle-rounds times, alternating): CPU
+//     (% of one core over -idle, from utime+stime in /proc/PID/stat), RSS (VmRSS, split into
+//     RssAnon and RssFile) and Go heap in use (from /metrics) of each daemon, and the differences
+//     (targets < 1 % CPU and < 5 MiB per daemon);
 //   - recovery of long-lived connections after the VIP holder loses power (its port unplugged and
 //     its vipd SIGKILLed at once, like bench/failover's crash): the client holds -conns idle TCP
-//     connections through the VIP and one watch-like stream (a request, one event, then silence);
-//     the times from the power loss until the backup holds the VIP (failover), until the first
+//     connections through the VIP and one watch-like stream (a request, one event, then silence),
+//     none with TCP keepalive; the times from the power loss until the backup holds the VIP
+//     (failover), until the new master starts sending reset probes (its log), until the first
 //     connection, the watch and the last of the idle connections are reset at the client,
-//     median/min/max over -runs runs, and the target watch reset <= failover + 0.5 s;
-//   - the same once with cluster.conn_reset false: the watch is still hung after -hung.
+//     median/min/max over -runs runs, and the target watch reset <= failover + 0.5 s; then a new
+//     watch through the new master;
+//   - the same once with cluster.conn_reset false: the watch is still hung -hung after the
+//     failover.
 //
 // The stand-in backend runs inside this program (in the backend host's namespace): it holds
-// every connection open and answers "WATCH\n" with one "ADDED" line.
+// every connection open and answers "WATCH\n" with one "ADDED" line. Ctrl-C ends the run; the
+// lab (namespaces, daemons by PID, temporary files) is removed on every exit path.
 package main
 
 import (
