@@ -3,6 +3,7 @@ package phases
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"strings"
@@ -124,6 +125,9 @@ func (w *world) changes() []string {
 
 var fakeVipd = []byte("\x7fELF fake vipd binary")
 
+// testGossipKey is the gossip key file the lb hosts of doneWorld hold (32 bytes, base64).
+var testGossipKey = []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x42}, 32)) + "\n")
+
 func refTopology(t *testing.T) *topology.Topology {
 	t.Helper()
 	top, _, err := topology.Load("../../deploy/topology.yaml")
@@ -166,6 +170,7 @@ func freshWorld(top *topology.Topology) *world {
 		w.set(h.Name, "probe facts", answer{out: fmt.Sprintf(ubuntuFacts, h.Name, 2097148)})
 	}
 	w.set("*", "probe lb", answer{out: "dir \nuser no\nenabled \nactive inactive\n"})
+	w.set("*", "probe lb/gossip-key", answer{code: 1})
 	w.set("*", "probe common", answer{out: "swapon 1\nfstab 1\nheld \ncontainerd inactive\nkubelet \n"})
 	w.set("*", "probe cluster", answer{code: 1})
 	w.set("*", "probe cni", answer{code: 127, err: "sh: kubectl: not found"})
@@ -178,8 +183,12 @@ func lbProbeDone(t *testing.T, top *topology.Topology, h topology.Host) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("file %s 755 root:root %s\nfile %s 640 root:vipd %s\nfile %s 644 root:root %s\ndir 750 root:vipd\nuser yes\nenabled enabled\nactive active\n",
-		VipdBinaryPath, sha(fakeVipd), VipdConfigPath, sha(cfg), VipdUnitPath, sha(EmbeddedVipdUnit()))
+	key := ""
+	if top.GossipEnabled() {
+		key = fmt.Sprintf("file %s 640 root:vipd %s\n", VipdGossipKey, sha(testGossipKey))
+	}
+	return fmt.Sprintf("file %s 755 root:root %s\nfile %s 640 root:vipd %s\nfile %s 644 root:root %s\n%sdir 750 root:vipd\nuser yes\nenabled enabled\nactive active\n",
+		VipdBinaryPath, sha(fakeVipd), VipdConfigPath, sha(cfg), VipdUnitPath, sha(EmbeddedVipdUnit()), key)
 }
 
 func commonProbeDone(top *topology.Topology) string {
@@ -223,6 +232,7 @@ func doneWorld(t *testing.T, top *topology.Topology) *world {
 		w.set(h.Name, "probe facts", answer{out: fmt.Sprintf(ubuntuFacts, h.Name, 0)})
 		if h.Role == topology.RoleLB {
 			w.set(h.Name, "probe lb", answer{out: lbProbeDone(t, top, h)})
+			w.set(h.Name, "probe lb/gossip-key", answer{out: string(testGossipKey)})
 			vip := ""
 			if h.Name == "lb1" {
 				vip = "2: ens33    inet 192.168.10.100/24 scope global secondary ens33\n"

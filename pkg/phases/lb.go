@@ -36,6 +36,10 @@ type lbState struct {
 	enabled    bool
 	active     bool
 	binProblem string // dry run: the vipd binary could not be read
+	// restartFor lists the changed settings that vipd applies only on restart (a reload
+	// refuses them): the gossip cluster section, listen addresses, node name.
+	restartFor []string
+	keyNote    string // what happens to the gossip key, for the summary line
 }
 
 const lbProbeScript = `for f in %s; do
@@ -49,7 +53,7 @@ echo "active $(systemctl is-active vipd 2>/dev/null)"`
 // configOnly: only the configuration (or the VRRP password) changed, which vipd reloads on
 // SIGHUP without giving up the VIP.
 func (s *lbState) configOnly() bool {
-	if len(s.stale) == 0 || s.binProblem != "" || s.unitStale {
+	if len(s.stale) == 0 || s.binProblem != "" || s.unitStale || len(s.restartFor) > 0 {
 		return false
 	}
 	for _, f := range s.stale {
@@ -74,10 +78,20 @@ func (lbPhase) desired(ctx context.Context, r *Runner, h topology.Host) ([]wantF
 	if err != nil {
 		return nil, "", err
 	}
-	files := []wantFile{
-		{VipdConfigPath, cfg, 0o640, "root:vipd", "vipd config"},
-		{VipdUnitPath, r.o.VipdUnit, 0o644, "root:root", "systemd unit"},
+	var files []wantFile
+	if r.t.GossipEnabled() {
+		k, err := r.gossipKey(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		// Before the configuration that names it. vipd (user vipd) refuses a key others can
+		// read or its group can write: root:vipd 0640.
+		data, what := k.forHost(h)
+		files = append(files, wantFile{VipdGossipKey, data, 0o640, "root:vipd", what})
 	}
+	files = append(files,
+		wantFile{VipdConfigPath, cfg, 0o640, "root:vipd", "vipd config"},
+		wantFile{VipdUnitPath, r.o.VipdUnit, 0o644, "root:root", "systemd unit"})
 	lb := r.t.LoadBalancer
 	if lb.VRRPVersion == 2 && lb.AuthPassEnv != "" {
 		pass := r.o.Getenv(lb.AuthPassEnv)
@@ -102,7 +116,7 @@ func (p lbPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status,
 	if err != nil {
 		return Status{}, err
 	}
-	paths := []string{VipdBinaryPath, VipdConfigPath, VipdUnitPath, VipdAuthPath}
+	paths := []string{VipdBinaryPath, VipdConfigPath, VipdUnitPath, VipdAuthPath, VipdGossipKey}
 	out, _, err := r.probe(ctx, h, "lb", fmt.Sprintf(lbProbeScript, strings.Join(paths, " ")))
 	if err != nil {
 		return Status{}, err
@@ -140,8 +154,23 @@ func (p lbPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status,
 		if have[f.path] != want {
 			s.stale = append(s.stale, f)
 			todo = append(todo, fmt.Sprintf("upload %s (%04o %s, %s)", f.path, f.mode, f.owner, f.what))
-			if f.path == VipdUnitPath {
+			switch f.path {
+			case VipdUnitPath:
 				s.unitStale = true
+			case VipdGossipKey:
+				// vipd reads the key when it starts.
+				s.restartFor = append(s.restartFor, "gossip key")
+				if k, err := r.gossipKey(ctx); err == nil {
+					s.keyNote = k.note(h)
+				}
+			case VipdConfigPath:
+				if s.active && have[f.path] != "" {
+					running, _, err := r.probe(ctx, h, "lb/config", "cat "+VipdConfigPath)
+					if err != nil {
+						return Status{}, err
+					}
+					s.restartFor = append(s.restartFor, restartOnlyChanges([]byte(running), f.data)...)
+				}
 			}
 		}
 	}
@@ -156,6 +185,12 @@ func (p lbPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status,
 		todo = append(todo, "systemctl start vipd")
 	case s.configOnly():
 		todo = append(todo, "systemctl reload vipd (configuration only: the VIP stays where it is)")
+	case len(s.restartFor) > 0 && len(s.stale) > 0 && !s.unitStale && binProblem == "" && !hasPath(s.stale, VipdBinaryPath):
+		during := "the VIP moves to another lb meanwhile"
+		if len(r.t.LBs()) < 2 {
+			during = "the VIP is down meanwhile"
+		}
+		todo = append(todo, fmt.Sprintf("systemctl restart vipd (%s changed, which vipd applies only on a restart; %s)", strings.Join(s.restartFor, ", "), during))
 	case len(s.stale) > 0 || binProblem != "":
 		todo = append(todo, "systemctl restart vipd")
 	}
@@ -199,6 +234,10 @@ func (lbPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Status) (
 	case len(s.stale) > 0:
 		cmds = append(cmds, "systemctl restart vipd")
 		verb = "vipd updated and restarted"
+		// One lb at a time: a stopping vipd hands the VIP over and drains its connections;
+		// restarting every lb at once would leave the VIP on none of them meanwhile.
+		r.lbRestartMu.Lock()
+		defer r.lbRestartMu.Unlock()
 	default:
 		verb = "vipd enabled"
 	}
@@ -210,7 +249,20 @@ func (lbPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Status) (
 			return "", err
 		}
 	}
-	return fmt.Sprintf("%s (priority %d)", verb, r.t.LBPriority(h)), nil
+	msg := fmt.Sprintf("%s (priority %d)", verb, r.t.LBPriority(h))
+	if s.keyNote != "" {
+		msg += "; " + s.keyNote
+	}
+	return msg, nil
+}
+
+func hasPath(fs []wantFile, path string) bool {
+	for _, f := range fs {
+		if f.path == path {
+			return true
+		}
+	}
+	return false
 }
 
 // VIPHolders returns the lb hosts that have the VIP on an interface now.

@@ -3,8 +3,10 @@ package phases
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -60,6 +62,39 @@ func TestRenderVipdConfigGolden(t *testing.T) {
 		if c.Health.Type != "https" || c.Health.Path != "/readyz" || !c.Health.TLS.InsecureSkipVerify {
 			t.Errorf("health %+v", c.Health)
 		}
+		// Gossip between the two lbs, on each one's own address, with the shared key file.
+		self, peer := map[string][2]string{"lb1": {"192.168.10.141:7946", "192.168.10.143:7946"}, "lb2": {"192.168.10.143:7946", "192.168.10.141:7946"}}[lb.Name][0],
+			map[string][2]string{"lb1": {"192.168.10.141:7946", "192.168.10.143:7946"}, "lb2": {"192.168.10.143:7946", "192.168.10.141:7946"}}[lb.Name][1]
+		cl := c.Cluster
+		if !cl.Enabled || cl.Bind != self || strings.Join(cl.Peers, ",") != peer || cl.KeyFile != "/etc/vipd/gossip.key" || cl.SplitBrain != "resign-lower" {
+			t.Errorf("%s: cluster %+v, want enabled, bind %s, peers %s, key /etc/vipd/gossip.key, resign-lower", lb.Name, cl, self, peer)
+		}
+	}
+}
+
+// Gossip off (explicitly, or one lb): no cluster section, no key read or uploaded.
+func TestGossipDisabled(t *testing.T) {
+	top := refTopology(t)
+	off := false
+	top.LoadBalancer.Gossip.Enabled = &off
+	lb1, _ := top.Host("lb1")
+	b, err := RenderVipdConfig(top, lb1, "ens33")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "cluster:") {
+		t.Errorf("gossip off but the config has a cluster section:\n%s", b)
+	}
+	w := newWorld()
+	w.set("lb1", "probe facts", answer{out: ubuntuFactsFor("lb1")})
+	w.set("lb1", "probe lb", answer{out: lbProbeDone(t, top, lb1)})
+	r, _ := newTestRunner(t, top, w, false)
+	st, err := lbPhase{}.Probe(context.Background(), r, lb1)
+	if err != nil || !st.Done {
+		t.Errorf("done lb with gossip off: done=%v todo=%v err=%v", st.Done, st.Todo, err)
+	}
+	if len(w.unexpected) > 0 {
+		t.Errorf("unexpected commands (the gossip key must not be read): %v", w.unexpected)
 	}
 }
 
@@ -83,6 +118,9 @@ func TestRenderVipdConfigUnicastTCPAndDefaultPriorities(t *testing.T) {
 	if c.VRRP.Priority != 80 || c.VRRP.Interface != "eth1" || c.VRRP.UnicastSource != "192.168.10.144" ||
 		strings.Join(c.VRRP.UnicastPeers, ",") != "192.168.10.141,192.168.10.143" || c.Health.Type != "tcp" {
 		t.Errorf("got %+v %+v", c.VRRP, c.Health)
+	}
+	if c.Cluster.Bind != "192.168.10.144:7946" || strings.Join(c.Cluster.Peers, ",") != "192.168.10.141:7946,192.168.10.143:7946" {
+		t.Errorf("three lbs: gossip bind %s peers %v", c.Cluster.Bind, c.Cluster.Peers)
 	}
 	top.LoadBalancer.Interface = "bond0"
 	b, _ = RenderVipdConfig(top, lb3, "eth1")
@@ -293,7 +331,42 @@ func TestUpOnFreshHosts(t *testing.T) {
 	if strings.Contains(out.String(), "abcdef.0123456789abcdef") || strings.Contains(out.String(), strings.Repeat("ab", 32)) {
 		t.Error("a join secret appears in the output")
 	}
-	for _, want := range []string{"[lb1] lb: vipd started (priority 100) (", "[lb2] lb: vipd started (priority 90) (", "[lb1] lb: holds the VIP",
+	// One gossip key, made by this run, on both lbs: 32 bytes in base64, 0640 root:vipd (vipd
+	// runs as user vipd and refuses keys others can read), never in the output.
+	var keys []upload
+	for _, u := range w.uploads {
+		if u.path == VipdGossipKey {
+			keys = append(keys, u)
+		}
+	}
+	if len(keys) != 2 || keys[0].host == keys[1].host || !bytes.Equal(keys[0].data, keys[1].data) {
+		t.Fatalf("gossip key uploads: %d, want the same key once on each lb", len(keys))
+	}
+	for _, k := range keys {
+		if k.mode != 0o640 || k.owner != "root:vipd" {
+			t.Errorf("%s: gossip key %v %s, want 0640 root:vipd", k.host, k.mode, k.owner)
+		}
+	}
+	if raw, ok := decodeGossipKey(keys[0].data); !ok || len(raw) != 32 || bytes.Equal(raw, make([]byte, 32)) {
+		t.Errorf("gossip key is not 32 random bytes in base64")
+	}
+	key := strings.TrimSpace(string(keys[0].data))
+	if strings.Contains(out.String(), key) || strings.Contains(strings.Join(w.cmds, "\n"), key) {
+		t.Error("the gossip key appears in the output or in a command line")
+	}
+	// The key lands before the configuration that names it.
+	order := map[string]string{}
+	for _, u := range w.uploads {
+		if u.path == VipdGossipKey || u.path == VipdConfigPath {
+			order[u.host] += u.path + " "
+		}
+	}
+	for _, lb := range []string{"lb1", "lb2"} {
+		if order[lb] != VipdGossipKey+" "+VipdConfigPath+" " {
+			t.Errorf("%s: uploads in order %q, want the key before the config", lb, order[lb])
+		}
+	}
+	for _, want := range []string{"[lb1] lb: vipd started (priority 100); new gossip key installed (", "[lb2] lb: vipd started (priority 90); new gossip key installed (", "[lb1] lb: holds the VIP",
 		"[k8s-master-1] init: cluster initialised", "[k8s-master-3] join-masters: joined as control-plane (", "[k8s-worker-1] join-workers: joined as worker ("} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -304,36 +377,87 @@ func TestUpOnFreshHosts(t *testing.T) {
 func TestLBSkipLogic(t *testing.T) {
 	top := refTopology(t)
 	lb1, _ := top.Host("lb1")
+	lb2, _ := top.Host("lb2")
 	done := lbProbeDone(t, top, lb1)
+	cfg, err := RenderVipdConfig(top, lb1, "ens33")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noGossip := *top
+	off := false
+	noGossip.LoadBalancer.Gossip.Enabled = &off
+	cfgNoGossip, _ := RenderVipdConfig(&noGossip, lb1, "ens33")
+	keyLine := fmt.Sprintf("file %s 640 root:vipd %s\n", VipdGossipKey, sha(testGossipKey))
+	otherKey := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)) + "\n"
+	key := answer{out: string(testGossipKey)}
 	cases := []struct {
 		name     string
+		host     topology.Host
 		probe    string
+		keys     [2]answer // probe lb/gossip-key on lb1, lb2 (zero: testGossipKey)
+		running  string    // probe lb/config: the configuration vipd runs with
 		wantTodo []string
 		wantNone []string
+		wantOut  []string // warnings printed
 	}{
-		{"done", done, nil, nil},
-		{"config changed", strings.Replace(done, "640 root:vipd ", "640 root:vipd 00", 1),
-			[]string{"upload /etc/vipd/vipd.yaml", "systemctl reload vipd"}, []string{"daemon-reload", "upload /usr/local/bin/vipd", "create the system user", "restart"}},
-		{"binary changed", strings.Replace(done, "755 root:root ", "755 root:root 00", 1),
-			[]string{"upload /usr/local/bin/vipd", "systemctl restart vipd"}, []string{"daemon-reload", "reload"}},
-		{"unit changed", strings.Replace(done, "644 root:root ", "644 root:root 00", 1),
-			[]string{"upload /etc/systemd/system/vipd.service", "systemctl daemon-reload", "systemctl restart vipd"}, []string{"upload /etc/vipd/vipd.yaml"}},
-		{"stopped", strings.Replace(done, "active active", "active failed", 1),
-			[]string{"systemctl start vipd"}, []string{"upload", "restart"}},
-		{"mode changed", strings.Replace(done, "640 root:vipd", "644 root:vipd", 1),
-			[]string{"upload /etc/vipd/vipd.yaml (0640 root:vipd", "systemctl reload vipd"}, nil},
-		{"fresh", "dir \nuser no\nenabled disabled\nactive inactive\n",
-			[]string{"create the system user vipd", "create /etc/vipd (0750 root:vipd)", "upload /usr/local/bin/vipd (0755", "systemctl enable vipd", "systemctl start vipd"}, []string{"restart"}},
+		{name: "done", probe: done},
+		{name: "config changed", probe: strings.Replace(done, "640 root:vipd ", "640 root:vipd 00", 1),
+			running:  strings.Replace(string(cfg), "192.168.10.140:6443", "192.168.10.150:6443", 1),
+			wantTodo: []string{"upload /etc/vipd/vipd.yaml", "systemctl reload vipd"}, wantNone: []string{"daemon-reload", "upload /usr/local/bin/vipd", "create the system user", "restart", "gossip.key"}},
+		{name: "gossip settings changed", probe: strings.Replace(done, "640 root:vipd ", "640 root:vipd 00", 1),
+			running:  strings.Replace(string(cfg), "split_brain: resign-lower", "split_brain: none", 1),
+			wantTodo: []string{"upload /etc/vipd/vipd.yaml", "systemctl restart vipd (cluster changed, which vipd applies only on a restart"}, wantNone: []string{"reload", "gossip.key"}},
+		{name: "stats port changed", probe: strings.Replace(done, "640 root:vipd ", "640 root:vipd 00", 1),
+			running:  strings.Replace(string(cfg), "listen: :8404", "listen: :8405", 1),
+			wantTodo: []string{"systemctl restart vipd (stats.listen changed"}, wantNone: []string{"reload"}},
+		{name: "gossip turned on", probe: strings.Replace(strings.Replace(done, keyLine, "", 1), sha(cfg), sha(cfgNoGossip), 1),
+			keys: [2]answer{{code: 1}, {code: 1}}, running: string(cfgNoGossip),
+			wantTodo: []string{"upload /etc/vipd/gossip.key (0640 root:vipd, gossip key: new, 32 random bytes)", "upload /etc/vipd/vipd.yaml", "systemctl restart vipd (gossip key, cluster changed"},
+			wantNone: []string{"reload", "upload /usr/local/bin/vipd"}},
+		{name: "key mode wrong", probe: strings.Replace(done, keyLine, strings.Replace(keyLine, "640 root:vipd", "600 root:root", 1), 1),
+			wantTodo: []string{"upload /etc/vipd/gossip.key (0640 root:vipd, gossip key)", "systemctl restart vipd (gossip key changed"}, wantNone: []string{"reload", "vipd.yaml"}},
+		{name: "key only on the other lb", probe: strings.Replace(done, keyLine, "", 1), keys: [2]answer{{code: 1}, key},
+			wantTodo: []string{"upload /etc/vipd/gossip.key (0640 root:vipd, gossip key of lb2)", "systemctl restart vipd"}, wantNone: []string{"new", "vipd.yaml"}},
+		{name: "different key", host: lb2, probe: strings.Replace(lbProbeDone(t, top, lb2), sha(testGossipKey), sha([]byte(otherKey)), 1),
+			keys:     [2]answer{key, {out: otherKey}},
+			wantTodo: []string{"upload /etc/vipd/gossip.key (0640 root:vipd, gossip key of lb1; replaces this host's: it holds a different key than lb1)", "systemctl restart vipd (gossip key changed"},
+			wantOut:  []string{"[lb2] lb: WARNING: /etc/vipd/gossip.key: it holds a different key than lb1, so vipd's gossip between the lb hosts fails (gossip_key alarm); bootstrap replaces it with lb1's key and restarts vipd there"}},
+		{name: "unusable key", probe: strings.Replace(done, sha(testGossipKey), sha([]byte("hello\n")), 1), keys: [2]answer{{out: "hello\n"}, key},
+			wantTodo: []string{"gossip key of lb2; replaces this host's: it holds no usable key", "systemctl restart vipd"},
+			wantOut:  []string{"[lb1] lb: WARNING: /etc/vipd/gossip.key: it holds no usable key"}},
+		{name: "stopped", probe: strings.Replace(done, "active active", "active failed", 1),
+			wantTodo: []string{"systemctl start vipd"}, wantNone: []string{"upload", "restart"}},
+		{name: "mode changed", probe: strings.Replace(done, "640 root:vipd", "644 root:vipd", 1), running: string(cfg),
+			wantTodo: []string{"upload /etc/vipd/vipd.yaml (0640 root:vipd", "systemctl reload vipd"}},
+		{name: "fresh", probe: "dir \nuser no\nenabled disabled\nactive inactive\n", keys: [2]answer{{code: 1}, {code: 1}},
+			wantTodo: []string{"create the system user vipd", "create /etc/vipd (0750 root:vipd)", "upload /usr/local/bin/vipd (0755", "upload /etc/vipd/gossip.key (0640 root:vipd, gossip key: new", "systemctl enable vipd", "systemctl start vipd"}, wantNone: []string{"restart"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			h := c.host
+			if h.Name == "" {
+				h = lb1
+			}
 			w := newWorld()
-			w.set("lb1", "probe facts", answer{out: ubuntuFactsFor("lb1")})
-			w.set("lb1", "probe lb", answer{out: c.probe})
-			r, _ := newTestRunner(t, top, w, false)
-			st, err := lbPhase{}.Probe(context.Background(), r, lb1)
+			w.set(h.Name, "probe facts", answer{out: ubuntuFactsFor(h.Name)})
+			w.set(h.Name, "probe lb", answer{out: c.probe})
+			for i, name := range []string{"lb1", "lb2"} {
+				a := c.keys[i]
+				if a.out == "" && a.code == 0 {
+					a = key
+				}
+				w.set(name, "probe lb/gossip-key", a)
+			}
+			if c.running != "" {
+				w.set(h.Name, "probe lb/config", answer{out: c.running})
+			}
+			r, out := newTestRunner(t, top, w, false)
+			st, err := lbPhase{}.Probe(context.Background(), r, h)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if len(w.unexpected) > 0 {
+				t.Errorf("unexpected commands: %v", w.unexpected)
 			}
 			todo := strings.Join(st.Todo, "\n")
 			if (len(c.wantTodo) == 0) != st.Done {
@@ -349,7 +473,76 @@ func TestLBSkipLogic(t *testing.T) {
 					t.Errorf("todo has %q:\n%s", not, todo)
 				}
 			}
+			for _, want := range c.wantOut {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+			if len(c.wantOut) == 0 && out.Len() > 0 {
+				t.Errorf("unexpected output:\n%s", out)
+			}
+			// Key material never reaches the output or the plan.
+			for _, k := range []string{string(testGossipKey), otherKey} {
+				if k = strings.TrimSpace(k); strings.Contains(out.String()+todo, k) {
+					t.Error("a gossip key appears in the output or the plan")
+				}
+			}
 		})
+	}
+}
+
+// A rerun against lbs that hold a key keeps it: the uploaded key is theirs, byte for byte;
+// a converging run puts the first lb's key on the others and restarts vipd there only.
+func TestGossipKeyConverges(t *testing.T) {
+	top := refTopology(t)
+	w := doneWorld(t, top)
+	otherKey := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)) + "\n"
+	lb2, _ := top.Host("lb2")
+	w.set("lb2", "probe lb/gossip-key", answer{out: otherKey})
+	w.set("lb2", "probe lb", answer{out: strings.Replace(lbProbeDone(t, top, lb2), sha(testGossipKey), sha([]byte(otherKey)), 1)})
+	w.set("*", "change lb/systemctl", answer{})
+	r, out := newTestRunner(t, top, w, false)
+	if err := r.Up(context.Background(), []string{PhaseLB}); err != nil {
+		t.Fatalf("up --only lb: %v\n%s", err, out)
+	}
+	if len(w.uploads) != 1 || w.uploads[0].host != "lb2" || w.uploads[0].path != VipdGossipKey || !bytes.Equal(w.uploads[0].data, testGossipKey) {
+		t.Fatalf("uploads: %+v, want lb1's key on lb2 only", w.uploads)
+	}
+	var restarts []string
+	for _, c := range w.cmds {
+		if strings.Contains(c, "# change lb/systemctl") {
+			restarts = append(restarts, c)
+		}
+	}
+	if len(restarts) != 1 || !strings.HasPrefix(restarts[0], "lb2: ") || !strings.Contains(restarts[0], "systemctl restart vipd") {
+		t.Errorf("systemctl calls %q, want one restart on lb2", restarts)
+	}
+	for _, want := range []string{"[lb1] lb: vipd installed, configured and running", "[lb2] lb: vipd updated and restarted (priority 90); gossip key of lb1 installed in place of a different one"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(strings.Join(w.calls, "\n"), "probe lb/gossip-key"); n != 2 {
+		t.Errorf("gossip key read %d times, want once per lb", n)
+	}
+}
+
+func TestRestartOnlyChanges(t *testing.T) {
+	base := "node_name: lb1\nvrrp: {priority: 100}\nproxy: {listen: \":6443\", backends: [a]}\nstats: {listen: \":8404\"}\ncluster: {enabled: true, split_brain: none}\n"
+	for _, c := range []struct{ running, want string }{
+		{base, ""},
+		{strings.Replace(base, "priority: 100", "priority: 90", 1), ""},
+		{strings.Replace(base, "backends: [a]", "backends: [b]", 1), ""},
+		{strings.Replace(base, "split_brain: none", "split_brain: resign-lower", 1), "cluster"},
+		{strings.Replace(base, "cluster: {enabled: true, split_brain: none}\n", "", 1), "cluster"},
+		{strings.Replace(base, "\":6443\"", "\":6444\"", 1), "proxy.listen"},
+		{strings.Replace(base, "\":8404\"", "\":8405\"", 1), "stats.listen"},
+		{strings.Replace(base, "lb1", "lbx", 1), "node_name"},
+		{"{unclosed", "the running configuration (unreadable)"}, {"", "the running configuration (unreadable)"},
+	} {
+		if got := strings.Join(restartOnlyChanges([]byte(c.running), []byte(base)), ","); got != c.want {
+			t.Errorf("running %q: %q, want %q", c.running, got, c.want)
+		}
 	}
 }
 

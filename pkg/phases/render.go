@@ -19,6 +19,7 @@ const (
 	VipdConfigPath  = "/etc/vipd/vipd.yaml"
 	VipdUnitPath    = "/etc/systemd/system/vipd.service"
 	VipdAuthPath    = "/etc/vipd/vrrp-pass"
+	VipdGossipKey   = "/etc/vipd/gossip.key"
 	KubeadmConfig   = "/etc/kubernetes/kubeadm-config.yaml"
 	AdminConf       = "/etc/kubernetes/admin.conf"
 	KubeletConf     = "/etc/kubernetes/kubelet.conf"
@@ -76,7 +77,11 @@ type vipdStats struct {
 }
 
 type vipdCluster struct {
-	Enabled bool `yaml:"enabled"`
+	Enabled    bool     `yaml:"enabled"`
+	Bind       string   `yaml:"bind"`
+	Peers      []string `yaml:"peers"`
+	KeyFile    string   `yaml:"key_file"`
+	SplitBrain string   `yaml:"split_brain"`
 }
 
 // RenderVipdConfig renders /etc/vipd/vipd.yaml for an lb host. iface is the interface that
@@ -123,6 +128,16 @@ func RenderVipdConfig(t *topology.Topology, h topology.Host, iface string) ([]by
 	}
 	for _, m := range t.Masters() {
 		c.Proxy.Backends = append(c.Proxy.Backends, net.JoinHostPort(m.Address, strconv.Itoa(lb.APIPort)))
+	}
+	if t.GossipEnabled() {
+		port := strconv.Itoa(lb.Gossip.Port)
+		cl := &vipdCluster{Enabled: true, Bind: net.JoinHostPort(h.Address, port), KeyFile: VipdGossipKey, SplitBrain: lb.Gossip.SplitBrain}
+		for _, o := range t.LBs() {
+			if o.Name != h.Name {
+				cl.Peers = append(cl.Peers, net.JoinHostPort(o.Address, port))
+			}
+		}
+		c.Cluster = cl
 	}
 	switch lb.HealthCheck {
 	case "tcp":

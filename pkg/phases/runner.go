@@ -43,7 +43,7 @@ type Options struct {
 }
 
 // Runner runs phases against the hosts of a topology. Secrets it learns (join token,
-// certificate key) stay in its memory.
+// certificate key, the lb hosts' gossip key) stay in its memory.
 type Runner struct {
 	o     Options
 	t     *topology.Topology
@@ -56,6 +56,11 @@ type Runner struct {
 
 	joinMu sync.Mutex
 	join   *joinSecrets
+
+	keyMu sync.Mutex
+	gkey  *gossipKey
+	// lbRestartMu lets one lb restart vipd at a time.
+	lbRestartMu sync.Mutex
 }
 
 type lazyConn struct {

@@ -19,6 +19,9 @@ func TestReferenceExampleParses(t *testing.T) {
 	if got := top.SSHFor(top.Hosts[4]).User; got != "ha" {
 		t.Errorf("lb1 user = %q, want ha", got)
 	}
+	if !top.GossipEnabled() || top.LoadBalancer.Gossip.Port != 7946 || top.LoadBalancer.Gossip.SplitBrain != "resign-lower" {
+		t.Errorf("gossip = %v %+v, want on, 7946, resign-lower", top.GossipEnabled(), top.LoadBalancer.Gossip)
+	}
 	if got := top.Channel(); got != "v1.33" {
 		t.Errorf("channel = %q", got)
 	}

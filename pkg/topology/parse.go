@@ -265,6 +265,17 @@ func (t *Topology) applyDefaults() {
 	for i := range t.Hosts {
 		t.Hosts[i].Role = strings.ToLower(strings.TrimSpace(t.Hosts[i].Role))
 	}
+	g := &lb.Gossip
+	if g.Enabled == nil {
+		on := len(t.LBs()) >= 2
+		g.Enabled = &on
+	}
+	if g.Port == 0 {
+		g.Port = DefaultGossipPort
+	}
+	if g.SplitBrain == "" {
+		g.SplitBrain = DefaultSplitBrain
+	}
 }
 
 type validator struct {
@@ -383,6 +394,21 @@ func (v *validator) validate() {
 	case "roundrobin", "leastconn":
 	default:
 		v.errf("loadBalancer.balance", "unknown balance %q (roundrobin or leastconn)", lb.Balance)
+	}
+
+	g := lb.Gossip
+	if g.Port < 1 || g.Port > 65535 {
+		v.errf("loadBalancer.gossip.port", "%d is not a port", g.Port)
+	} else if g.Port == lb.APIPort || g.Port == lb.StatsPort {
+		v.errf("loadBalancer.gossip.port", "%d is also loadBalancer.apiPort or statsPort", g.Port)
+	}
+	switch g.SplitBrain {
+	case SplitBrainNone, SplitBrainResignLower:
+	default:
+		v.errf("loadBalancer.gossip.splitBrain", "unknown split-brain resolution %q (none or resign-lower)", g.SplitBrain)
+	}
+	if n := len(t.LBs()); t.GossipEnabled() && n == 1 {
+		v.errf("loadBalancer.gossip.enabled", "gossip needs at least two lb hosts (the peers); with one lb set enabled: false or add a second lb")
 	}
 
 	// ssh

@@ -37,6 +37,8 @@ const (
 	DefaultPasswordEnv       = "BOOTSTRAP_SSH_PASSWORD"
 	DefaultSudoPasswordEnv   = "BOOTSTRAP_SUDO_PASSWORD"
 	DefaultContainerdPackage = "containerd"
+	DefaultGossipPort        = 7946
+	DefaultSplitBrain        = SplitBrainResignLower
 	FirstLBPriority          = 100
 	LBPriorityStep           = 10
 )
@@ -94,6 +96,36 @@ type LoadBalancer struct {
 	Preempt *bool `yaml:"preempt"`
 	// Balance is roundrobin (default) or leastconn.
 	Balance string `yaml:"balance"`
+	// Gossip is vipd's memberlist cluster between the lb hosts.
+	Gossip Gossip `yaml:"gossip"`
+}
+
+// Split-brain resolutions of vipd's gossip cluster (cluster.split_brain).
+const (
+	// SplitBrainNone only reports two masters (alarm, log, metric).
+	SplitBrainNone = "none"
+	// SplitBrainResignLower makes the lower-priority master give up the VIP while both are
+	// master and alive on the gossip path.
+	SplitBrainResignLower = "resign-lower"
+)
+
+// Gossip configures vipd's gossip cluster between the lb hosts (vipd's cluster section):
+// split-brain and blocked-VRRP detection, config drift, one stats view of the tier, and the
+// reset of clients' connections after an lb crash. Traffic is encrypted with a key that
+// bootstrap generates once and keeps on the lb hosts (/etc/vipd/gossip.key), never in this file.
+type Gossip struct {
+	// Enabled: default true when there are two or more lb hosts (false with one: no peer).
+	Enabled *bool `yaml:"enabled"`
+	// Port for gossip, TCP and UDP, on each lb host's address (default 7946).
+	Port int `yaml:"port"`
+	// SplitBrain is none or resign-lower (default).
+	SplitBrain string `yaml:"splitBrain"`
+}
+
+// GossipEnabled reports whether vipd's gossip cluster is on. Valid after Parse.
+func (t *Topology) GossipEnabled() bool {
+	g := t.LoadBalancer.Gossip.Enabled
+	return g != nil && *g
 }
 
 // SSH holds connection settings: the top-level block is the default, a host's ssh block

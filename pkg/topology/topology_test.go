@@ -69,6 +69,16 @@ func TestValidation(t *testing.T) {
 		{name: "env name with value", yaml: base + "ssh:\n  passwordEnv: \"hunter 2\"\n",
 			wantErr: []string{"ssh.passwordEnv: \"hunter 2\" is not an environment variable name"}},
 		{name: "empty", yaml: "", wantErr: []string{"empty"}},
+		{name: "gossip split brain", yaml: strings.Replace(base, "  vip: 192.168.10.100/24\n", "  vip: 192.168.10.100/24\n  gossip: {splitBrain: resign}\n", 1),
+			wantErr: []string{"5: loadBalancer.gossip.splitBrain: unknown split-brain resolution \"resign\" (none or resign-lower)"}},
+		{name: "gossip port", yaml: strings.Replace(base, "  vip: 192.168.10.100/24\n", "  vip: 192.168.10.100/24\n  gossip: {port: 8404}\n", 1),
+			wantErr: []string{"loadBalancer.gossip.port: 8404 is also loadBalancer.apiPort or statsPort"}},
+		{name: "gossip port range", yaml: strings.Replace(base, "  vip: 192.168.10.100/24\n", "  vip: 192.168.10.100/24\n  gossip: {port: 70000}\n", 1),
+			wantErr: []string{"loadBalancer.gossip.port: 70000 is not a port"}},
+		{name: "gossip with one lb", yaml: strings.Replace(strings.Replace(base, "  - {name: lb2, address: 192.168.10.143, role: lb}\n", "", 1), "  vip: 192.168.10.100/24\n", "  vip: 192.168.10.100/24\n  gossip: {enabled: true}\n", 1),
+			wantErr: []string{"loadBalancer.gossip.enabled: gossip needs at least two lb hosts"}},
+		{name: "gossip key in the file", yaml: strings.Replace(base, "  vip: 192.168.10.100/24\n", "  vip: 192.168.10.100/24\n  gossip: {key: abc}\n", 1),
+			wantErr: []string{"field key not found"}},
 		{name: "ssh address for all hosts", yaml: base + "ssh:\n  address: 10.0.0.1\n",
 			wantErr: []string{"13: ssh.address: only a host's ssh block"}},
 	}
@@ -123,6 +133,40 @@ func TestDefaults(t *testing.T) {
 	lbs := top.LBs()
 	if p1, p2 := top.LBPriority(lbs[0]), top.LBPriority(lbs[1]); p1 != 100 || p2 != 90 {
 		t.Errorf("priorities = %d, %d; want 100, 90", p1, p2)
+	}
+}
+
+func TestGossipDefaults(t *testing.T) {
+	top, _, err := Parse([]byte(base), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := top.LoadBalancer.Gossip
+	if !top.GossipEnabled() || g.Port != 7946 || g.SplitBrain != "resign-lower" {
+		t.Errorf("two lbs: gossip %v port %d splitBrain %q; want on, 7946, resign-lower", top.GossipEnabled(), g.Port, g.SplitBrain)
+	}
+	// One lb: no peer, so gossip is off by default (and the topology stays valid).
+	one, _, err := Parse([]byte(strings.Replace(base, "  - {name: lb2, address: 192.168.10.143, role: lb}\n", "", 1)), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.GossipEnabled() {
+		t.Error("one lb: gossip on by default")
+	}
+	// Roles are matched case-insensitively before the default is decided.
+	upper, _, err := Parse([]byte(strings.ReplaceAll(base, "role: lb}", "role: LB}")), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !upper.GossipEnabled() {
+		t.Error("role: LB hosts not counted for the gossip default")
+	}
+	off, _, err := Parse([]byte(strings.Replace(base, "  vip: 192.168.10.100/24\n", "  vip: 192.168.10.100/24\n  gossip: {enabled: false, splitBrain: none, port: 7950}\n", 1)), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off.GossipEnabled() || off.LoadBalancer.Gossip.SplitBrain != "none" || off.LoadBalancer.Gossip.Port != 7950 {
+		t.Errorf("explicit settings not kept: %+v", off.LoadBalancer.Gossip)
 	}
 }
 

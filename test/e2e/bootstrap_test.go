@@ -3,7 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +66,7 @@ func TestBootstrap(t *testing.T) {
 	})
 	t.Logf("lab with 6 hosts up in %v (stand-in packages built, repo signed, hosts booted); VIP %s", time.Since(t0).Round(time.Millisecond), c.VIP)
 
+	var outputs []string // every output of bootstrap, checked for the gossip key at the end
 	run := func(step string, env []string, args ...string) (string, int) {
 		t.Helper()
 		ts := time.Now()
@@ -81,6 +86,7 @@ func TestBootstrap(t *testing.T) {
 		if strings.Contains(out.String(), c.OpsPassword) {
 			t.Errorf("%s: the ops password appears in bootstrap's output", step)
 		}
+		outputs = append(outputs, step+"\n"+out.String())
 		return out.String(), code
 	}
 	topo := c.Topology
@@ -213,6 +219,10 @@ func TestBootstrap(t *testing.T) {
 			t.Errorf("%s: vipd unit: %s %v", lb, o, err)
 		}
 	}
+	// vipd's gossip cluster between the lbs is on: one key made by bootstrap on both, 0640
+	// root:vipd; `vipd status --json` on lb1 shows both lbs alive and no alarm.
+	gossipKey, keySum := bsGossipKey(ctx, t, c)
+	bsCheckGossip(ctx, t, c, "after up")
 
 	// A second up changes nothing: no host-changing stand-in call, no package installed,
 	// no file changed under /etc or /usr, vipd not restarted.
@@ -221,12 +231,15 @@ func TestBootstrap(t *testing.T) {
 		marks[h.Name] = bsMarkHost(ctx, t, c, h.Name)
 	}
 	time.Sleep(1100 * time.Millisecond) // mtime granularity of the marker
-	out, code = run("second up", c.Env, "up", "-f", topo)
+	out, code = run("second up (-v)", c.Env, "up", "-f", topo, "-v")
 	if code != 0 {
 		t.Fatalf("second up: exit %d:\n%s", code, out)
 	}
 	for _, h := range c.Hosts {
 		bsCheckUnchanged(ctx, t, c, h.Name, marks[h.Name])
+	}
+	if _, sum := bsGossipKey(ctx, t, c); sum != keySum {
+		t.Errorf("the second up changed the gossip key")
 	}
 
 	// drill passes and reports its outages.
@@ -237,6 +250,69 @@ func TestBootstrap(t *testing.T) {
 	}
 	if body, err := bsGet(ctx, hc, "https://"+vip+":6443/readyz"); err != nil || body != "ok" {
 		t.Errorf("after the drill, /readyz through the VIP: %q, %v", body, err)
+	}
+	// vipd restarted by the drill rejoined the gossip cluster on its own.
+	bsCheckGossip(ctx, t, c, "after the drill")
+
+	// lb2 holding another key (gossip broken) is reported and converged on lb1's key.
+	other := make([]byte, 32)
+	if _, err := rand.Read(other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "lb2", "bash", "-c", "printf '%s\\n' "+base64.StdEncoding.EncodeToString(other)+" > /etc/vipd/gossip.key && systemctl restart vipd"); err != nil {
+		t.Fatal(err)
+	}
+	bsWaitAlarm(ctx, t, c, "gossip_key")
+	out, code = run("up with lb2 holding another key (-v)", c.Env, "up", "-f", topo, "--only", "lb", "-v")
+	t.Logf("another key on lb2:\n%s", bsTail(out, 5))
+	if code != 0 || !strings.Contains(out, "[lb2] lb: WARNING: /etc/vipd/gossip.key: it holds a different key than lb1") ||
+		!strings.Contains(out, "gossip key of lb1 installed in place of a different one") || strings.Contains(out, base64.StdEncoding.EncodeToString(other)) {
+		t.Errorf("up with another key on lb2: exit %d, want 0, a warning naming lb2 and lb1, lb1's key installed:\n%s", code, out)
+	}
+	if _, sum := bsGossipKey(ctx, t, c); sum != keySum {
+		t.Errorf("converging changed lb1's key")
+	}
+	// Both alive again; vipd keeps its gossip_key alarm for 30 s after the last undecryptable
+	// packet, so it may still be up here. The restarts below start from a clean slate and
+	// show no alarm at all.
+	bsCheckGossip(ctx, t, c, "keys converged", "gossip_key")
+
+	// Then gossip turned off and on again in the topology (an existing install upgraded): the
+	// cluster section changes, which vipd applies only on a restart, so `up` restarts vipd
+	// (one lb at a time) instead of a reload that vipd would refuse; the key stays.
+	topoBytes, err := os.ReadFile(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offTopo := filepath.Join(t.TempDir(), "topology-no-gossip.yaml")
+	if err := os.WriteFile(offTopo, []byte(strings.Replace(string(topoBytes), "loadBalancer:\n", "loadBalancer:\n  gossip: {enabled: false}\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code = run("up with gossip off", c.Env, "up", "-f", offTopo, "--only", "lb")
+	t.Logf("gossip off:\n%s", bsTail(out, 4))
+	if code != 0 || !strings.Contains(out, "vipd updated and restarted") {
+		t.Errorf("up with gossip off: exit %d, want 0 and vipd restarted:\n%s", code, out)
+	}
+	var st struct {
+		Cluster *struct {
+			Enabled bool `json:"enabled"`
+		} `json:"cluster"`
+	}
+	if o, err := c.Exec(ctx, "lb1", "vipd", "status", "--json"); err != nil || json.Unmarshal(o, &st) != nil || (st.Cluster != nil && st.Cluster.Enabled) {
+		t.Errorf("gossip off: vipd status on lb1 still shows the cluster enabled (%v):\n%s", err, bsTail(string(o), 20))
+	}
+	out, code = run("up with gossip on again", c.Env, "up", "-f", topo, "--only", "lb")
+	t.Logf("gossip on again:\n%s", bsTail(out, 4))
+	if code != 0 || !strings.Contains(out, "vipd updated and restarted") || strings.Contains(out, "gossip key") {
+		t.Errorf("up with gossip on again: exit %d, want 0, vipd restarted and the key left alone:\n%s", code, out)
+	}
+	bsCheckGossip(ctx, t, c, "gossip on again")
+
+	// The gossip key never appears in bootstrap's output (-v logs included).
+	for _, o := range outputs {
+		if strings.Contains(o, gossipKey) {
+			t.Errorf("the gossip key appears in bootstrap's output of %q", strings.SplitN(o, "\n", 2)[0])
+		}
 	}
 
 	// reset leaves the hosts as they were.
@@ -251,6 +327,108 @@ func TestBootstrap(t *testing.T) {
 		}
 	}
 	t.Logf("whole test: %v", time.Since(start).Round(time.Millisecond))
+}
+
+// bsGossipKey checks the gossip key file on the lbs: present, 0640 root:vipd, the same key
+// on both, usable by vipd (base64 of 32 bytes). It returns the key (to check that it is
+// never printed) and its sha256.
+func bsGossipKey(ctx context.Context, t *testing.T, c *nspawn.ClusterLab) (key, sum string) {
+	t.Helper()
+	sums := map[string]string{}
+	for _, lb := range []string{"lb1", "lb2"} {
+		out, err := c.Exec(ctx, lb, "bash", "-c", "stat -c '%a %U:%G' /etc/vipd/gossip.key && sha256sum < /etc/vipd/gossip.key | cut -d' ' -f1")
+		f := strings.Fields(string(out))
+		if err != nil || len(f) != 3 {
+			t.Errorf("%s: gossip key: %v %q", lb, err, out)
+			continue
+		}
+		if f[0]+" "+f[1] != "640 root:vipd" {
+			t.Errorf("%s: /etc/vipd/gossip.key is %s %s, want 640 root:vipd", lb, f[0], f[1])
+		}
+		sums[lb] = f[2]
+	}
+	if sums["lb1"] == "" || sums["lb1"] != sums["lb2"] {
+		t.Errorf("lb1 and lb2 hold different gossip keys (or none)")
+	}
+	b, err := c.ReadFile("lb1", "/etc/vipd/gossip.key")
+	if err != nil {
+		t.Fatalf("read lb1's gossip key: %v", err)
+	}
+	key = strings.TrimSpace(string(b))
+	if raw, err := base64.StdEncoding.DecodeString(key); err != nil || len(raw) != 32 {
+		t.Errorf("lb1's gossip key is not base64 of 32 bytes (%d bytes, %v)", len(raw), err)
+	}
+	return key, sums["lb1"]
+}
+
+// bsCheckGossip asks vipd on lb1 for the LB tier (vipd status --json) until both lbs are
+// alive members and no alarm is active (20s at most).
+func bsCheckGossip(ctx context.Context, t *testing.T, c *nspawn.ClusterLab, when string, allowAlarms ...string) {
+	t.Helper()
+	type view struct {
+		Cluster *struct {
+			Enabled bool `json:"enabled"`
+			Members []struct {
+				Name  string `json:"name"`
+				Alive bool   `json:"alive"`
+				State string `json:"vrrp_state"`
+			} `json:"members"`
+			Alarms []struct {
+				Kind    string `json:"kind"`
+				Message string `json:"message"`
+			} `json:"alarms"`
+		} `json:"cluster"`
+	}
+	start := time.Now()
+	var last string
+	for {
+		out, err := c.Exec(ctx, "lb1", "vipd", "status", "--json")
+		last = fmt.Sprintf("%v %s", err, out)
+		var v view
+		if err == nil && json.Unmarshal(out, &v) == nil && v.Cluster != nil && v.Cluster.Enabled {
+			alive := map[string]bool{}
+			var members []string
+			for _, m := range v.Cluster.Members {
+				alive[m.Name] = m.Alive
+				members = append(members, fmt.Sprintf("%s alive=%v %s", m.Name, m.Alive, m.State))
+			}
+			var alarms []string
+			for _, a := range v.Cluster.Alarms {
+				if !slices.Contains(allowAlarms, a.Kind) {
+					alarms = append(alarms, a.Kind+": "+a.Message)
+				}
+			}
+			last = fmt.Sprintf("members %v, alarms %v", members, alarms)
+			if alive["lb1"] && alive["lb2"] && len(v.Cluster.Members) == 2 && len(alarms) == 0 {
+				t.Logf("%s: gossip on lb1 after %v: %s", when, time.Since(start).Round(time.Millisecond), last)
+				return
+			}
+		}
+		if time.Since(start) > 20*time.Second || ctx.Err() != nil {
+			t.Errorf("%s: vipd status --json on lb1 does not show lb1 and lb2 alive with no alarm within 20s: %s", when, last)
+			bsDumpJournals(ctx, t, c)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// bsWaitAlarm waits until vipd on lb1 reports an alarm of that kind (10s at most).
+func bsWaitAlarm(ctx context.Context, t *testing.T, c *nspawn.ClusterLab, kind string) {
+	t.Helper()
+	start := time.Now()
+	for {
+		out, _ := c.Exec(ctx, "lb1", "vipd", "status", "--json")
+		if strings.Contains(string(out), `"kind": "`+kind+`"`) {
+			t.Logf("lb1 reports %s after %v", kind, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Since(start) > 10*time.Second || ctx.Err() != nil {
+			t.Errorf("lb1 does not report a %s alarm within 10s:\n%s", kind, bsTail(string(out), 30))
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }
 
 func bsLogger(t *testing.T) *slog.Logger {
