@@ -59,7 +59,11 @@
 // order: frames from different senders may reach the two sockets in
 // different orders when received on different CPUs. A packet whose
 // frame cannot be found (the tap's queue overflowed under a flood) is
-// dropped as unverified_source: in normal operation this does not happen.
+// taken only where it keeps a BACKUP where it is (like a source still being
+// resolved) and otherwise dropped as unverified_source: dropping them all
+// let a flood of forgeries starve a backup of its master's genuine adverts
+// and made it take over (seen under load); now a flood can at worst hold a
+// backup in BACKUP while it lasts. In normal operation this does not happen.
 //
 // The binding of a source address to a MAC:
 //   - first advert from an address: the kernel's neighbour (ARP) entry for

@@ -127,7 +127,7 @@ type rxAdvert struct {
 	src      netip.Addr
 	priority uint8
 	interval time.Duration
-	weak     bool // source MAC not yet verified (being resolved): see weakAdvertOK
+	weak     string // "" or why the source MAC is not verified (source_unresolved, unverified_source): see weakAdvertOK
 }
 
 type reconfReq struct {
@@ -627,8 +627,11 @@ func (r *Router) Run(ctx context.Context) error {
 		case now := <-timer.C:
 			r.apply(now, r.m.Handle(now, Event{Kind: EvTimer}))
 		case a := <-r.advCh:
-			if a.weak && !r.weakAdvertOK(a) {
-				r.drops.dropf(a.at, "source_unresolved", a.src, func() error {
+			if a.weak != "" && !r.weakAdvertOK(a) {
+				r.drops.dropf(a.at, a.weak, a.src, func() error {
+					if a.weak == "unverified_source" {
+						return fmt.Errorf("advert from %s (priority %d): its Ethernet frame was not seen on the packet socket (queue overflow under a flood?): source MAC unknown, not trusted to change our state", a.src, a.priority)
+					}
 					return fmt.Errorf("advert from %s (priority %d) while ARP resolves %s: not trusted to change our state until its MAC is known", a.src, a.priority, a.src)
 				})
 				continue
@@ -890,7 +893,7 @@ func (r *Router) receive(done chan struct{}) {
 			r.drops.drop(now, reason, h.Src, err)
 			continue
 		}
-		var weak bool
+		var weak string
 		if r.tap != nil {
 			var ok bool
 			if ok, weak = r.sourceMACOK(now, buf[:n], h.Src); !ok {

@@ -536,17 +536,20 @@ func (r *Router) openMACCheck(ifindex int) error {
 // takes such an advert only where it can keep us BACKUP (see weakAdvertOK),
 // so that routers started together elect as fast as before while a forger
 // speaking first cannot make anyone give up or take the VIP.
-func (r *Router) sourceMACOK(now time.Time, pkt []byte, src netip.Addr) (ok, weak bool) {
+//
+// An advert whose frame the packet socket did not see (its queue overflowed
+// under a flood) is weak too, with reason unverified_source: dropping it
+// would let a flood of forgeries starve the backup of its master's genuine
+// adverts and make it take over; taken only where it keeps us BACKUP, it
+// can at worst hold a backup in BACKUP while the flood lasts.
+func (r *Router) sourceMACOK(now time.Time, pkt []byte, src netip.Addr) (ok bool, weak string) {
 	want, bound := r.guard.expected(src)
 	mac, found := r.tap.lookup(pkt, want, bound)
 	if !found {
-		r.drops.dropf(now, "unverified_source", src, func() error {
-			return fmt.Errorf("advert from %s: its Ethernet frame was not seen on the packet socket (queue overflow under a flood?): source MAC unknown, dropped", src)
-		})
-		return false, false
+		return true, "unverified_source"
 	}
 	if mac == noMAC {
-		return true, false
+		return true, ""
 	}
 	v := r.guard.check(now, src, mac)
 	switch v.event {
@@ -557,9 +560,9 @@ func (r *Router) sourceMACOK(now time.Time, pkt []byte, src netip.Addr) (ok, wea
 	}
 	switch v.reason {
 	case "":
-		return true, false
+		return true, ""
 	case "source_unresolved":
-		return true, true
+		return true, v.reason
 	}
 	r.drops.dropf(now, v.reason, src, func() error {
 		switch v.reason {
@@ -568,7 +571,7 @@ func (r *Router) sourceMACOK(now time.Time, pkt []byte, src netip.Addr) (ok, wea
 		}
 		return fmt.Errorf("advert from %s sent from MAC %s, but %s is at %s (%s): forged by another host on the link", src, macString(mac), src, macString(v.want), v.via)
 	})
-	return false, false
+	return false, ""
 }
 
 // weakAdvertOK says whether an advert from a source still being resolved

@@ -364,7 +364,7 @@ func TestWeakAdvertOK(t *testing.T) {
 		return &Router{m: m}
 	}
 	adv := func(prio uint8, iv time.Duration) rxAdvert {
-		return rxAdvert{src: peerAddr, priority: prio, interval: iv, weak: true}
+		return rxAdvert{src: peerAddr, priority: prio, interval: iv, weak: "source_unresolved"}
 	}
 	cases := []struct {
 		name   string
