@@ -10,7 +10,7 @@ FUZZTIME  ?= 15s
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 
 # Installs Debian packages and Go modules the tests need (root).
-.PHONY: all deps build test unit e2e fuzz lint demo demo-vrrp demo-cluster bench bench-failover bench-proxy bench-bootstrap clean
+.PHONY: all deps build test unit e2e fuzz lint demo demo-vrrp demo-cluster bench bench-failover bench-proxy bench-cluster bench-bootstrap clean
 
 all: build
 
@@ -58,13 +58,16 @@ demo-cluster: build
 	$(GO) run ./test/nspawn/cmd/vipd-lab -- sh -c '$(abspath $(BIN))/bootstrap up -f "$$TOPOLOGY" --accept-new-host-keys && $(abspath $(BIN))/bootstrap status -f "$$TOPOLOGY" && $(abspath $(BIN))/bootstrap drill -f "$$TOPOLOGY"'
 
 # Benchmarks print ratios against Keepalived / HAProxy measured in the same run (root).
-bench: bench-failover bench-proxy bench-bootstrap
+bench: bench-failover bench-proxy bench-cluster bench-bootstrap
 
 bench-failover: build
 	$(GO) run ./bench/failover -vipd $(BIN)/vipd
 
 bench-proxy: build
 	$(GO) run ./bench/proxy -vipd $(BIN)/vipd
+
+bench-cluster: build
+	$(GO) run ./bench/cluster -vipd $(BIN)/vipd
 
 bench-bootstrap: build
 	$(GO) run ./bench/bootstrap -bootstrap $(BIN)/bootstrap -vipd $(BIN)/vipd
