@@ -41,7 +41,7 @@ type Config struct {
 	ConnReset bool `yaml:"conn_reset" json:"conn_reset"`
 	// ConnTableMax caps the connections shared by this node and kept per peer (default 10000).
 	ConnTableMax int `yaml:"conn_table_max" json:"conn_table_max"`
-	// ConnResetRate caps reset probes per second (default 2000).
+	// ConnResetRate caps reset probes per second (default 5000).
 	ConnResetRate int `yaml:"conn_reset_rate" json:"conn_reset_rate"`
 }
 
@@ -50,7 +50,7 @@ const (
 	DefaultBind                 = "0.0.0.0:7946"
 	DefaultBlockedVRRPIntervals = 3
 	DefaultConnTableMax         = 10000
-	DefaultConnResetRate        = 2000
+	DefaultConnResetRate        = 5000
 )
 
 // SetDefaults fills unset fields (ConnReset, a bool, is left to the config loader, whose

@@ -394,7 +394,7 @@ func (c *Config) setDefaults() {
 		cl.ConnTableMax = 10000
 	}
 	if cl.ConnResetRate == 0 {
-		cl.ConnResetRate = 2000
+		cl.ConnResetRate = 5000
 	}
 }
 

@@ -51,7 +51,7 @@ func (c Conn) String() string { return c.Client.String() + "->" + c.VIP.String()
 
 // Config bounds the work of a Resetter. Zero values take the defaults.
 type Config struct {
-	// Rate is the most probe packets sent per second (default 2000).
+	// Rate is the most probe packets sent per second (default 5000).
 	Rate int
 	// Burst is how many probes may leave back to back before the rate applies (default Rate/20, at least 1).
 	Burst int
@@ -87,7 +87,7 @@ type Resetter struct {
 // New opens the raw socket (IPPROTO_RAW, which implies IP_HDRINCL). It fails without CAP_NET_RAW.
 func New(cfg Config) (*Resetter, error) {
 	if cfg.Rate <= 0 {
-		cfg.Rate = 2000
+		cfg.Rate = 5000
 	}
 	if cfg.Burst <= 0 {
 		cfg.Burst = max(1, cfg.Rate/20)
