@@ -535,59 +535,15 @@ type bench struct {
 
 // topology writes a topology file for these members into the lab directory.
 func (b *bench) topology(name string, ms []member) (string, error) {
-	var s strings.Builder
-	fmt.Fprintf(&s, `# bench-bootstrap topology %s (lab %s)
-cluster:
-  name: bench
-  kubernetesVersion: "1.33.6"
-  podCIDR: 10.10.0.0/16
-  serviceCIDR: 10.96.0.0/12
-  cni:
-    name: calico
-    version: v3.30.3
-    manifest: %s
-loadBalancer:
-  vip: %s
-  interface: host0
-  vrid: 51
-  apiPort: 6443
-  statsPort: 8404
-  advertInterval: %s
-  vrrpVersion: 3
-  unicast: false
-  healthCheck: https
-ssh:
-  user: root
-  port: 22
-  identityFile: %s
-  agent: false
-  knownHosts: %s
-  passwordEnv: BOOTSTRAP_SSH_PASSWORD
-  sudoPasswordEnv: BOOTSTRAP_SUDO_PASSWORD
-  connectTimeout: 5s
-hosts:
-`, name, b.l.Prefix, b.l.FileURL("calico.yaml"), b.l.VIP, b.c.advert, b.l.SSHKey, b.l.KnownHosts)
-	prio := 100
-	for _, m := range ms {
-		fmt.Fprintf(&s, "  - name: %s\n    address: %s\n    role: %s\n", m.h.Name, m.h.Addr, m.role)
-		switch m.role {
-		case "lb":
-			fmt.Fprintf(&s, "    priority: %d\n", prio)
-			prio -= 10
-		case "master":
-			fmt.Fprintf(&s, "    ssh: {user: %s}\n", b.l.OpsUser)
-		}
+	o := nspawn.TopologyOptions{
+		AdvertInterval: b.c.advert,
+		Comment:        fmt.Sprintf("bench-bootstrap topology %s (lab %s)", name, b.l.Prefix),
 	}
-	fmt.Fprintf(&s, `packages:
-  kubernetesRepo: %s
-  kubernetesKey: %s
-  containerd:
-    package: containerd
-    repo: "deb [signed-by=/etc/apt/keyrings/containerd-apt-keyring.gpg] %s /"
-    key: %s
-`, b.l.RepoURL("k8s"), b.l.RepoKeyURL("k8s"), b.l.RepoURL("debian"), b.l.RepoKeyURL("debian"))
+	for _, m := range ms {
+		o.Members = append(o.Members, nspawn.Member{Host: m.h, Role: m.role})
+	}
 	p := filepath.Join(b.dir, "bench-"+name+".yaml")
-	if err := os.WriteFile(p, []byte(s.String()), 0o600); err != nil {
+	if err := os.WriteFile(p, b.l.TopologyYAML(o), 0o600); err != nil {
 		return "", fmt.Errorf("write topology %s: %w", p, err)
 	}
 	return p, nil
