@@ -32,13 +32,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/vipd-project/vipd/bench/internal/measure"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -338,7 +338,7 @@ func (b *bench) idle(ctx context.Context, gossip bool) (idleResult, error) {
 	pids := []int{b.v1.PID, b.v2.PID}
 	before := make([]uint64, 2)
 	for i, pid := range pids {
-		t, err := cpuTicks(pid)
+		t, err := measure.CPUTicks(pid)
 		if err != nil {
 			return r, err
 		}
@@ -350,18 +350,18 @@ func (b *bench) idle(ctx context.Context, gossip bool) (idleResult, error) {
 	}
 	el := time.Since(t0).Seconds()
 	for i, pid := range pids {
-		t, err := cpuTicks(pid)
+		t, err := measure.CPUTicks(pid)
 		if err != nil {
 			return r, err
 		}
 		r.cpu[i] = float64(t-before[i]) / 100 / el * 100 // USER_HZ is 100 on Linux
-		if r.rss[i], err = statusKiB(pid, "VmRSS"); err != nil {
+		if r.rss[i], err = measure.StatusKiB(pid, "VmRSS"); err != nil {
 			return r, err
 		}
-		if r.anon[i], err = statusKiB(pid, "RssAnon"); err != nil {
+		if r.anon[i], err = measure.StatusKiB(pid, "RssAnon"); err != nil {
 			return r, err
 		}
-		if r.file[i], err = statusKiB(pid, "RssFile"); err != nil {
+		if r.file[i], err = measure.StatusKiB(pid, "RssFile"); err != nil {
 			return r, err
 		}
 	}
@@ -411,7 +411,7 @@ func (r runResult) summary() string {
 	if r.err != nil {
 		return "ERROR: " + r.err.Error()
 	}
-	s := fmt.Sprintf("failover %s s", secs(r.failover))
+	s := fmt.Sprintf("failover %s s", measure.Secs(r.failover))
 	if r.watchErr == nil {
 		s += fmt.Sprintf(", watch still hung; %d of %d idle connections reset", r.idleReset, r.conns)
 		return s
@@ -420,9 +420,9 @@ func (r runResult) summary() string {
 	if !errors.Is(r.watchErr, syscall.ECONNRESET) {
 		how = r.watchErr.Error()
 	}
-	s += fmt.Sprintf(", first reset %s s, watch reset %s s (%s), last of %d reset %s s", secs(r.first), secs(r.watch), how, r.idleReset, secs(r.last))
+	s += fmt.Sprintf(", first reset %s s, watch reset %s s (%s), last of %d reset %s s", measure.Secs(r.first), measure.Secs(r.watch), how, r.idleReset, measure.Secs(r.last))
 	if r.probes > 0 {
-		s += fmt.Sprintf("; lb2 sent %d probes from %s s, in %s s", r.probes, secs(r.probeStart), secs(r.sweep))
+		s += fmt.Sprintf("; lb2 sent %d probes from %s s, in %s s", r.probes, measure.Secs(r.probeStart), measure.Secs(r.sweep))
 	}
 	if r.refused > 0 {
 		s += fmt.Sprintf(", %d ended otherwise than by a reset", r.refused)
@@ -760,46 +760,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// cpuTicks returns utime+stime of pid in clock ticks.
-func cpuTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 > len(s) {
-		return 0, fmt.Errorf("/proc/%d/stat: no command field", pid)
-	}
-	f := strings.Fields(s[i+2:])
-	// After ") ": state is index 0, so utime (field 14 of stat) is index 11 and stime 12.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
-	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: parse utime/stime", pid)
-	}
-	return u + st, nil
-}
-
-// statusKiB returns the number in field key of /proc/PID/status (VmRSS, RssAnon, RssFile: KiB).
-func statusKiB(pid int, key string) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, key+":"); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				return strconv.Atoi(f[0])
-			}
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, key)
-}
-
 // metric returns the value of an unlabelled metric from a Prometheus text exposition.
 func metric(body []byte, name string) (float64, error) {
 	for _, line := range strings.Split(string(body), "\n") {
@@ -823,25 +783,6 @@ func loadavg() string {
 }
 
 func mib(kib int) float64 { return float64(kib) / 1024 }
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
-
-type stat struct{ med, min, max time.Duration }
-
-func summarize(ds []time.Duration) stat {
-	if len(ds) == 0 {
-		return stat{}
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	med := s[len(s)/2]
-	if len(s)%2 == 0 {
-		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return stat{med: med, min: s[0], max: s[len(s)-1]}
-}
-
-func (s stat) String() string { return secs(s.med) + " / " + secs(s.min) + " / " + secs(s.max) }
 
 func okMark(ok bool) string {
 	if ok {
@@ -918,16 +859,16 @@ func report(w io.Writer, c config, idles []idleResult, runs []runResult, off *ru
 	if len(fo) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "from the power loss to\ts (median / min / max)\t")
-		fmt.Fprintf(tw, "failover (backup holds the VIP)\t%s\t\n", summarize(fo))
+		fmt.Fprintf(tw, "failover (backup holds the VIP)\t%s\t\n", measure.Summarize(fo))
 		if len(pstart) > 0 {
-			fmt.Fprintf(tw, "new master starts sending reset probes (its log)\t%s\t\n", summarize(pstart))
+			fmt.Fprintf(tw, "new master starts sending reset probes (its log)\t%s\t\n", measure.Summarize(pstart))
 		}
-		fmt.Fprintf(tw, "first connection reset\t%s\t\n", summarize(first))
-		fmt.Fprintf(tw, "watch reset\t%s\t\n", summarize(watch))
-		fmt.Fprintf(tw, "last of the %d idle connections reset\t%s\t\n", c.conns, summarize(last))
-		fmt.Fprintf(tw, "(watch reset - failover)\t%s\t\n", summarize(after))
+		fmt.Fprintf(tw, "first connection reset\t%s\t\n", measure.Summarize(first))
+		fmt.Fprintf(tw, "watch reset\t%s\t\n", measure.Summarize(watch))
+		fmt.Fprintf(tw, "last of the %d idle connections reset\t%s\t\n", c.conns, measure.Summarize(last))
+		fmt.Fprintf(tw, "(watch reset - failover)\t%s\t\n", measure.Summarize(after))
 		if len(sweep) > 0 {
-			fmt.Fprintf(tw, "(time to send round 1 of the probes)\t%s\t\n", summarize(sweep))
+			fmt.Fprintf(tw, "(time to send round 1 of the probes)\t%s\t\n", measure.Summarize(sweep))
 		}
 		tw.Flush()
 		fmt.Fprintf(w, "target watch reset <= failover + 0.5 s: %s (%d of %d runs); the client reconnected through the new master in %d of %d runs\n",
@@ -940,9 +881,9 @@ func report(w io.Writer, c config, idles []idleResult, runs []runResult, off *ru
 			fmt.Fprintf(w, "ERROR: %v\n", off.err)
 		case off.watchErr == nil:
 			fmt.Fprintf(w, "failover %s s; the watch is still hung %s after it and %d of %d idle connections were reset (as with Keepalived + HAProxy: until the client's own keepalive or ping)\n",
-				secs(off.failover), c.hung, off.idleReset, off.conns)
+				measure.Secs(off.failover), c.hung, off.idleReset, off.conns)
 		default:
-			fmt.Fprintf(w, "the watch ended anyway (%v) %s s after the power loss: UNEXPECTED\n", off.watchErr, secs(off.watch))
+			fmt.Fprintf(w, "the watch ended anyway (%v) %s s after the power loss: UNEXPECTED\n", off.watchErr, measure.Secs(off.watch))
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/vipd-project/vipd/bench/internal/measure"
 	"io"
 	"math/rand/v2"
 	"net/netip"
@@ -23,8 +24,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -199,7 +198,7 @@ func run(c config) error {
 				continue
 			}
 			fmt.Printf("  %-50s", sc.String()+" ...")
-			r, idle := measure(ctx, sc, c, !graceful && c.idle > 0)
+			r, idle := runScenario(ctx, sc, c, !graceful && c.idle > 0)
 			results = append(results, r)
 			idles = append(idles, idle...)
 			if r.err != nil {
@@ -216,8 +215,8 @@ func run(c config) error {
 	return nil
 }
 
-// measure runs one scenario c.runs times in a fresh lab, and measures idle CPU/RSS if asked.
-func measure(ctx context.Context, sc scenario, c config, withIdle bool) (r result, idles []idleResult) {
+// runScenario runs one scenario c.runs times in a fresh lab, and measures idle CPU/RSS if asked.
+func runScenario(ctx context.Context, sc scenario, c config, withIdle bool) (r result, idles []idleResult) {
 	r.sc = sc
 	l, err := lab.Start(ctx, lab.Options{Hosts: []string{"lb1", "lb2", "client"}, Prefix: lab.RandomPrefix("vb")})
 	if err != nil {
@@ -379,7 +378,7 @@ func idleUsage(ctx context.Context, groups [][]int, window time.Duration) ([]flo
 		out := make([]uint64, len(groups))
 		for i, g := range groups {
 			for _, pid := range g {
-				t, err := cpuTicks(pid)
+				t, err := measure.CPUTicks(pid)
 				if err != nil {
 					return nil, err
 				}
@@ -408,7 +407,7 @@ func idleUsage(ctx context.Context, groups [][]int, window time.Duration) ([]flo
 	for i, g := range groups {
 		cpu[i] = float64(after[i]-before[i]) / 100 / el * 100 // USER_HZ is 100 on Linux
 		for _, pid := range g {
-			kb, err := vmRSS(pid)
+			kb, err := measure.StatusKiB(pid, "VmRSS")
 			if err != nil {
 				return nil, nil, err
 			}
@@ -417,60 +416,6 @@ func idleUsage(ctx context.Context, groups [][]int, window time.Duration) ([]flo
 	}
 	return cpu, rss, nil
 }
-
-// cpuTicks returns utime+stime of pid in clock ticks.
-func cpuTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+2:])
-	// After ") ": state(0) ppid(1) ... utime is field 14 of stat, index 11 here; stime 12.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
-	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: parse utime/stime", pid)
-	}
-	return u + st, nil
-}
-
-func vmRSS(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				return strconv.Atoi(f[0])
-			}
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
-}
-
-type stat struct{ med, min, max time.Duration }
-
-func stats(ds []time.Duration) stat {
-	if len(ds) == 0 {
-		return stat{}
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	med := s[len(s)/2]
-	if len(s)%2 == 0 {
-		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return stat{med: med, min: s[0], max: s[len(s)-1]}
-}
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 
 func report(w io.Writer, results []result, idles []idleResult) {
 	fmt.Fprintln(w)
@@ -483,15 +428,15 @@ func report(w io.Writer, results []result, idles []idleResult) {
 			vs = append(vs, s.vip)
 			ps = append(ps, s.ping)
 		}
-		v, p := stats(vs), stats(ps)
+		v, p := measure.Summarize(vs), measure.Summarize(ps)
 		note := ""
 		if r.err != nil {
 			note = "  ERROR: " + r.err.Error()
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s / %s / %s\t%s / %s / %s\t%d\t%s\n", r.sc, len(r.samples),
-			secs(v.med), secs(v.min), secs(v.max), secs(p.med), secs(p.min), secs(p.max), r.flaps, note)
+			measure.Secs(v.Med), measure.Secs(v.Min), measure.Secs(v.Max), measure.Secs(p.Med), measure.Secs(p.Min), measure.Secs(p.Max), r.flaps, note)
 		if len(r.samples) > 0 {
-			medPing[r.sc.String()] = p.med
+			medPing[r.sc.String()] = p.Med
 		}
 	}
 	tw.Flush()
@@ -504,7 +449,7 @@ func report(w io.Writer, results []result, idles []idleResult) {
 		if !ok1 || !ok2 || y == 0 {
 			return
 		}
-		fmt.Fprintf(w, "  %-44s %.2f  (%s vs %s s; target %s)\n", label, float64(x)/float64(y), secs(x), secs(y), target)
+		fmt.Fprintf(w, "  %-44s %.2f  (%s vs %s s; target %s)\n", label, float64(x)/float64(y), measure.Secs(x), measure.Secs(y), target)
 	}
 	ka := kaName
 	for _, g := range []struct {
