@@ -126,7 +126,7 @@ func vrrpView(s vrrp.Status) stats.VRRPView {
 	for _, t := range s.Transitions {
 		v.Transitions = append(v.Transitions, stats.Transition{From: t.From.String(), To: t.To.String(), At: t.At, Reason: t.Reason})
 	}
-	v.TransitionsTotal = uint64(len(s.Transitions))
+	v.TransitionsTotal = s.TransitionsTotal
 	return v
 }
 

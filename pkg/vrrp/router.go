@@ -52,6 +52,7 @@ type Status struct {
 	HoldsVIP          bool
 	Since             time.Time
 	Transitions       []Transition // the last 32, oldest first
+	TransitionsTotal  uint64       // all state changes since start
 	AdvertsSent       uint64
 	AdvertsReceived   uint64
 	GARPsSent         uint64
@@ -802,6 +803,7 @@ func (r *Router) stateChange(now time.Time, a Action) {
 	r.st.State = a.To
 	r.st.Since = now
 	r.st.Transitions = append(r.st.Transitions, Transition{From: a.From, To: a.To, At: now, Reason: a.Reason})
+	r.st.TransitionsTotal++
 	if n := len(r.st.Transitions); n > maxTransitions {
 		r.st.Transitions = append(r.st.Transitions[:0:0], r.st.Transitions[n-maxTransitions:]...)
 	}
