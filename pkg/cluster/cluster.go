@@ -151,6 +151,7 @@ type Cluster struct {
 	localConns  int
 	keyMismatch time.Time // last undecryptable gossip
 	keyFrom     string
+	lastStateAt time.Time // when the last (decrypted) peer state arrived
 	keyLogged   map[string]time.Time
 	ctr         Counters
 	connSeq     atomic.Uint64 // sequence of connection table snapshots
@@ -481,6 +482,7 @@ func (c *Cluster) handleState(w wireState) {
 		p.stateSince = now
 	}
 	p.state, p.hasState, p.lastSeen = w, true, now
+	c.lastStateAt = now
 	c.ctr.StateReceived++
 	c.mu.Unlock()
 	c.kickEval()

@@ -183,7 +183,10 @@ func (c *Cluster) evaluate() {
 		}
 	}
 	// Undecryptable gossip.
-	if !c.keyMismatch.IsZero() && now.Sub(c.keyMismatch) < 30*time.Second {
+	// It clears 2 s after the last undecryptable packet once decrypted state flows again (the
+	// keys were made equal), else after 30 s of quiet.
+	keyHealed := now.Sub(c.keyMismatch) >= 2*time.Second && c.lastStateAt.After(c.keyMismatch)
+	if !c.keyMismatch.IsZero() && now.Sub(c.keyMismatch) < 30*time.Second && !keyHealed {
 		add(AlarmGossipKey, c.keyFrom, fmt.Sprintf("gossip key mismatch? gossip from %s could not be decrypted or was not encrypted: cluster.key_file must hold the same key on all LB hosts (compare: sha256sum /etc/vipd/gossip.key)",
 			orUnknown(c.keyFrom)), 0)
 	}
