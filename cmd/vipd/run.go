@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -133,21 +132,11 @@ func (d *daemon) snapshot() stats.Snapshot {
 		ps := d.proxy.Stats()
 		s.Frontend = frontendView(ps)
 		s.Backends = backendViews(ps, d.monitor.Status())
-		if !ps.Serving && ps.ServingReason != "" {
-			s.VRRP.Faults = appendUnique(s.VRRP.Faults, "proxy: "+ps.ServingReason)
-		}
 	}
 	if d.cluster != nil {
 		s.Cluster = clusterView(d.cluster.View())
 	}
 	return s
-}
-
-func appendUnique(s []string, v string) []string {
-	if slices.Contains(s, v) {
-		return s
-	}
-	return append(s, v)
 }
 
 // healthz is the daemon's own liveness: every main loop still running.
