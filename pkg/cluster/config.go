@@ -9,6 +9,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/vipd-project/vipd/pkg/config"
 )
 
 // Split-brain resolution policies (cluster.split_brain).
@@ -158,17 +160,8 @@ func checkPeer(s string) error {
 // LoadKey reads the gossip key from path: 16, 24 or 32 bytes (AES-128/192/256), either as base64
 // text or raw. It refuses a file that others can read or its group can write, naming the chmod fix.
 func LoadKey(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("cluster.key_file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("cluster.key_file: %s is not a regular file", path)
-	}
-	// The unit runs vipd as user vipd: the key is root:vipd 0640 (or vipd's own 0600).
-	// Anything others can read, or the group can write, is refused.
-	if perm := fi.Mode().Perm(); perm&0o027 != 0 {
-		return nil, fmt.Errorf("cluster.key_file: %s has mode %04o, open to every user or writable by its group; refusing to use it (fix: chmod 640 %s, owner root, group vipd)", path, perm, path)
+	if err := config.CheckSecretFile("cluster.key_file", path); err != nil {
+		return nil, err
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {

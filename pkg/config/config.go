@@ -654,12 +654,8 @@ func listenAddr(s string) (netip.AddrPort, error) {
 // ReadSecret reads a secret from a file that others (outside its owner and group) cannot read:
 // the unit runs vipd as user vipd, so secrets are root:vipd 0640 or vipd-owned 0600.
 func ReadSecret(field, path string) (string, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", field, err)
-	}
-	if st.Mode().Perm()&0o027 != 0 {
-		return "", fmt.Errorf("%s: %s is open to every user or writable by its group (mode %04o): run chmod 640 %s (owner root, group vipd)", field, path, st.Mode().Perm(), path)
+	if err := CheckSecretFile(field, path); err != nil {
+		return "", err
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -670,6 +666,23 @@ func ReadSecret(field, path string) (string, error) {
 		return "", fmt.Errorf("%s: %s is empty", field, path)
 	}
 	return s, nil
+}
+
+// CheckSecretFile refuses a secret file that is not a regular file, that every user can read,
+// or that its group can write. The unit runs vipd as user vipd, so a secret is root:vipd 0640
+// (or vipd's own 0600). field names the setting in messages.
+func CheckSecretFile(field, path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s: %s is not a regular file", field, path)
+	}
+	if perm := st.Mode().Perm(); perm&0o027 != 0 {
+		return fmt.Errorf("%s: %s is open to every user or writable by its group (mode %04o); refusing to use it: run chmod 640 %s (owner root, group vipd)", field, path, perm, path)
+	}
+	return nil
 }
 
 // Fingerprint hashes the settings that must match across the LB peers (VIP, VRID, version,
