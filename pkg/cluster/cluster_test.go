@@ -768,12 +768,3 @@ func (n *node) tableLen(peer string) int {
 	}
 	return -1
 }
-
-func TestFingerprint(t *testing.T) {
-	a := Fingerprint(map[string]string{"vrrp.vrid": "51", "vrrp.version": "3"})
-	b := Fingerprint(map[string]string{"vrrp.version": "3", "vrrp.vrid": "51"})
-	c := Fingerprint(map[string]string{"vrrp.vrid": "52", "vrrp.version": "3"})
-	if a != b || a == c || len(a) != 12 {
-		t.Errorf("fingerprints %q %q %q", a, b, c)
-	}
-}

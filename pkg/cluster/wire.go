@@ -2,13 +2,10 @@ package cluster
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -245,17 +242,4 @@ func splitBundle(b []byte) (state, conns []byte, err error) {
 		return nil, nil, errors.New("truncated state bundle")
 	}
 	return b[5 : 5+n], b[5+n:], nil
-}
-
-// Fingerprint hashes the settings that must match across peers (the wiring passes, e.g.,
-// "vrrp.vrid"→"51", "vrrp.version"→"3", "vrrp.auth"→"PASS", "proxy.listen"→":6443",
-// "health.type"→"https") into a short stable string for NodeState.ConfigFingerprint. Keys are
-// sorted; secrets must not be passed in clear (hash them first or pass only whether set).
-func Fingerprint(settings map[string]string) string {
-	keys := slices.Sorted(maps.Keys(settings))
-	h := sha256.New()
-	for _, k := range keys {
-		fmt.Fprintf(h, "%q=%q\n", k, settings[k])
-	}
-	return hex.EncodeToString(h.Sum(nil))[:12]
 }
