@@ -39,7 +39,7 @@ type localState struct{ d *daemon }
 func (l localState) LocalState() cluster.NodeState {
 	d := l.d
 	d.mu.Lock()
-	cfg := d.cfg
+	cfg, fp := d.cfg, d.fingerprint
 	d.mu.Unlock()
 	st := d.router.Status()
 	ns := cluster.NodeState{
@@ -54,7 +54,7 @@ func (l localState) LocalState() cluster.NodeState {
 		ProtoVersion:      cfg.VRRP.Version,
 		AdvertInterval:    cfg.VRRP.AdvertInterval.D(),
 		PrimaryAddr:       st.PrimaryAddr,
-		ConfigFingerprint: cfg.Fingerprint(),
+		ConfigFingerprint: fp,
 		LastAdvertFrom:    make(map[netip.Addr]time.Time, len(st.Peers)),
 	}
 	for a, p := range st.Peers {

@@ -72,8 +72,9 @@ type daemon struct {
 	started time.Time
 	notify  *notifier
 
-	mu  sync.Mutex // guards cfg
-	cfg *config.Config
+	mu          sync.Mutex // guards cfg and fingerprint
+	cfg         *config.Config
+	fingerprint string // cfg.Fingerprint(), for the gossip layer's frequent polls
 
 	router  *vrrp.Router
 	monitor *health.Monitor // nil without a proxy section
@@ -85,7 +86,7 @@ type daemon struct {
 }
 
 func newDaemon(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
-	d := &daemon{log: log, level: level, path: path, cfg: cfg, started: time.Now(), notify: newNotifier()}
+	d := &daemon{log: log, level: level, path: path, cfg: cfg, fingerprint: cfg.Fingerprint(), started: time.Now(), notify: newNotifier()}
 	vc, err := vrrpConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -312,7 +313,7 @@ func (d *daemon) reload() {
 	}
 	d.level.Set(parseLevel(nc.LogLevel))
 	d.mu.Lock()
-	d.cfg = nc
+	d.cfg, d.fingerprint = nc, nc.Fingerprint()
 	d.mu.Unlock()
 	log.Info("configuration reloaded")
 }
