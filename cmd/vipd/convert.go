@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 
@@ -115,7 +116,7 @@ func vrrpView(s vrrp.Status) stats.VRRPView {
 		AdvertsReceived:   s.AdvertsReceived,
 		GARPsSent:         s.GARPsSent,
 		Drops:             s.Drops,
-		Faults:            s.Faults,
+		Faults:            faults(s),
 	}
 	if s.MasterAddr.IsValid() {
 		v.MasterAddr = s.MasterAddr.String()
@@ -128,6 +129,18 @@ func vrrpView(s vrrp.Status) stats.VRRPView {
 	}
 	v.TransitionsTotal = s.TransitionsTotal
 	return v
+}
+
+// faults lists why this router is in FAULT or below its configured priority: the router's
+// faults (link down, weight-0 tracks) and the failing tracks that lower the priority.
+func faults(s vrrp.Status) []string {
+	out := slices.Clone(s.Faults)
+	for _, t := range s.Tracks {
+		if t.Failing && t.Weight > 0 {
+			out = append(out, fmt.Sprintf("track %s lowers the priority by %d: %s", t.Name, t.Weight, t.Reason))
+		}
+	}
+	return out
 }
 
 func frontendView(st tcpproxy.Stats) *stats.FrontendView {

@@ -24,3 +24,21 @@ func TestVRRPViewCountsAllTransitions(t *testing.T) {
 		t.Fatalf("view: %+v", v)
 	}
 }
+
+// /stats names every reason the priority is down: a weighted track (the proxy that cannot
+// serve) as well as the router's own faults, each once.
+func TestVRRPViewFaults(t *testing.T) {
+	st := vrrp.Status{
+		Faults: []string{"track split-brain: resigning"},
+		Tracks: []vrrp.TrackStatus{
+			{Name: "proxy", Weight: 50, Failing: true, Reason: "0 of 3 backends UP, need 1"},
+			{Name: "split-brain", Weight: 0, Failing: true, Reason: "resigning"},
+			{Name: "other", Weight: 10, Failing: false},
+		},
+	}
+	got := vrrpView(st).Faults
+	want := []string{"track split-brain: resigning", "track proxy lowers the priority by 50: 0 of 3 backends UP, need 1"}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("faults %q, want %q", got, want)
+	}
+}
