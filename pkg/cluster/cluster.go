@@ -82,6 +82,11 @@ type Tuning struct {
 	ResetDelay       time.Duration // after the VIP is held, before the first reset probes (50ms)
 	ResetRounds      int           // probe rounds per takeover (2: catches clients whose ARP was late)
 	ResetRoundGap    time.Duration // between rounds (1s, > the client's 500ms out-of-window ACK limit)
+	// EvidenceMaxAge: a peer's state older than this is no evidence of what it is now, for
+	// anything that changes VRRP behaviour (resign-lower) or raises split_brain/blocked_vrrp
+	// (default: two push periods, so one lost UDP push is tolerated, plus one evaluation tick;
+	// 2 x 400ms + 200ms = 1s with the defaults, below StaleAfter).
+	EvidenceMaxAge time.Duration
 }
 
 func (t *Tuning) setDefaults() {
@@ -104,9 +109,19 @@ func (t *Tuning) setDefaults() {
 	def(&t.MinResign, 2*time.Second)
 	def(&t.ResetDelay, 50*time.Millisecond)
 	def(&t.ResetRoundGap, time.Second)
+	if t.EvidenceMaxAge <= 0 {
+		t.EvidenceMaxAge = 2*t.statePeriod() + t.PollInterval
+	}
 	if t.ResetRounds <= 0 {
 		t.ResetRounds = 2
 	}
+}
+
+// statePeriod is how often the push loop really sends the state when nothing changes: it runs
+// on the poll tick, so StateInterval rounded up to whole PollIntervals (400ms by default).
+func (t *Tuning) statePeriod() time.Duration {
+	n := (t.StateInterval + t.PollInterval - 1) / t.PollInterval
+	return max(n, 1) * t.PollInterval
 }
 
 // Cluster is one node's membership in the gossip cluster.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -22,20 +23,26 @@ import (
 
 // fakeLocal is a NodeState the test edits. If advertsFrom is set, LastAdvertFrom reports an
 // advert just received from that address (VRRP flowing).
+// Like the VRRP router, it remembers when the last advert from each address was heard after
+// they stop.
 type fakeLocal struct {
 	mu          sync.Mutex
 	st          NodeState
 	advertsFrom netip.Addr
+	lastAdvert  map[netip.Addr]time.Time
 }
 
 func (f *fakeLocal) LocalState() NodeState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := f.st
-	st.LastAdvertFrom = map[netip.Addr]time.Time{}
-	if f.advertsFrom.IsValid() {
-		st.LastAdvertFrom[f.advertsFrom] = time.Now()
+	if f.lastAdvert == nil {
+		f.lastAdvert = map[netip.Addr]time.Time{}
 	}
+	if f.advertsFrom.IsValid() {
+		f.lastAdvert[f.advertsFrom] = time.Now()
+	}
+	st.LastAdvertFrom = maps.Clone(f.lastAdvert)
 	return st
 }
 
@@ -767,4 +774,73 @@ func (n *node) tableLen(peer string) int {
 		return len(t.conns)
 	}
 	return -1
+}
+
+// TestCrashedMasterIsNoSplitBrain is issue 8's crash: the master's vipd dies (its last gossiped
+// state says MASTER and stays "alive" for StaleAfter), the backup takes over by VRRP. The backup
+// must not read the dead master's last word as a split brain: no alarm, no resignation, no
+// blocked_vrrp; only peer_lost.
+func TestCrashedMasterIsNoSplitBrain(t *testing.T) {
+	sa, sb := baseState("lb1", 100, "10.0.0.11"), baseState("lb2", 90, "10.0.0.12")
+	a, b := pair(t, sa, sb, SplitBrainResignLower)
+	a.local.hearAdverts(sb.PrimaryAddr)
+	b.local.hearAdverts(sa.PrimaryAddr)
+	a.local.set(func(s *NodeState) { s.VRRPState = "MASTER"; s.HoldsVIP = true })
+	waitFor(t, 3*time.Second, "lb2 sees lb1 MASTER", func() bool {
+		m, _ := b.member("lb1")
+		return m.VRRPState == "MASTER"
+	})
+	// Let a periodic push land just before the crash, as it does in a running pair.
+	time.Sleep(300 * time.Millisecond)
+
+	a.crash()
+	b.local.hearAdverts(netip.Addr{})
+	time.Sleep(630 * time.Millisecond) // master down interval with 200ms adverts
+	b.local.set(func(s *NodeState) { s.VRRPState = "MASTER"; s.HoldsVIP = true })
+	took := time.Now()
+
+	// Watch well past StaleAfter and SplitBrainHold.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := b.hook.get(); len(got) != 0 {
+			t.Fatalf("lb2 resigned %s after taking over from a crashed lb1 (hook calls %v):\n%s",
+				time.Since(took).Round(time.Millisecond), got, grepLines(b.logs.String(), "split brain"))
+		}
+		for _, kind := range []string{AlarmSplitBrain, AlarmBlockedVRRP} {
+			if al, ok := b.alarm(kind, "lb1"); ok {
+				t.Fatalf("lb2 raised %s %s after taking over from a crashed lb1: %s", kind,
+					time.Since(took).Round(time.Millisecond), al.Message)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitFor(t, 10*time.Second, "lb2 reports lb1 lost", func() bool {
+		_, ok := b.alarm(AlarmPeerLost, "lb1")
+		return ok
+	})
+}
+
+// TestResignedNodeRejoinsWhenPeerGoesSilent: lb2 resigned for a real split brain (VRRP blocked,
+// gossip flowing); then lb1 dies. lb2 must rejoin the election once lb1's state is no longer
+// fresh (EvidenceMaxAge), not keep the VIP on no host until lb1 counts as dead.
+func TestResignedNodeRejoinsWhenPeerGoesSilent(t *testing.T) {
+	sa, sb := baseState("lb1", 100, "10.0.0.11"), baseState("lb2", 90, "10.0.0.12")
+	a, b := pair(t, sa, sb, SplitBrainResignLower)
+	a.local.set(func(s *NodeState) { s.VRRPState = "MASTER" })
+	time.Sleep(500 * time.Millisecond)
+	b.local.set(func(s *NodeState) { s.VRRPState = "MASTER" }) // VRRP blocked: lb2 takes over too
+	waitFor(t, 5*time.Second, "lb2 resigns", func() bool { return len(b.hook.get()) > 0 })
+	b.local.set(func(s *NodeState) { s.VRRPState = "FAULT" })
+	time.Sleep(b.c.tun.MinResign)
+	if got := b.hook.get(); len(got) != 1 {
+		t.Fatalf("hook calls before the crash = %v, want [true]", got)
+	}
+	a.crash()
+	start := time.Now()
+	waitFor(t, 5*time.Second, "lb2 released after lb1 went silent", func() bool { return len(b.hook.get()) == 2 })
+	t.Logf("released %s after lb1 went silent (EvidenceMaxAge %s, StaleAfter %s)",
+		time.Since(start).Round(time.Millisecond), b.c.tun.EvidenceMaxAge, b.c.tun.StaleAfter)
+	if !strings.Contains(b.logs.String(), "silent on gossip") {
+		t.Errorf("release not logged with its reason:\n%s", grepLines(b.logs.String(), "split brain"))
+	}
 }

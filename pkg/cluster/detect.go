@@ -81,16 +81,6 @@ func (c *Cluster) evaluate() {
 	add := func(kind, peer, msg string, hold time.Duration) {
 		conds = append(conds, condition{alarmKey{kind, peer}, msg, hold})
 	}
-	threshold := func(p *peer) time.Duration {
-		iv := p.state.AdvertInterval
-		if iv <= 0 {
-			iv = local.AdvertInterval
-		}
-		if iv <= 0 {
-			iv = time.Second
-		}
-		return time.Duration(c.cfg.BlockedVRRPIntervals) * iv
-	}
 	// A peer renamed (same address, new node_name) supersedes its old name.
 	aliveAt := make(map[string]bool)
 	for _, p := range c.peers {
@@ -119,29 +109,30 @@ func (c *Cluster) evaluate() {
 		}
 		ps := p.state
 		sameVR := ps.VRID == local.VRID
-		th := threshold(p)
-		// Split brain.
-		if sameVR && isMaster(local.VRRPState) && isMaster(ps.VRRPState) {
+		th := c.blockedAfter(p, local)
+		// Split brain: only on evidence that the peer is MASTER now (see masterNowLocked),
+		// never on a last word from a peer that may be dead or frozen.
+		if sameVR && isMaster(local.VRRPState) && c.masterNowLocked(p, now) {
 			add(AlarmSplitBrain, name, fmt.Sprintf(
 				"split brain: this node (%s, priority %d) and %s (%s, priority %d) are both MASTER for VRID %d, so the VIP is on two hosts and ARP caches flip between them; "+
 					"usual cause: VRRP adverts (IP protocol 112) dropped between them by a firewall or security group, or different VRRP settings (version, auth, VRID); see blocked_vrrp/config_drift",
 				local.Name, local.EffectivePriority, name, addrOr(ps.PrimaryAddr, p.addr), ps.EffectivePriority, local.VRID), c.tun.SplitBrainHold)
 			splitPeers = append(splitPeers, p)
 		}
-		// Blocked VRRP, inbound: the peer claims MASTER but its adverts do not arrive here.
-		if sameVR && isMaster(ps.VRRPState) && ps.PrimaryAddr.IsValid() && now.Sub(p.stateSince) > th {
-			if age, ok := advertAge(local.LastAdvertFrom, ps.PrimaryAddr, now); !ok || age > th {
-				add(AlarmBlockedVRRP, name, fmt.Sprintf(
-					"blocked VRRP: %s is alive on gossip and MASTER for VRID %d, but no VRRP advert from %s has arrived here for %s (%d advert intervals): "+
-						"IP protocol 112 (VRRP) from %s to this host is dropped; allow protocol 112 (vrrp) between the LB hosts in the firewall (nftables/iptables: ip protocol vrrp accept) or the cloud security group, or use unicast_peers where multicast is filtered",
-					name, local.VRID, ps.PrimaryAddr, ageText(age, ok), c.cfg.BlockedVRRPIntervals, ps.PrimaryAddr), 0)
-			}
+		// Blocked VRRP, inbound: the peer claims MASTER, freshly, but its adverts do not arrive
+		// here. A peer that went quiet on gossip may be dead: that is peer_lost, not this.
+		if sameVR && ps.PrimaryAddr.IsValid() && now.Sub(p.stateSince) > th && c.advertsBlockedLocked(p, local, now) {
+			age, ok := advertAge(local.LastAdvertFrom, ps.PrimaryAddr, now)
+			add(AlarmBlockedVRRP, name, fmt.Sprintf(
+				"blocked VRRP: %s is alive on gossip and MASTER for VRID %d, but no VRRP advert from %s has arrived here for %s (%d advert intervals): "+
+					"IP protocol 112 (VRRP) from %s to this host is dropped; allow protocol 112 (vrrp) between the LB hosts in the firewall (nftables/iptables: ip protocol vrrp accept) or the cloud security group, or use unicast_peers where multicast is filtered",
+				name, local.VRID, ps.PrimaryAddr, ageText(age, ok), c.cfg.BlockedVRRPIntervals, ps.PrimaryAddr), 0)
 		}
 		// Blocked VRRP, outbound: we are MASTER, the peer is BACKUP (or resigned) and does not
 		// hear us.
 		// A peer that just started needs a moment to hear (and report) our adverts.
 		if sameVR && isMaster(local.VRRPState) && local.PrimaryAddr.IsValid() && now.Sub(c.localSince) > th &&
-			(strings.EqualFold(ps.VRRPState, "BACKUP") || ps.Resigned) && now.Sub(p.stateSince) > th &&
+			(strings.EqualFold(ps.VRRPState, "BACKUP") || ps.Resigned) && now.Sub(p.stateSince) > th && c.freshLocked(p, now) &&
 			now.Sub(p.bootSeen) > th+time.Second {
 			ms, ok := ps.AdvertAgeMs[local.PrimaryAddr.String()]
 			age := time.Duration(ms) * time.Millisecond
@@ -270,6 +261,13 @@ func (c *Cluster) resignLocked(local NodeState, split []*peer, now time.Time) *h
 			if c.alarms[alarmKey{AlarmSplitBrain, p.name}] == nil || !lowerThan(local, c.cfg.NodeName, p.state) {
 				continue
 			}
+			// Resign only for the cause resign-lower exists for: the peer is MASTER on fresh
+			// gossip and its adverts do not reach us. If they do, VRRP itself sends the lower
+			// router back to BACKUP within an advert interval; resigning on top of it would
+			// only add transitions.
+			if !c.advertsBlockedLocked(p, local, now) {
+				continue
+			}
 			reason := fmt.Sprintf("split brain with %s (priority %d > %d here, or equal and higher address): resigning the VIP while it lasts (cluster.split_brain: resign-lower)",
 				p.name, p.state.EffectivePriority, local.EffectivePriority)
 			c.resign = &resignState{peer: p.name, since: now, reason: reason}
@@ -281,19 +279,18 @@ func (c *Cluster) resignLocked(local NodeState, split []*peer, now time.Time) *h
 		return nil
 	}
 	p := c.peers[c.resign.peer]
-	keep := p != nil && c.aliveLocked(p, now) && isMaster(p.state.VRRPState) && p.state.VRID == local.VRID
-	if keep && now.Sub(c.resign.since) >= c.tun.MinResign {
-		th := time.Duration(c.cfg.BlockedVRRPIntervals) * max(p.state.AdvertInterval, 10*time.Millisecond)
-		if age, ok := advertAge(local.LastAdvertFrom, p.state.PrimaryAddr, now); ok && age <= th {
-			keep = false // VRRP flows again: the election decides
-		}
+	// Stay resigned only while the peer is MASTER on fresh gossip: a peer that went quiet may
+	// be dead, and then every moment in FAULT is a moment without a VIP holder.
+	keep := p != nil && c.freshLocked(p, now) && isMaster(p.state.VRRPState) && p.state.VRID == local.VRID
+	if keep && now.Sub(c.resign.since) >= c.tun.MinResign && c.advertsFlowLocked(p, local, now) {
+		keep = false // VRRP flows again: the election decides
 	}
 	if keep {
 		return nil
 	}
 	why := "peer no longer MASTER"
-	if p == nil || !c.aliveLocked(p, now) {
-		why = "peer not alive on gossip"
+	if p == nil || !c.freshLocked(p, now) {
+		why = "peer silent on gossip (it may be down)"
 	} else if isMaster(p.state.VRRPState) {
 		why = "VRRP adverts from the peer arrive again"
 	}
@@ -302,6 +299,54 @@ func (c *Cluster) resignLocked(local NodeState, split []*peer, now time.Time) *h
 	c.resign = nil
 	c.hookResign = false
 	return &hookCall{false, ""}
+}
+
+// freshLocked reports whether the peer's last state is recent enough to describe it now: it
+// is a member and its state is at most EvidenceMaxAge old. A crashed or frozen peer stops being
+// fresh within that bound, long before it stops being "alive" (StaleAfter), so nothing that
+// changes VRRP behaviour acts on its last word.
+func (c *Cluster) freshLocked(p *peer, now time.Time) bool {
+	return p.member && p.hasState && now.Sub(p.lastSeen) <= c.tun.EvidenceMaxAge
+}
+
+// masterNowLocked reports whether there is evidence that the peer is MASTER now, while we are
+// MASTER: a fresh gossip state saying MASTER that arrived after our own transition to MASTER.
+// A state from before our transition says what the peer was when we decided it was gone: it is
+// no evidence at all (a crashed master's last state says MASTER for up to StaleAfter).
+func (c *Cluster) masterNowLocked(p *peer, now time.Time) bool {
+	return isMaster(p.state.VRRPState) && c.freshLocked(p, now) && p.lastSeen.After(c.localSince)
+}
+
+// advertsBlockedLocked reports whether the peer's adverts fail to reach us while it says it is
+// MASTER: its latest (fresh) state arrived more than the blocked_vrrp bound after the last
+// advert we heard from it (or we never heard one). A peer that simply died stops both at once,
+// so its last state is never newer than its last advert by that much.
+func (c *Cluster) advertsBlockedLocked(p *peer, local NodeState, now time.Time) bool {
+	if !isMaster(p.state.VRRPState) || !c.freshLocked(p, now) {
+		return false
+	}
+	t, ok := advertAt(local.LastAdvertFrom, p.state.PrimaryAddr)
+	return !ok || p.lastSeen.Sub(t) > c.blockedAfter(p, local)
+}
+
+// advertsFlowLocked reports whether VRRP adverts from the peer reach us (one within the
+// blocked_vrrp bound).
+func (c *Cluster) advertsFlowLocked(p *peer, local NodeState, now time.Time) bool {
+	age, ok := advertAge(local.LastAdvertFrom, p.state.PrimaryAddr, now)
+	return ok && age <= c.blockedAfter(p, local)
+}
+
+// blockedAfter is how long a peer may stay silent on VRRP before its adverts count as not
+// arriving: blocked_vrrp_intervals of its advert interval (ours if it did not say).
+func (c *Cluster) blockedAfter(p *peer, local NodeState) time.Duration {
+	iv := p.state.AdvertInterval
+	if iv <= 0 {
+		iv = local.AdvertInterval
+	}
+	if iv <= 0 {
+		iv = time.Second
+	}
+	return time.Duration(c.cfg.BlockedVRRPIntervals) * max(iv, 10*time.Millisecond)
 }
 
 // lowerThan reports whether the local node loses to peer: lower effective priority; on a tie,
@@ -316,11 +361,19 @@ func lowerThan(local NodeState, localName string, peer wireState) bool {
 	return localName < peer.Name
 }
 
-func advertAge(m map[netip.Addr]time.Time, a netip.Addr, now time.Time) (time.Duration, bool) {
+func advertAt(m map[netip.Addr]time.Time, a netip.Addr) (time.Time, bool) {
+	if !a.IsValid() {
+		return time.Time{}, false
+	}
 	t, ok := m[a]
 	if !ok {
 		t, ok = m[a.Unmap()]
 	}
+	return t, ok
+}
+
+func advertAge(m map[netip.Addr]time.Time, a netip.Addr, now time.Time) (time.Duration, bool) {
+	t, ok := advertAt(m, a)
 	if !ok {
 		return 0, false
 	}
