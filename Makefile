@@ -2,8 +2,10 @@
 # namespaces and boot systemd hosts); `make demo` runs the main job on a local lab.
 GO        ?= go
 BIN       := bin
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X main.version=$(VERSION)
+# Version from git tags (hack/version.sh says how); both binaries print it with --version.
+VERSION   ?= $(shell hack/version.sh)
+COMMIT    ?= $(shell hack/version.sh commit)
+LDFLAGS   := -s -w -X github.com/vipd-project/vipd/pkg/cli.version=$(VERSION) -X github.com/vipd-project/vipd/pkg/cli.commit=$(COMMIT)
 E2E_PKGS  := ./test/e2e/...
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /test/e2e)
 FUZZTIME  ?= 15s

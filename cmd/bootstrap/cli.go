@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/vipd-project/vipd/pkg/cli"
 	"github.com/vipd-project/vipd/pkg/phases"
 	"github.com/vipd-project/vipd/pkg/sshx"
 	"github.com/vipd-project/vipd/pkg/topology"
@@ -26,7 +27,7 @@ import (
 const (
 	exitOK     = 0
 	exitFailed = 1
-	exitUsage  = 2
+	exitUsage  = cli.ExitUsage
 	exitAuth   = 3
 )
 
@@ -189,6 +190,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	kubeconfig.Flags().StringVarP(&outFile, "output", "o", "admin.conf", "file to write")
 
 	root.AddCommand(up, status, drill, reset, kubeconfig)
+	cli.AddVersion(root, cli.Version())
+	cli.StrictUsage(root)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
@@ -223,10 +226,7 @@ func exitCodeFor(err error) int {
 		return ee.code
 	}
 	var te *topology.Error
-	if errors.As(err, &te) {
-		return exitUsage
-	}
-	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") || strings.Contains(err.Error(), "accepts") {
+	if errors.As(err, &te) || cli.IsUsage(err) {
 		return exitUsage
 	}
 	return exitFailed

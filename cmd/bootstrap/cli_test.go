@@ -111,3 +111,16 @@ hosts:
 		t.Fatalf("changed key: exit %d\n%s", code, out)
 	}
 }
+
+func TestUsageAndVersionLikeVipd(t *testing.T) {
+	for _, args := range [][]string{{"bogus"}, {"--bogus"}, {"status", "extra"}, {"up", "--only"}} {
+		if code, _, _ := runCLI(t, args...); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+	code1, out1, _ := runCLI(t, "--version")
+	code2, out2, _ := runCLI(t, "version")
+	if code1 != 0 || code2 != 0 || out1 != out2 || !strings.HasPrefix(out1, "bootstrap ") || !strings.Contains(out1, "(commit ") {
+		t.Fatalf("--version: %d %q; version: %d %q", code1, out1, code2, out2)
+	}
+}

@@ -13,11 +13,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vipd-project/vipd/pkg/cli"
 	"github.com/vipd-project/vipd/pkg/config"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is this build's version for logs, /stats and the cluster gossip (set once from the
+// link-time stamp, see pkg/cli).
+var version = cli.Version().Version
 
 // exitError carries a process exit code through cobra.
 type exitError struct {
@@ -36,6 +38,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
+		if cli.IsUsage(err) {
+			fmt.Fprintf(stderr, "vipd: %v\nRun 'vipd --help' for usage.\n", err)
+			return cli.ExitUsage
+		}
 		var ee *exitError
 		if errors.As(err, &ee) {
 			if ee.err != nil {
@@ -58,20 +64,10 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(), newCheckCmd(), newStatusCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newCheckCmd(), newStatusCmd())
+	cli.AddVersion(root, cli.Version())
+	cli.StrictUsage(root)
 	return root
-}
-
-func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "vipd %s\n", version)
-			return nil
-		},
-	}
 }
 
 func newCheckCmd() *cobra.Command {

@@ -72,7 +72,23 @@ func TestRunRefusesMissingInterface(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	if code, out, _ := runCLI(t, "version"); code != 0 || !strings.HasPrefix(out, "vipd ") {
+	if code, out, _ := runCLI(t, "version"); code != 0 || !strings.HasPrefix(out, "vipd ") || !strings.Contains(out, "(commit ") {
 		t.Fatalf("code %d out %q", code, out)
+	}
+}
+
+func TestVersionFlagAndCommandAgree(t *testing.T) {
+	code1, out1, _ := runCLI(t, "--version")
+	code2, out2, _ := runCLI(t, "version")
+	if code1 != 0 || code2 != 0 || out1 != out2 || !strings.Contains(out1, "(commit ") || !strings.Contains(out1, "go1.") {
+		t.Fatalf("--version: %d %q; version: %d %q", code1, out1, code2, out2)
+	}
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	for _, args := range [][]string{{"bogus"}, {"--bogus"}, {"check", "extra"}, {"run", "--nope"}, {"status", "--socket"}} {
+		if code, _, errs := runCLI(t, args...); code != 2 || !strings.Contains(errs, "vipd --help") {
+			t.Errorf("%v: exit %d (want 2), stderr %q", args, code, errs)
+		}
 	}
 }
