@@ -33,11 +33,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/vipd-project/vipd/pkg/stats"
@@ -67,14 +67,25 @@ type options struct {
 	keep, verbose     bool
 	connectTimeout    time.Duration
 	jsonOut, markdown string
+	rounds            int
+	kaTime            time.Duration
+	only              map[string]bool
 }
+
+// sections of the benchmark, in the order they run (-only picks some).
+var sections = []string{"bulk", "tls", "keepalive", "idle", "faults"}
+
+func (o *options) runs(section string) bool { return len(o.only) == 0 || o.only[section] }
 
 func run() int {
 	var o options
 	flag.StringVar(&o.vipd, "vipd", "", "vipd binary (default: build ./cmd/vipd into a temp dir)")
 	flag.StringVar(&o.haproxy, "haproxy", "haproxy", "HAProxy binary")
 	flag.DurationVar(&o.iperfTime, "iperf-time", 5*time.Second, "iperf3 time per path (two rounds of half, each after 1 s omitted)")
-	flag.DurationVar(&o.tlsTime, "tls-time", 10*time.Second, "new-TLS-connection load per path (four rounds, order rotated)")
+	flag.DurationVar(&o.tlsTime, "tls-time", 12*time.Second, "new-TLS-connection load per path (-rounds rounds, order rotated)")
+	flag.DurationVar(&o.kaTime, "keepalive-time", 18*time.Second, "HTTPS keep-alive load (wrk) per path (-rounds rounds, order rotated)")
+	flag.IntVar(&o.rounds, "rounds", 6, "alternating rounds of the TLS connection and keep-alive loads")
+	only := flag.String("only", "", "run only these sections, comma separated: "+strings.Join(sections, ","))
 	flag.IntVar(&o.conc, "c", 64, "concurrent clients for the TLS connection rate")
 	flag.IntVar(&o.idle, "idle", 10000, "idle connections to hold through each proxy")
 	flag.IntVar(&o.killRate, "kill-rate", 50, "new TLS connections per second during the master kill")
@@ -86,6 +97,20 @@ func run() int {
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.markdown, "markdown", "", "also write the table as Markdown to this file")
 	flag.Parse()
+	if *only != "" {
+		o.only = map[string]bool{}
+		for _, x := range strings.Split(*only, ",") {
+			if !slices.Contains(sections, x) {
+				fmt.Fprintf(os.Stderr, "-only: unknown section %q (want %s)\n", x, strings.Join(sections, ","))
+				return 2
+			}
+			o.only[x] = true
+		}
+	}
+	if o.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "-rounds: must be >= 1")
+		return 2
+	}
 	level := slog.LevelInfo
 	if o.verbose {
 		level = slog.LevelDebug
@@ -149,16 +174,24 @@ type results struct {
 	TLSP99   map[string]float64 `json:"tls_p99_ms"`
 	TLSErrs  map[string]int     `json:"tls_errors"`
 	TLSTotal map[string]int     `json:"tls_requests"`
+	// Per round (-rounds), for the medians of the vipd/haproxy ratios.
+	TLSRoundRate roundStats `json:"tls_round_conns_per_sec"`
+	TLSRoundP99  roundStats `json:"tls_round_p99_ms"`
+	TLSRoundLoad roundStats `json:"tls_round_loadavg_1m"`
 
-	NoFile       int                `json:"rlimit_nofile"`
-	IdleN        int                `json:"idle_conns"` // connections held per proxy
-	RSSStartMiB  map[string]float64 `json:"rss_start_mib"`
-	RSSBeforeMiB map[string]float64 `json:"rss_before_idle_mib"`
-	RSSIdleMiB   map[string]float64 `json:"rss_idle_mib"`
-	RSSIdleExt   map[string]float64 `json:"rss_idle_extrapolated_mib"` // to the requested count
-	FDsPerConn   map[string]float64 `json:"fds_per_idle_conn"`
-	IdleHeld     map[string]int     `json:"idle_held"`
-	IdleClosed   map[string]int     `json:"idle_closed"`
+	KeepAlive keepAliveResult `json:"keepalive"`
+
+	NoFile       int                 `json:"rlimit_nofile"`
+	IdleN        int                 `json:"idle_conns"` // connections held per proxy
+	RSSStartMiB  map[string]float64  `json:"rss_start_mib"`
+	RSSBeforeMiB map[string]float64  `json:"rss_before_idle_mib"`
+	RSSIdleMiB   map[string]float64  `json:"rss_idle_mib"`
+	RSSIdleExt   map[string]float64  `json:"rss_idle_extrapolated_mib"` // to the requested count
+	FDsPerConn   map[string]float64  `json:"fds_per_idle_conn"`
+	IdleHeld     map[string]int      `json:"idle_held"`
+	IdleClosed   map[string]int      `json:"idle_closed"`
+	IdleMem      map[string]memSplit `json:"idle_mem"`
+	IdleLoad     map[string]float64  `json:"idle_loadavg_1m"`
 
 	Kill faultResult `json:"master_kill"`
 	Cut  faultResult `json:"master_link_cut"`
@@ -183,7 +216,8 @@ func (b *bench) run(ctx context.Context) error {
 		TLSP99: map[string]float64{}, TLSErrs: map[string]int{}, TLSTotal: map[string]int{},
 		RSSStartMiB: map[string]float64{}, RSSIdleMiB: map[string]float64{}, RSSBeforeMiB: map[string]float64{},
 		RSSIdleExt: map[string]float64{}, FDsPerConn: map[string]float64{}, IdleHeld: map[string]int{},
-		IdleClosed: map[string]int{}}
+		IdleClosed: map[string]int{}, IdleMem: map[string]memSplit{}, IdleLoad: map[string]float64{},
+		TLSRoundRate: roundStats{}, TLSRoundP99: roundStats{}, TLSRoundLoad: roundStats{}}
 	b.res.LoadAvg[0] = loadAvg()
 	b.res.VipdConfig = "defaults"
 	if b.o.connectTimeout > 0 {
@@ -192,21 +226,34 @@ func (b *bench) run(ctx context.Context) error {
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
-	if err := b.bulk(ctx); err != nil {
-		return fmt.Errorf("bulk throughput: %w", err)
+	if b.o.runs("bulk") {
+		if err := b.bulk(ctx); err != nil {
+			return fmt.Errorf("bulk throughput: %w", err)
+		}
 	}
 	v, h, err := b.startProxies(ctx)
 	if err != nil {
 		return err
 	}
-	if err := b.tlsRate(ctx); err != nil {
-		return fmt.Errorf("TLS connection rate: %w", err)
+	if b.o.runs("tls") {
+		if err := b.tlsRate(ctx); err != nil {
+			return fmt.Errorf("TLS connection rate: %w", err)
+		}
 	}
-	if err := b.idleConns(ctx, v, h); err != nil {
-		return fmt.Errorf("idle connections: %w", err)
+	if b.o.runs("keepalive") {
+		if err := b.keepAlive(ctx); err != nil {
+			return fmt.Errorf("HTTPS keep-alive rate: %w", err)
+		}
 	}
-	if err := b.masterFaults(ctx, v); err != nil {
-		return fmt.Errorf("master faults: %w", err)
+	if b.o.runs("idle") {
+		if err := b.idleConns(ctx, v, h); err != nil {
+			return fmt.Errorf("idle connections: %w", err)
+		}
+	}
+	if b.o.runs("faults") {
+		if err := b.masterFaults(ctx, v); err != nil {
+			return fmt.Errorf("master faults: %w", err)
+		}
 	}
 	b.res.Seconds = time.Since(b.started).Seconds()
 	b.res.LoadAvg[1] = loadAvg()
@@ -268,7 +315,7 @@ func (b *bench) setup(ctx context.Context) error {
 		return fmt.Errorf("%s -v: %w: %s (apt-get install haproxy)", b.o.haproxy, err, out)
 	}
 	b.res.HAProxyVersion = strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
-	for _, tool := range []string{"iperf3"} {
+	for _, tool := range []string{"iperf3", "wrk"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is missing (apt-get install %s)", tool, tool)
 		}
@@ -616,31 +663,32 @@ func (b *bench) tlsRate(ctx context.Context) error {
 		"vipd":    hostPort(b.lbv, 6443),
 		"haproxy": hostPort(b.lbh, 6443),
 	}
-	// Four rounds, the order rotated each round (see bulk).
-	const rounds = 4
-	slot := b.o.tlsTime / rounds
+	// -rounds rounds, the order rotated each round (see bulk); each round's rate and p99 are
+	// kept for the median of the per-round ratios.
+	slot := b.o.tlsTime / time.Duration(b.o.rounds)
 	lat := map[string][]float64{}
 	secs := map[string]float64{}
-	paths := []string{"direct", "vipd", "haproxy"}
-	var order []string
-	for r := 0; r < rounds; r++ {
-		for i := range paths {
-			order = append(order, paths[(i+r)%len(paths)])
+	for i, order := range roundOrder([]string{"vipd", "haproxy", "direct"}, b.o.rounds) {
+		for _, path := range order {
+			b.log.Info("new TLS connections", "round", i+1, "path", path, "clients", b.o.conc, "for", slot)
+			la := loadAvg()
+			r, err := b.loadgen(ctx, "-mode", "tls", "-targets", targets[path], "-c", strconv.Itoa(b.o.conc), "-d", slot.String())
+			if err != nil {
+				return err
+			}
+			if r.Errors > 0 {
+				b.log.Warn("TLS requests failed", "path", path, "errors", r.Errors, "first", r.ErrText)
+			}
+			lat[path] = append(lat[path], r.LatMs...)
+			secs[path] += r.Secs
+			b.res.TLSErrs[path] += r.Errors
+			b.res.TLSTotal[path] += r.OK + r.Errors
+			rl := append([]float64(nil), r.LatMs...)
+			sort.Float64s(rl)
+			b.res.TLSRoundRate[path] = append(b.res.TLSRoundRate[path], float64(len(rl))/r.Secs)
+			b.res.TLSRoundP99[path] = append(b.res.TLSRoundP99[path], pct(rl, 0.99))
+			b.res.TLSRoundLoad[path] = append(b.res.TLSRoundLoad[path], la)
 		}
-	}
-	for _, path := range order {
-		b.log.Info("new TLS connections", "path", path, "clients", b.o.conc, "for", slot)
-		r, err := b.loadgen(ctx, "-mode", "tls", "-targets", targets[path], "-c", strconv.Itoa(b.o.conc), "-d", slot.String())
-		if err != nil {
-			return err
-		}
-		if r.Errors > 0 {
-			b.log.Warn("TLS requests failed", "path", path, "errors", r.Errors, "first", r.ErrText)
-		}
-		lat[path] = append(lat[path], r.LatMs...)
-		secs[path] += r.Secs
-		b.res.TLSErrs[path] += r.Errors
-		b.res.TLSTotal[path] += r.OK + r.Errors
 	}
 	for path, l := range lat {
 		sort.Float64s(l)
@@ -663,8 +711,18 @@ func (b *bench) idleConns(ctx context.Context, v *lab.Vipd, h *lab.Proc) error {
 	for _, p := range []struct {
 		name, addr string
 		pid        int
-	}{{"vipd", hostPort(b.lbv, 6443), v.PID}, {"haproxy", hostPort(b.lbh, 6443), h.PID}} {
+		host       *lab.Host
+	}{{"vipd", hostPort(b.lbv, 6443), v.PID, b.lbv}, {"haproxy", hostPort(b.lbh, 6443), h.PID, b.lbh}} {
 		b.log.Info("idle connections", "path", p.name, "count", b.res.IdleN)
+		b.res.IdleLoad[p.name] = loadAvg()
+		var ms memSplit
+		measure := func(i int) {
+			if p.name == "vipd" {
+				ms.HeapMiB[i], ms.StackMiB[i], ms.Goroutines[i] = goMem(ctx, v)
+			}
+			ms.SockKiB[i], ms.Sockets[i] = sockMem(ctx, p.host)
+		}
+		measure(0)
 		b.res.RSSBeforeMiB[p.name] = rssMiB(p.pid)
 		fdsBefore := countFDs(p.pid)
 		cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
@@ -700,6 +758,8 @@ func (b *bench) idleConns(ctx context.Context, v *lab.Vipd, h *lab.Proc) error {
 		}
 		time.Sleep(2 * time.Second) // let the proxy settle (GC, buffers)
 		b.res.RSSIdleMiB[p.name] = rssMiB(p.pid)
+		measure(1)
+		b.res.IdleMem[p.name] = ms
 		b.res.IdleHeld[p.name] = first.Held
 		if first.Held > 0 {
 			b.res.FDsPerConn[p.name] = float64(countFDs(p.pid)-fdsBefore) / float64(first.Held)
@@ -875,108 +935,4 @@ func downText(secs float64) string {
 		return "> 15"
 	}
 	return strconv.FormatFloat(secs, 'f', 1, 64)
-}
-
-func (b *bench) report() error {
-	r := &b.res
-	f2 := func(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) }
-	f1 := func(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) }
-	ratio := func(a, c float64) string {
-		if c == 0 {
-			return "-"
-		}
-		return f2(a / c)
-	}
-	mark := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "MISSED"
-	}
-	type row struct{ what, direct, vipd, haproxy, vd, hd, vh, target string }
-	idleTarget := ""
-	if r.IdleN == b.o.idle {
-		idleTarget = "vipd < 200 MiB: " + mark(r.RSSIdleMiB["vipd"] < 200 && r.IdleHeld["vipd"] == b.o.idle)
-	}
-	rows := []row{
-		{"bulk TCP, 1 stream, Gbit/s (iperf3)", f2(r.BulkGbps["direct"]), f2(r.BulkGbps["vipd"]), f2(r.BulkGbps["haproxy"]),
-			ratio(r.BulkGbps["vipd"], r.BulkGbps["direct"]), ratio(r.BulkGbps["haproxy"], r.BulkGbps["direct"]),
-			ratio(r.BulkGbps["vipd"], r.BulkGbps["haproxy"]),
-			"vipd >= 0.95 x direct and >= haproxy: " + mark(r.BulkGbps["vipd"] >= 0.95*r.BulkGbps["direct"] && r.BulkGbps["vipd"] >= r.BulkGbps["haproxy"])},
-		{fmt.Sprintf("new TLS conns/s, %d clients", b.o.conc), f1(r.TLSRate["direct"]), f1(r.TLSRate["vipd"]), f1(r.TLSRate["haproxy"]),
-			ratio(r.TLSRate["vipd"], r.TLSRate["direct"]), ratio(r.TLSRate["haproxy"], r.TLSRate["direct"]),
-			ratio(r.TLSRate["vipd"], r.TLSRate["haproxy"]), "vipd >= haproxy: " + mark(r.TLSRate["vipd"] > 0 && r.TLSRate["vipd"] >= r.TLSRate["haproxy"])},
-		{"  p50 latency, ms", f2(r.TLSP50["direct"]), f2(r.TLSP50["vipd"]), f2(r.TLSP50["haproxy"]),
-			ratio(r.TLSP50["vipd"], r.TLSP50["direct"]), ratio(r.TLSP50["haproxy"], r.TLSP50["direct"]), ratio(r.TLSP50["vipd"], r.TLSP50["haproxy"]), ""},
-		{"  p99 latency, ms", f2(r.TLSP99["direct"]), f2(r.TLSP99["vipd"]), f2(r.TLSP99["haproxy"]),
-			ratio(r.TLSP99["vipd"], r.TLSP99["direct"]), ratio(r.TLSP99["haproxy"], r.TLSP99["direct"]), ratio(r.TLSP99["vipd"], r.TLSP99["haproxy"]),
-			"p99 added: vipd " + f2(r.TLSP99["vipd"]-r.TLSP99["direct"]) + " ms, haproxy " + f2(r.TLSP99["haproxy"]-r.TLSP99["direct"]) +
-				" ms: " + mark(r.TLSP99["vipd"] > 0 && r.TLSP99["vipd"] <= r.TLSP99["haproxy"])},
-		{"  failed requests", strconv.Itoa(r.TLSErrs["direct"]), strconv.Itoa(r.TLSErrs["vipd"]), strconv.Itoa(r.TLSErrs["haproxy"]), "", "", "",
-			fmt.Sprintf("of %d / %d / %d", r.TLSTotal["direct"], r.TLSTotal["vipd"], r.TLSTotal["haproxy"])},
-		{"RSS after start, MiB", "", f1(r.RSSStartMiB["vipd"]), f1(r.RSSStartMiB["haproxy"]), "", "", ratio(r.RSSStartMiB["vipd"], r.RSSStartMiB["haproxy"]),
-			"vipd < 30 MiB idle: " + mark(r.RSSStartMiB["vipd"] < 30)},
-		{fmt.Sprintf("idle TLS conns held (of %d)", r.IdleN), "", strconv.Itoa(r.IdleHeld["vipd"]), strconv.Itoa(r.IdleHeld["haproxy"]), "", "", "",
-			fmt.Sprintf("closed by the proxy while idle: %d / %d; RLIMIT_NOFILE %d", r.IdleClosed["vipd"], r.IdleClosed["haproxy"], r.NoFile)},
-		{"  descriptors per idle conn", "", f2(r.FDsPerConn["vipd"]), f2(r.FDsPerConn["haproxy"]), "", "", "", ""},
-		{"  RSS before, MiB", "", f1(r.RSSBeforeMiB["vipd"]), f1(r.RSSBeforeMiB["haproxy"]), "", "", "", ""},
-		{fmt.Sprintf("  RSS with %d idle conns, MiB", r.IdleN), "", f1(r.RSSIdleMiB["vipd"]), f1(r.RSSIdleMiB["haproxy"]), "", "",
-			ratio(r.RSSIdleMiB["vipd"], r.RSSIdleMiB["haproxy"]), idleTarget},
-	}
-	if r.IdleN < b.o.idle {
-		rows = append(rows, row{fmt.Sprintf("  RSS extrapolated to %d, MiB", b.o.idle), "", f1(r.RSSIdleExt["vipd"]), f1(r.RSSIdleExt["haproxy"]), "", "",
-			ratio(r.RSSIdleExt["vipd"], r.RSSIdleExt["haproxy"]), "vipd < 200 MiB: " + mark(r.RSSIdleExt["vipd"] < 200 && r.IdleHeld["vipd"] == r.IdleN) + " (linear from the measured count)"})
-	}
-	rows = append(rows, []row{
-		{fmt.Sprintf("master killed, %d conn/s for %s: failed", b.o.killRate, b.o.killTime), "", strconv.Itoa(r.Kill.Failed["vipd"]), strconv.Itoa(r.Kill.Failed["haproxy"]), "", "", "",
-			fmt.Sprintf("of %d / %d", r.Kill.Total["vipd"], r.Kill.Total["haproxy"])},
-		{"  of them in flight at the kill", "", strconv.Itoa(r.Kill.InFlight["vipd"]), strconv.Itoa(r.Kill.InFlight["haproxy"]), "", "", "",
-			"connected to the master before it died: no TCP proxy can save them"},
-		{"  started after the kill", "", strconv.Itoa(r.Kill.Failed["vipd"] - r.Kill.InFlight["vipd"]), strconv.Itoa(r.Kill.Failed["haproxy"] - r.Kill.InFlight["haproxy"]), "", "", "",
-			"vipd target 0: " + mark(r.Kill.Total["vipd"] > 0 && r.Kill.Failed["vipd"]-r.Kill.InFlight["vipd"] == 0)},
-		{"  master marked DOWN after, s", "", downText(r.Kill.DownSecs["vipd"]), downText(r.Kill.DownSecs["haproxy"]), "", "", "", "vipd: defaults (https /readyz 2s, fall 3, fast 500ms, passive); haproxy: check inter 2s fall 3"},
-		{fmt.Sprintf("master link cut, %d conn/s, 2s client timeout: failed", b.o.killRate), "", strconv.Itoa(r.Cut.Failed["vipd"]), strconv.Itoa(r.Cut.Failed["haproxy"]), "", "", "",
-			fmt.Sprintf("of %d / %d", r.Cut.Total["vipd"], r.Cut.Total["haproxy"])},
-		{"  of them in flight at the cut", "", strconv.Itoa(r.Cut.InFlight["vipd"]), strconv.Itoa(r.Cut.InFlight["haproxy"]), "", "", "", ""},
-		{"  started after the cut", "", strconv.Itoa(r.Cut.Failed["vipd"] - r.Cut.InFlight["vipd"]), strconv.Itoa(r.Cut.Failed["haproxy"] - r.Cut.InFlight["haproxy"]), "", "", "",
-			"vipd target 0: " + mark(r.Cut.Total["vipd"] > 0 && r.Cut.Failed["vipd"]-r.Cut.InFlight["vipd"] == 0)},
-		{"  master marked DOWN after, s", "", downText(r.Cut.DownSecs["vipd"]), downText(r.Cut.DownSecs["haproxy"]), "", "", "", "vipd target <= 3 s: " + mark(r.Cut.DownSecs["vipd"] > 0 && r.Cut.DownSecs["vipd"] <= 3)},
-	}...)
-	head := row{"what", "direct", "vipd", "haproxy", "vipd/direct", "haproxy/direct", "vipd/haproxy", "target"}
-	fmt.Printf("\nvipd proxy benchmark, %s, %d CPUs, load average %.1f at the start and %.1f at the end (the lab's own load included), %.0f s\n%s (config: %s)\n%s\n\n",
-		r.Date.Format("2006-01-02 15:04 MST"), r.CPUs, r.LoadAvg[0], r.LoadAvg[1], r.Seconds, r.VipdVersion, r.VipdConfig, r.HAProxyVersion)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	for _, x := range append([]row{head}, rows...) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.what, x.direct, x.vipd, x.haproxy, x.vd, x.hd, x.vh, x.target)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if b.o.markdown != "" {
-		var s strings.Builder
-		fmt.Fprintf(&s, "Run %s (%d CPUs, load average %.1f -> %.1f, %.0f s), %s (config: %s), %s:\n\n", r.Date.Format("2006-01-02 15:04 MST"), r.CPUs,
-			r.LoadAvg[0], r.LoadAvg[1], r.Seconds, r.VipdVersion, r.VipdConfig, r.HAProxyVersion)
-		for i, x := range append([]row{head}, rows...) {
-			fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", x.what, x.direct, x.vipd, x.haproxy, x.vd, x.hd, x.vh, x.target)
-			if i == 0 {
-				s.WriteString("|---|---|---|---|---|---|---|---|\n")
-			}
-		}
-		if err := os.WriteFile(b.o.markdown, []byte(s.String()), 0o644); err != nil {
-			return err
-		}
-	}
-	if b.o.jsonOut != "" {
-		j, err := json.MarshalIndent(r, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(b.o.jsonOut, j, 0o644); err != nil {
-			return err
-		}
-	}
-	if r.TLSErrs["vipd"] > 0 || r.IdleHeld["vipd"] < r.IdleN {
-		b.log.Warn("vipd failed requests or connections: see the log above")
-	}
-	return nil
 }
