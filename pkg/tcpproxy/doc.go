@@ -4,7 +4,11 @@
 //
 // Decisions:
 //
-//   - Forwarding keeps Linux splice(2): the connections stay bare
+//   - Small messages (API requests and answers, watch events) are read into
+//     a pooled 16 KiB buffer and written: 2 syscalls, where a splice costs a
+//     pipe round trip (splice in, splice out) plus a SIOCINQ probe. A read
+//     that fills the buffer switches the direction to Linux splice(2) until
+//     a burst is smaller than the buffer: the connections stay bare
 //     *net.TCPConn (never wrapped) and bytes move with io.CopyN(dst, src, n)
 //     between them, which Go turns into splice through a pooled pipe. Each
 //     direction waits for data in the poller (RawConn.Read, SIOCINQ / a

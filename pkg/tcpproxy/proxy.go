@@ -76,6 +76,8 @@ type Proxy struct {
 
 	capLog  rateLog
 	dialLog rateLog
+
+	bufs sync.Pool // *[]byte of bufSize, for small messages (see pump)
 }
 
 type runtimeConfig struct {
@@ -145,6 +147,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.bufs.New = func() any { b := make([]byte, bufSize); return &b }
 	p.capLog.every = time.Second
 	p.dialLog.every = time.Second
 	p.apply(cfg)
@@ -494,7 +497,7 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 		s.abort()
 	}
 
-	forward(s)
+	forward(s, &p.bufs)
 
 	be.current.Add(-1)
 	p.mu.Lock()
@@ -508,19 +511,18 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 }
 
 // forward copies both ways until both directions ended, then closes both
-// connections. Each direction is pump: io.CopyN between the bare
-// *net.TCPConn values (Go's splice path) one burst at a time.
-func forward(s *session) {
+// connections (see pump).
+func forward(s *session, bufs *sync.Pool) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := pump(s.server, s.client, s.clientRC, &s.bytesIn, &s.lastActive); err != nil {
+		if err := pump(s.server, s.client, s.clientRC, &s.bytesIn, &s.lastActive, bufs); err != nil {
 			s.abort()
 		} else {
 			_ = s.server.CloseWrite()
 		}
 	}()
-	if err := pump(s.client, s.server, s.serverRC, &s.bytesOut, &s.lastActive); err != nil {
+	if err := pump(s.client, s.server, s.serverRC, &s.bytesOut, &s.lastActive, bufs); err != nil {
 		s.abort()
 	} else {
 		_ = s.client.CloseWrite()
@@ -530,31 +532,49 @@ func forward(s *session) {
 	_ = s.server.Close()
 }
 
+// bufSize is the copy buffer for small messages (HAProxy's default
+// tune.bufsize): a read that fills it switches the direction to splice.
+const bufSize = 16 << 10
+
 // pump copies src to dst until src's EOF (nil error) or an error.
 //
-// Why not one io.Copy for the connection's life: Go's splice path holds a
-// pipe (2 fds, sized 1 MiB, charged to fs.pipe-user-pages-soft) for the
-// whole call, i.e. 6 fds per idle connection and, for an unprivileged user,
-// shrunk pipes after ~32 connections. Here the wait for data happens outside
-// the copy (poller, via RawConn.Read), and each burst of queued bytes
-// (SIOCINQ) is moved with io.CopyN(dst, src, n) — dst.ReadFrom of an
-// io.LimitedReader around the bare *net.TCPConn, which Go splices — so the
-// pipe is taken from Go's pool only while bytes move. An idle connection
-// holds its 2 sockets only. count and last are updated after each burst
+// Small messages (API requests and answers, watch events: most of the
+// traffic) are read into a pooled buffer and written: 2 syscalls, the
+// buffer held only during the copy. A read that fills the buffer means a
+// large transfer: the direction switches to splice (bulk) until a burst is
+// smaller than the buffer again. In bulk mode the wait happens outside the
+// copy (poller, via RawConn.Read and SIOCINQ), and each burst of queued
+// bytes is moved with io.CopyN(dst, src, n), which Go splices between the
+// bare *net.TCPConn values through a pooled pipe, so the pipe is taken only
+// while bytes move (one io.Copy for the connection's life would hold a pipe
+// per direction all along: 6 fds per idle connection, and pipes charged to
+// fs.pipe-user-pages-soft). count and last are updated after each burst
 // (live byte counters, idle detection).
-func pump(dst, src *net.TCPConn, srcRC syscall.RawConn, count *atomic.Uint64, last *atomic.Int64) error {
+func pump(dst, src *net.TCPConn, srcRC syscall.RawConn, count *atomic.Uint64, last *atomic.Int64, bufs *sync.Pool) error {
+	bulk := false
 	for {
-		avail, eof, err := waitReadable(srcRC)
-		if err != nil {
-			return err
+		var n int64
+		var err error
+		if bulk {
+			avail, eof, werr := waitReadable(srcRC)
+			if werr != nil || eof {
+				return werr
+			}
+			if avail < bufSize {
+				bulk = false
+			}
+			if avail == 0 {
+				continue
+			}
+			n, err = io.CopyN(dst, src, int64(avail))
+		} else {
+			var eof bool
+			n, eof, err = copyBuffered(dst, srcRC, bufs)
+			if eof {
+				return nil
+			}
+			bulk = n == bufSize
 		}
-		if eof {
-			return nil
-		}
-		if avail == 0 {
-			continue
-		}
-		n, err := io.CopyN(dst, src, int64(avail))
 		if n > 0 {
 			count.Add(uint64(n))
 			last.Store(time.Now().UnixNano())
@@ -563,6 +583,44 @@ func pump(dst, src *net.TCPConn, srcRC syscall.RawConn, count *atomic.Uint64, la
 			return err
 		}
 	}
+}
+
+// copyBuffered waits (in the poller, no buffer held) until src is readable,
+// reads what is queued, up to bufSize, and writes it to dst.
+func copyBuffered(dst *net.TCPConn, srcRC syscall.RawConn, bufs *sync.Pool) (n int64, eof bool, err error) {
+	var bp *[]byte
+	var r int
+	var rerr error
+	cerr := srcRC.Read(func(fd uintptr) bool {
+		if bp == nil {
+			bp = bufs.Get().(*[]byte)
+		}
+		for {
+			r, rerr = unix.Read(int(fd), *bp)
+			if rerr != unix.EINTR {
+				break
+			}
+		}
+		if rerr == unix.EAGAIN {
+			bufs.Put(bp) // idle: hold no buffer while waiting
+			bp = nil
+			return false
+		}
+		return true
+	})
+	if bp != nil {
+		defer bufs.Put(bp)
+	}
+	switch {
+	case cerr != nil:
+		return 0, false, cerr
+	case rerr != nil:
+		return 0, false, os.NewSyscallError("read", rerr)
+	case r == 0:
+		return 0, true, nil
+	}
+	w, err := dst.Write((*bp)[:r])
+	return int64(w), false, err
 }
 
 // waitReadable blocks (in the poller, no thread) until src has bytes
