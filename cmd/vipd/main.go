@@ -9,12 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vipd-project/vipd/pkg/cli"
 	"github.com/vipd-project/vipd/pkg/config"
+	"github.com/vipd-project/vipd/pkg/logx"
 )
 
 // version is this build's version for logs, /stats and the cluster gossip (set once from the
@@ -38,18 +40,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
+		// Under systemd these lines reach the journal as errors (logx.Printf's prefix).
 		if cli.IsUsage(err) {
-			fmt.Fprintf(stderr, "vipd: %v\nRun 'vipd --help' for usage.\n", err)
+			logx.Printf(stderr, os.Getenv, slog.LevelError, "vipd: %v", err)
+			logx.Printf(stderr, os.Getenv, slog.LevelError, "Run 'vipd --help' for usage.")
 			return cli.ExitUsage
 		}
 		var ee *exitError
 		if errors.As(err, &ee) {
 			if ee.err != nil {
-				fmt.Fprintln(stderr, ee.err)
+				logx.Printf(stderr, os.Getenv, slog.LevelError, "%v", ee.err)
 			}
 			return ee.code
 		}
-		fmt.Fprintln(stderr, "vipd:", err)
+		logx.Printf(stderr, os.Getenv, slog.LevelError, "vipd: %v", err)
 		return 1
 	}
 	return 0
@@ -82,7 +86,7 @@ func newCheckCmd() *cobra.Command {
 				return &exitError{code: 1, err: err}
 			}
 			for _, w := range cfg.Warnings {
-				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+				logx.Printf(cmd.ErrOrStderr(), os.Getenv, slog.LevelWarn, "warning: %s", w)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration is valid\n", path)
 			return nil

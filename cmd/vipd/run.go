@@ -22,6 +22,7 @@ import (
 	"github.com/vipd-project/vipd/pkg/cluster"
 	"github.com/vipd-project/vipd/pkg/config"
 	"github.com/vipd-project/vipd/pkg/health"
+	"github.com/vipd-project/vipd/pkg/logx"
 	"github.com/vipd-project/vipd/pkg/stats"
 	"github.com/vipd-project/vipd/pkg/tcpproxy"
 	"github.com/vipd-project/vipd/pkg/vrrp"
@@ -40,7 +41,10 @@ func newRunCmd() *cobra.Command {
 			}
 			level := new(slog.LevelVar)
 			level.Set(parseLevel(cfg.LogLevel))
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			log, err := logx.New(cmd.ErrOrStderr(), logx.Options{Format: cfg.LogFormat, Level: level, Getenv: os.Getenv})
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
 			d, err := newDaemon(cfg, path, log, level)
 			if err != nil {
 				log.Error("cannot start", "err", err)
@@ -342,6 +346,9 @@ func restartOnly(old, nc *config.Config) error {
 	}
 	if !reflect.DeepEqual(old.Cluster, nc.Cluster) {
 		refuse("cluster", "(section)", "(changed section)")
+	}
+	if old.LogFormat != nc.LogFormat {
+		refuse("log_format", old.LogFormat, nc.LogFormat)
 	}
 	if old.NodeName != nc.NodeName {
 		refuse("node_name", old.NodeName, nc.NodeName)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/vipd-project/vipd/pkg/logx"
 )
 
 // DefaultPath is where vipd looks for its configuration when -c is not given.
@@ -27,6 +29,7 @@ const DefaultPath = "/etc/vipd/vipd.yaml"
 type Config struct {
 	NodeName      string   `yaml:"node_name"`
 	LogLevel      string   `yaml:"log_level"`
+	LogFormat     string   `yaml:"log_format"`
 	VRRP          VRRP     `yaml:"vrrp"`
 	Proxy         *Proxy   `yaml:"proxy"`
 	Health        Health   `yaml:"health"`
@@ -271,6 +274,9 @@ func (c *Config) setDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	if c.LogFormat == "" {
+		c.LogFormat = logx.FormatText
+	}
 	v := &c.VRRP
 	if v.VRID == 0 {
 		v.VRID = 51
@@ -413,6 +419,9 @@ func (c *Config) validate() Errors {
 	case "debug", "info", "warn", "error":
 	default:
 		v.add("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	if err := logx.CheckFormat(c.LogFormat); err != nil {
+		v.add("log_format", "%v", err)
 	}
 	c.validateVRRP(v)
 	if c.Proxy != nil {
