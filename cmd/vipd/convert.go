@@ -18,19 +18,20 @@ import (
 func vrrpConfig(c *config.Config) (vrrp.Config, error) {
 	v := c.VRRP
 	out := vrrp.Config{
-		Interface:        v.Interface,
-		VRID:             uint8(v.VRID),
-		Priority:         uint8(v.Priority),
-		Version:          v.Version,
-		AdvertInterval:   v.AdvertInterval.D(),
-		Preempt:          *v.Preempt,
-		PreemptDelay:     v.PreemptDelay.D(),
-		AuthPass:         v.AuthPass,
-		TrackInterface:   *v.TrackInterface,
-		NoSourceMACCheck: !*v.SourceMACCheck,
-		GARPCount:        v.GARP.Count,
-		GARPInterval:     v.GARP.Interval.D(),
-		GARPRefresh:      v.GARP.Refresh.D(),
+		Interface:             v.Interface,
+		VRID:                  uint8(v.VRID),
+		Priority:              uint8(v.Priority),
+		Version:               v.Version,
+		AdvertInterval:        v.AdvertInterval.D(),
+		MaxPeerAdvertInterval: v.MaxPeerAdvertInterval.D(),
+		Preempt:               *v.Preempt,
+		PreemptDelay:          v.PreemptDelay.D(),
+		AuthPass:              v.AuthPass,
+		TrackInterface:        *v.TrackInterface,
+		NoSourceMACCheck:      !*v.SourceMACCheck,
+		GARPCount:             v.GARP.Count,
+		GARPInterval:          v.GARP.Interval.D(),
+		GARPRefresh:           v.GARP.Refresh.D(),
 	}
 	if v.AuthPassFile != "" {
 		p, err := config.ReadSecret("vrrp.auth_pass_file", v.AuthPassFile)

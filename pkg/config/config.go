@@ -48,16 +48,19 @@ type VRRP struct {
 	Priority       int      `yaml:"priority"`
 	Version        int      `yaml:"version"`
 	AdvertInterval Duration `yaml:"advert_interval"`
-	Preempt        *bool    `yaml:"preempt"`
-	PreemptDelay   Duration `yaml:"preempt_delay"`
-	VIPs           []string `yaml:"vips"`
-	UnicastPeers   []string `yaml:"unicast_peers"`
-	UnicastSource  string   `yaml:"unicast_source"`
-	AuthPass       string   `yaml:"auth_pass"`
-	AuthPassFile   string   `yaml:"auth_pass_file"`
-	TrackInterface *bool    `yaml:"track_interface"`
-	SourceMACCheck *bool    `yaml:"source_mac_check"`
-	GARP           GARP     `yaml:"garp"`
+	// MaxPeerAdvertInterval bounds the advert interval vipd accepts from another router
+	// (VRRPv3). 0: 3 x advert_interval, at least 1s (pkg/vrrp owns that default).
+	MaxPeerAdvertInterval Duration `yaml:"max_peer_advert_interval"`
+	Preempt               *bool    `yaml:"preempt"`
+	PreemptDelay          Duration `yaml:"preempt_delay"`
+	VIPs                  []string `yaml:"vips"`
+	UnicastPeers          []string `yaml:"unicast_peers"`
+	UnicastSource         string   `yaml:"unicast_source"`
+	AuthPass              string   `yaml:"auth_pass"`
+	AuthPassFile          string   `yaml:"auth_pass_file"`
+	TrackInterface        *bool    `yaml:"track_interface"`
+	SourceMACCheck        *bool    `yaml:"source_mac_check"`
+	GARP                  GARP     `yaml:"garp"`
 }
 
 // GARP controls gratuitous ARP announcements of the VIP.
@@ -468,6 +471,9 @@ func (c *Config) validateVRRP(v *validator) {
 		if len(r.AuthPass) > 8 {
 			v.add("vrrp.auth_pass", "is longer than 8 characters (VRRPv2 PASS carries 8 bytes; Keepalived truncates, vipd refuses)")
 		}
+		if r.MaxPeerAdvertInterval != 0 {
+			v.add("vrrp.max_peer_advert_interval", "is VRRPv3 only (VRRPv2 peers must send our own interval); remove it")
+		}
 	case 3:
 		d := r.AdvertInterval.D()
 		if d < 10*time.Millisecond || d > 4095*10*time.Millisecond || d%(10*time.Millisecond) != 0 {
@@ -475,6 +481,9 @@ func (c *Config) validateVRRP(v *validator) {
 		}
 		if r.AuthPass != "" || r.AuthPassFile != "" {
 			v.add("vrrp.auth_pass", "VRRPv3 has no authentication (RFC 5798 removed it); remove auth_pass or set version: 2")
+		}
+		if m := r.MaxPeerAdvertInterval.D(); m != 0 && (m < d || m > 4095*10*time.Millisecond) {
+			v.add("vrrp.max_peer_advert_interval", "must be at least advert_interval (%s) and at most 40.95s, got %s", d, m)
 		}
 	default:
 		v.add("vrrp.version", "must be 2 or 3, got %d", r.Version)

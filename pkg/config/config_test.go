@@ -64,6 +64,8 @@ func TestErrorsNameFieldAndLine(t *testing.T) {
 		{"duration without unit", minimal + "  advert_interval: 1\n", "t.yaml:5"},
 		{"v2 centiseconds", minimal + "  version: 2\n  advert_interval: 150ms\n", "vrrp.advert_interval: VRRPv2 counts whole seconds"},
 		{"v3 auth", minimal + "  auth_pass: x\n", "vrrp.auth_pass: VRRPv3 has no authentication"},
+		{"peer interval below ours", minimal + "  max_peer_advert_interval: 100ms\n", "t.yaml:5: vrrp.max_peer_advert_interval: must be at least advert_interval (200ms)"},
+		{"peer interval v2", minimal + "  version: 2\n  max_peer_advert_interval: 3s\n", "t.yaml:6: vrrp.max_peer_advert_interval: is VRRPv3 only"},
 		{"missing interface", "vrrp:\n  vips: [10.0.0.1/24]\n", "t.yaml:1: vrrp.interface: is required"},
 		{"backend not host:port", minimal + "proxy:\n  backends:\n    - 10.0.0.1\n", "t.yaml:7: proxy.backends[0]: \"10.0.0.1\" is not host:port"},
 		{"backend port", minimal + "proxy:\n  backends: [\"10.0.0.1:70000\"]\n", "proxy.backends[0]: \"10.0.0.1:70000\": port must be 1-65535"},

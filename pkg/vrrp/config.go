@@ -15,6 +15,14 @@ type Config struct {
 	Priority       uint8         // vrrp.priority, 1-255 (255: address owner)
 	Version        int           // vrrp.version, 2 or 3
 	AdvertInterval time.Duration // vrrp.advert_interval: v3 10ms-40.95s in 10ms steps; v2 whole seconds 1-255
+	// MaxPeerAdvertInterval (vrrp.max_peer_advert_interval, v3 only) is the
+	// longest Max Adver Int accepted from another router; adverts with a
+	// longer one are dropped (reason interval_too_long). RFC 5798 has a
+	// backup adopt whatever interval the master sends, so one forged advert
+	// with priority 255 and 40.95 s left the pair without a master for about
+	// 2.5 minutes; the bound keeps that from stretching Master_Down_Timer.
+	// 0: DefaultMaxPeerAdvertInterval(AdvertInterval). See the package doc.
+	MaxPeerAdvertInterval time.Duration
 	Preempt        bool          // vrrp.preempt
 	PreemptDelay   time.Duration // vrrp.preempt_delay, 0-1000s
 	VIPs           []netip.Prefix
@@ -40,7 +48,28 @@ const (
 	DefaultGARPCount      = 5
 	DefaultGARPInterval   = 300 * time.Millisecond
 	DefaultGARPRefresh    = 60 * time.Second
+
+	// PeerIntervalFactor and MinPeerIntervalBound make the default bound
+	// on a peer's advert interval: 3 times ours, at least 1 s (Keepalived's
+	// advert_int 1 still pairs with a vipd at 200 ms).
+	PeerIntervalFactor   = 3
+	MinPeerIntervalBound = time.Second
 )
+
+// DefaultMaxPeerAdvertInterval is the bound on a peer's advert interval
+// when vrrp.max_peer_advert_interval is not set: PeerIntervalFactor times
+// ours, at least MinPeerIntervalBound, at most 40.95 s (the field's range).
+func DefaultMaxPeerAdvertInterval(ours time.Duration) time.Duration {
+	return min(max(PeerIntervalFactor*ours, MinPeerIntervalBound), maxInterval3)
+}
+
+// peerIntervalBound is the effective MaxPeerAdvertInterval.
+func (c Config) peerIntervalBound() time.Duration {
+	if c.MaxPeerAdvertInterval > 0 {
+		return c.MaxPeerAdvertInterval
+	}
+	return DefaultMaxPeerAdvertInterval(c.AdvertInterval)
+}
 
 // WithDefaults returns c with zero values replaced by defaults (version 3,
 // priority 100, advert interval 200ms (1s for v2), 5 GARPs 300ms apart — the burst spans
@@ -100,6 +129,9 @@ func (c Config) Validate() error {
 		if c.AuthPass != "" {
 			bad("auth_pass", "VRRPv3 has no authentication; remove it or set vrrp.version: 2")
 		}
+		if m := c.MaxPeerAdvertInterval; m != 0 && (m < iv || m > maxInterval3) {
+			bad("max_peer_advert_interval", "%v out of range: at least vrrp.advert_interval (%v), at most 40.95s", m, iv)
+		}
 	case 2:
 		iv := c.AdvertInterval
 		if iv < time.Second || iv > 255*time.Second || iv%time.Second != 0 {
@@ -107,6 +139,9 @@ func (c Config) Validate() error {
 		}
 		if len(c.AuthPass) > 8 {
 			bad("auth_pass", "longer than 8 bytes (VRRPv2 PASS carries 8)")
+		}
+		if c.MaxPeerAdvertInterval != 0 {
+			bad("max_peer_advert_interval", "VRRPv3 only (VRRPv2 peers must send our own interval); remove it")
 		}
 	default:
 		bad("version", "must be 2 or 3 (got %d)", c.Version)

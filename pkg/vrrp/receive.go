@@ -19,6 +19,7 @@ type rxFilter struct {
 	authType  uint8
 	authData  [8]byte
 	interval  time.Duration // v2: must match
+	maxPeer   time.Duration // v3: longest interval accepted (Config.MaxPeerAdvertInterval)
 	vips      []netip.Addr
 }
 
@@ -30,6 +31,7 @@ func newRxFilter(cfg Config, own netip.Addr) *rxFilter {
 		multicast: len(cfg.UnicastPeers) == 0,
 		peers:     append([]netip.Addr(nil), cfg.UnicastPeers...),
 		interval:  cfg.AdvertInterval,
+		maxPeer:   cfg.peerIntervalBound(),
 	}
 	if cfg.Version == 2 && cfg.AuthPass != "" {
 		f.authType = AuthPass
@@ -77,6 +79,13 @@ func (f *rxFilter) check(raw []byte, p *Packet) (IPv4Header, string, error) {
 	}
 	if p.VRID != f.vrid {
 		e := perrN("vrid", "advert for another virtual router", int64(p.VRID), int64(f.vrid))
+		return h, e.Reason, e
+	}
+	if p.Version == 3 && p.AdvertInterval > f.maxPeer {
+		// Adopted, it would stretch our Master_Down_Timer to 3 times it:
+		// one such advert (priority 255, 40.95 s) silenced failover for
+		// minutes. A deviation from RFC 5798: see the package doc.
+		e := perrN("interval_too_long", "advert interval longer than vrrp.max_peer_advert_interval (ms)", p.AdvertInterval.Milliseconds(), f.maxPeer.Milliseconds())
 		return h, e.Reason, e
 	}
 	if p.Version == 2 {

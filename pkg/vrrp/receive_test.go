@@ -35,6 +35,10 @@ func TestRxFilter(t *testing.T) {
 	v2 := Config{Version: 2, VRID: 51, AdvertInterval: time.Second, VIPs: []netip.Prefix{vip}, AuthPass: "123456"}
 	uni := v3
 	uni.UnicastPeers = []netip.Addr{peer}
+	fast := v3 // 200 ms: peers' intervals are bounded at 1 s (3 x 200 ms, floor 1 s)
+	fast.AdvertInterval = 200 * time.Millisecond
+	wide := fast
+	wide.MaxPeerAdvertInterval = 10 * time.Second
 
 	adv := func(mod func(p *Packet)) Packet {
 		p := Packet{Version: 3, VRID: 51, Priority: 200, AdvertInterval: time.Second, Addrs: []netip.Addr{vip.Addr()}}
@@ -74,6 +78,13 @@ func TestRxFilter(t *testing.T) {
 		{"v2 valid", v2, 255, peer, MulticastGroup, v2adv(nil), ""},
 		{"v2 wrong pass", v2, 255, peer, MulticastGroup, v2adv(func(p *Packet) { p.AuthData = PassData("654321") }), "auth"},
 		{"v2 no auth", v2, 255, peer, MulticastGroup, v2adv(func(p *Packet) { p.AuthType, p.AuthData = 0, [8]byte{} }), "auth"},
+		{"peer interval at the bound", fast, 255, peer, MulticastGroup, adv(nil), ""},
+		{"peer interval 40.95 s (forged: would stretch Master_Down_Timer to 2 min)", fast, 255, peer, MulticastGroup,
+			adv(func(p *Packet) { p.AdvertInterval = 40950 * time.Millisecond }), "interval_too_long"},
+		{"peer interval 1.01 s", fast, 255, peer, MulticastGroup, adv(func(p *Packet) { p.AdvertInterval = 1010 * time.Millisecond }), "interval_too_long"},
+		{"peer interval 1.01 s, unicast", func() Config { c := fast; c.UnicastPeers = uni.UnicastPeers; return c }(), 255, peer, own,
+			adv(func(p *Packet) { p.AdvertInterval = 1010 * time.Millisecond }), "interval_too_long"},
+		{"peer interval 10 s within a configured bound", wide, 255, peer, MulticastGroup, adv(func(p *Packet) { p.AdvertInterval = 10 * time.Second }), ""},
 		{"v2 interval mismatch", v2, 255, peer, MulticastGroup, v2adv(func(p *Packet) { p.AdvertInterval = 3 * time.Second }), "interval"},
 	}
 	for _, c := range cases {
@@ -158,6 +169,11 @@ func TestConfigValidate(t *testing.T) {
 		{"vrrp.garp.count", func(c *Config) { c.GARPCount = -1 }},
 		{"vrrp.garp.refresh", func(c *Config) { c.GARPRefresh = time.Millisecond }},
 		{"vrrp.preempt_delay", func(c *Config) { c.PreemptDelay = time.Hour }},
+		{"vrrp.max_peer_advert_interval", func(c *Config) { c.MaxPeerAdvertInterval = 100 * time.Millisecond }},
+		{"vrrp.max_peer_advert_interval", func(c *Config) { c.MaxPeerAdvertInterval = 41 * time.Second }},
+		{"vrrp.max_peer_advert_interval", func(c *Config) {
+			c.Version, c.AdvertInterval, c.MaxPeerAdvertInterval = 2, time.Second, 3*time.Second
+		}},
 	}
 	for _, c := range cases {
 		cfg := good
@@ -189,6 +205,19 @@ func TestConfigValidate(t *testing.T) {
 	next.Priority, next.Preempt, next.AdvertInterval = 50, true, 200*time.Millisecond
 	if err := good.reconfigurable(next); err != nil {
 		t.Errorf("live-changeable fields refused: %v", err)
+	}
+}
+
+func TestDefaultMaxPeerAdvertInterval(t *testing.T) {
+	for _, c := range []struct{ ours, want time.Duration }{
+		{10 * time.Millisecond, time.Second},
+		{200 * time.Millisecond, time.Second},
+		{time.Second, 3 * time.Second},
+		{20 * time.Second, 40950 * time.Millisecond},
+	} {
+		if got := DefaultMaxPeerAdvertInterval(c.ours); got != c.want {
+			t.Errorf("DefaultMaxPeerAdvertInterval(%v) = %v, want %v", c.ours, got, c.want)
+		}
 	}
 }
 

@@ -595,6 +595,7 @@ func (r *Router) Run(ctx context.Context) error {
 	r.apply(now, r.m.Handle(now, Event{Kind: EvStartup}))
 	r.updatePrioStatus(prio, faults)
 	r.log.Info("VRRP started", "version", cfg.Version, "priority", cfg.Priority, "advert_interval", cfg.AdvertInterval,
+		"max_peer_advert_interval", cfg.peerIntervalBound(),
 		"primary", r.primary, "mode", map[bool]string{true: "multicast", false: "unicast"}[len(cfg.UnicastPeers) == 0], "vips", cfg.VIPs)
 	close(r.ready)
 
