@@ -23,16 +23,16 @@ type Config struct {
 	// 2.5 minutes; the bound keeps that from stretching Master_Down_Timer.
 	// 0: DefaultMaxPeerAdvertInterval(AdvertInterval). See the package doc.
 	MaxPeerAdvertInterval time.Duration
-	Preempt        bool          // vrrp.preempt
-	PreemptDelay   time.Duration // vrrp.preempt_delay, 0-1000s
-	VIPs           []netip.Prefix
-	UnicastPeers   []netip.Addr // vrrp.unicast_peers: empty means multicast 224.0.0.18
-	UnicastSource  netip.Addr   // vrrp.unicast_source: source address (default: interface's primary IPv4)
-	AuthPass       string       // vrrp.auth_pass: v2 only, at most 8 bytes
-	TrackInterface bool         // vrrp.track_interface: link down -> FAULT
-	GARPCount      int          // vrrp.garp.count: gratuitous ARPs per burst
-	GARPInterval   time.Duration
-	GARPRefresh    time.Duration // vrrp.garp.refresh: 0 disables the periodic refresh
+	Preempt               bool          // vrrp.preempt
+	PreemptDelay          time.Duration // vrrp.preempt_delay, 0-1000s
+	VIPs                  []netip.Prefix
+	UnicastPeers          []netip.Addr // vrrp.unicast_peers: empty means multicast 224.0.0.18
+	UnicastSource         netip.Addr   // vrrp.unicast_source: source address (default: interface's primary IPv4)
+	AuthPass              string       // vrrp.auth_pass: v2 only, at most 8 bytes
+	TrackInterface        bool         // vrrp.track_interface: link down -> FAULT
+	GARPCount             int          // vrrp.garp.count: gratuitous ARPs per burst
+	GARPInterval          time.Duration
+	GARPRefresh           time.Duration // vrrp.garp.refresh: 0 disables the periodic refresh
 	// NoSourceMACCheck turns off the check that an advert's Ethernet
 	// source MAC is the one its source address is bound to (see the package
 	// doc). Only for peers that send from another MAC than the one their
