@@ -149,6 +149,7 @@ type dropCounter struct {
 	pending  map[string]uint64
 	logEvery time.Duration
 	log      *slog.Logger
+	what     string // log message: "dropped VRRP packet" unless set
 }
 
 func newDropCounter(log *slog.Logger, every time.Duration) *dropCounter {
@@ -190,6 +191,9 @@ func (d *dropCounter) dropf(now time.Time, reason string, src netip.Addr, mkErr 
 	msg := "dropped VRRP packet"
 	if n > 1 {
 		msg = "dropped VRRP packets"
+	}
+	if d.what != "" {
+		msg = d.what
 	}
 	var detail string
 	if err := mkErr(); err != nil {

@@ -58,6 +58,11 @@ type Status struct {
 	GARPsSent         uint64
 	Drops             map[string]uint64 // received packets dropped, by reason
 	SendErrors        map[string]uint64 // failed sends: "send" (adverts), "garp"
+	// SourceTable counts what the source MAC check did because its table of
+	// bound sources was full: "source_table_full" (a new source refused:
+	// its adverts only keep a BACKUP where it is), "source_evicted" (the
+	// least recently heard source forgotten to make room).
+	SourceTable map[string]uint64
 	Faults            []string
 	Tracks            []TrackStatus
 	LastAdvertFrom    netip.Addr
@@ -94,6 +99,7 @@ type Router struct {
 	rx          atomic.Pointer[rxFilter]
 	drops       *dropCounter
 	sendErrs    *dropCounter
+	guardLog    *dropCounter // source MAC table bound: source_table_full, source_evicted
 	advertsSent atomic.Uint64
 	advertsRecv atomic.Uint64
 	garpsSent   atomic.Uint64
@@ -128,7 +134,7 @@ type rxAdvert struct {
 	src      netip.Addr
 	priority uint8
 	interval time.Duration
-	weak     string // "" or why the source MAC is not verified (source_unresolved, unverified_source): see weakAdvertOK
+	weak     string // "" or why the source MAC is not verified (source_unresolved, unverified_source, source_table_full): see weakAdvertOK
 }
 
 type reconfReq struct {
@@ -246,6 +252,8 @@ func New(cfg Config, log *slog.Logger) (*Router, error) {
 	r.rx.Store(newRxFilter(cfg, r.primary))
 	r.drops = newDropCounter(r.log, 10*time.Second)
 	r.sendErrs = newDropCounter(r.log, 10*time.Second)
+	r.guardLog = newDropCounter(r.log, 10*time.Second)
+	r.guardLog.what = "VRRP source MAC table full"
 	r.st = Status{
 		State:                StateInit,
 		Priority:             cfg.Priority,
@@ -404,6 +412,7 @@ func (r *Router) statusLocked() Status {
 	s.GARPsSent = r.garpsSent.Load()
 	s.Drops = r.drops.snapshot()
 	s.SendErrors = r.sendErrs.snapshot()
+	s.SourceTable = r.guardLog.snapshot()
 	return s
 }
 
@@ -631,8 +640,11 @@ func (r *Router) Run(ctx context.Context) error {
 		case a := <-r.advCh:
 			if a.weak != "" && !r.weakAdvertOK(a) {
 				r.drops.dropf(a.at, a.weak, a.src, func() error {
-					if a.weak == "unverified_source" {
+					switch a.weak {
+					case "unverified_source":
 						return fmt.Errorf("advert from %s (priority %d): its Ethernet frame was not seen on the packet socket (queue overflow under a flood?): source MAC unknown, not trusted to change our state", a.src, a.priority)
+					case "source_table_full":
+						return fmt.Errorf("advert from %s (priority %d): the source MAC check's table is full (%d sources heard recently): not trusted to change our state", a.src, a.priority, maxMACBinds)
 					}
 					return fmt.Errorf("advert from %s (priority %d) while ARP resolves %s: not trusted to change our state until its MAC is known", a.src, a.priority, a.src)
 				})

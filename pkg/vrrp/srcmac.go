@@ -40,7 +40,11 @@ const (
 	tapRingSize  = 4096 // ring entries (16 bytes each)
 	tapBatch     = 64   // frames read per lock hold by the drain goroutine
 	tapRcvBuf    = 2 << 20
-	maxMACBinds  = 64 // multicast: sources whose MAC we remember
+	maxMACBinds  = 64 // sources whose MAC we remember (enough for any VRRP segment)
+	macBindTTL   = 5 * time.Minute        // a binding not confirmed by an advert for this long is forgotten
+	pendingTTL   = 10 * time.Second       // a source being resolved that stops sending is forgotten after this
+	sweepEvery   = time.Minute            // how often expired bindings are looked for (besides when full)
+	evictGap     = time.Second            // table full: at most one least recently heard source forgotten per gap
 	macRecheck   = time.Second
 	neighKickGap = 2 * time.Second
 	afterKick    = 100 * time.Millisecond // next neighbour lookup after a re-resolve
@@ -366,6 +370,7 @@ type macBinding struct {
 	fromNeigh bool // else learned from its first adverts
 	pending   bool // first seen, address being resolved: no MAC yet
 	since     time.Time
+	lastSeen  time.Time // last advert that matched it (or, pending, any advert from the source)
 	lastCheck time.Time
 	lastKick  time.Time
 }
@@ -383,21 +388,67 @@ type macGuard struct {
 	own   [6]byte
 	nt    neighbourTable
 	binds map[netip.Addr]*macBinding
+	ttl   time.Duration // macBindTTL (tests shorten it)
+
+	lastSweep time.Time
+	lastEvict time.Time
 }
 
 func newMACGuard(own net.HardwareAddr, nt neighbourTable) *macGuard {
-	g := &macGuard{nt: nt, binds: map[netip.Addr]*macBinding{}}
+	g := &macGuard{nt: nt, binds: map[netip.Addr]*macBinding{}, ttl: macBindTTL}
 	copy(g.own[:], own)
 	return g
+}
+
+// sweep forgets bindings no advert has confirmed for ttl (pendingTTL for
+// sources still being resolved): a peer that left, or an address a forger
+// sprayed once. A source forgotten and heard again is bound again as a new
+// one (neighbour table, else ARP), so forgetting never trusts anything.
+func (g *macGuard) sweep(now time.Time) {
+	g.lastSweep = now
+	for src, b := range g.binds {
+		ttl := g.ttl
+		if b.pending {
+			ttl = pendingTTL
+		}
+		if now.Sub(b.lastSeen) > ttl {
+			delete(g.binds, src)
+		}
+	}
+}
+
+// makeRoom is called for a new source when the table is full: expired
+// bindings go first; if none, the least recently heard source is forgotten,
+// at most once per evictGap (a spray of new sources cannot churn the table
+// or cost a netlink lookup per packet). It returns the source it forgot
+// (invalid if none) and whether there is room now.
+func (g *macGuard) makeRoom(now time.Time) (evicted netip.Addr, ok bool) {
+	g.sweep(now)
+	if len(g.binds) < maxMACBinds {
+		return evicted, true
+	}
+	if !g.lastEvict.IsZero() && now.Sub(g.lastEvict) < evictGap {
+		return evicted, false
+	}
+	var oldest time.Time
+	for src, b := range g.binds {
+		if !evicted.IsValid() || b.lastSeen.Before(oldest) {
+			evicted, oldest = src, b.lastSeen
+		}
+	}
+	delete(g.binds, evicted)
+	g.lastEvict = now
+	return evicted, true
 }
 
 // macVerdict is macGuard.check's answer: reason "" accepts; event, if set,
 // is a rare change worth an info log line ("learned", "rebound").
 type macVerdict struct {
-	reason string // "", "spoofed_source", "own_mac", "source_unresolved"
-	want   [6]byte
-	event  string
-	via    string // where want comes from: "neighbour table" or "first adverts"
+	reason  string // "", "spoofed_source", "own_mac", "source_unresolved", "source_table_full"
+	want    [6]byte
+	event   string
+	via     string     // where want comes from: "neighbour table" or "first adverts"
+	evicted netip.Addr // a source forgotten to make room for this one
 }
 
 // expected returns the MAC src is bound to, if any (for the tap's tie
@@ -436,11 +487,15 @@ func (g *macGuard) check(now time.Time, src netip.Addr, mac [6]byte) macVerdict 
 	if mac == g.own {
 		return macVerdict{reason: "own_mac", want: g.own}
 	}
+	if now.Sub(g.lastSweep) >= sweepEvery {
+		g.sweep(now)
+	}
 	b := g.binds[src]
 	if b == nil || b.pending {
 		return g.first(now, src, mac, b)
 	}
 	if mac == b.mac {
+		b.lastSeen = now
 		return macVerdict{want: mac}
 	}
 	if now.Sub(b.lastCheck) < macRecheck {
@@ -450,7 +505,7 @@ func (g *macGuard) check(now time.Time, src netip.Addr, mac [6]byte) macVerdict 
 	nm, state, ok := g.nt.lookup(src)
 	if ok && nm == mac {
 		old := b.mac
-		b.mac, b.fromNeigh = mac, true
+		b.mac, b.fromNeigh, b.lastSeen = mac, true, now
 		return macVerdict{want: old, event: "rebound", via: "neighbour table"}
 	}
 	if ok {
@@ -470,33 +525,45 @@ func (g *macGuard) check(now time.Time, src netip.Addr, mac [6]byte) macVerdict 
 // first handles src without a binding (b nil) or still being resolved.
 func (g *macGuard) first(now time.Time, src netip.Addr, mac [6]byte, b *macBinding) macVerdict {
 	unresolved := macVerdict{reason: "source_unresolved"}
-	if b != nil && now.Sub(b.lastCheck) < afterKick {
-		return unresolved
+	if b != nil {
+		b.lastSeen = now
+		if now.Sub(b.lastCheck) < afterKick {
+			return unresolved
+		}
 	}
+	var evicted netip.Addr
 	if b == nil && len(g.binds) >= maxMACBinds {
-		// Full: no netlink work per packet for a spray of new sources.
-		return macVerdict{want: mac}
+		// Full: never accepted unchecked (that let a spray of 64 addresses
+		// switch the check off). Room is made by expiry or, at most once
+		// per evictGap, by forgetting the least recently heard source;
+		// otherwise the source is refused, which the election loop treats
+		// like one being resolved (see weakAdvertOK), at no netlink cost.
+		var ok bool
+		if evicted, ok = g.makeRoom(now); !ok {
+			return macVerdict{reason: "source_table_full"}
+		}
 	}
+	unresolved.evicted = evicted
 	if nm, _, ok := g.nt.lookup(src); ok {
 		if b == nil {
 			b = &macBinding{}
 			g.binds[src] = b
 		}
-		*b = macBinding{mac: nm, fromNeigh: true, since: now, lastCheck: now}
+		*b = macBinding{mac: nm, fromNeigh: true, since: now, lastSeen: now, lastCheck: now}
 		if nm != mac {
-			return macVerdict{reason: "spoofed_source", want: nm, via: "neighbour table"}
+			return macVerdict{reason: "spoofed_source", want: nm, via: "neighbour table", evicted: evicted}
 		}
-		return macVerdict{want: nm, event: "learned", via: "neighbour table"}
+		return macVerdict{want: nm, event: "learned", via: "neighbour table", evicted: evicted}
 	}
 	learn := func() macVerdict {
-		g.binds[src] = &macBinding{mac: mac, since: now, lastCheck: now}
-		return macVerdict{want: mac, event: "learned", via: "first adverts"}
+		g.binds[src] = &macBinding{mac: mac, since: now, lastSeen: now, lastCheck: now}
+		return macVerdict{want: mac, event: "learned", via: "first adverts", evicted: evicted}
 	}
 	if b == nil {
 		if !g.nt.onLink(src) {
 			return learn()
 		}
-		g.binds[src] = &macBinding{pending: true, since: now, lastCheck: now, lastKick: now}
+		g.binds[src] = &macBinding{pending: true, since: now, lastSeen: now, lastCheck: now, lastKick: now}
 		_ = g.nt.reverify(src)
 		return unresolved
 	}
@@ -552,6 +619,11 @@ func (r *Router) sourceMACOK(now time.Time, pkt []byte, src netip.Addr) (ok bool
 		return true, ""
 	}
 	v := r.guard.check(now, src, mac)
+	if v.evicted.IsValid() {
+		r.guardLog.dropf(now, "source_evicted", v.evicted, func() error {
+			return fmt.Errorf("VRRP source table full (%d sources): forgot the least recently heard, %s, to check the new source %s", maxMACBinds, v.evicted, src)
+		})
+	}
 	switch v.event {
 	case "learned":
 		r.log.Info("VRRP peer bound to its MAC", "src", src, "mac", macString(mac), "via", v.via)
@@ -561,6 +633,11 @@ func (r *Router) sourceMACOK(now time.Time, pkt []byte, src netip.Addr) (ok bool
 	switch v.reason {
 	case "":
 		return true, ""
+	case "source_table_full":
+		r.guardLog.dropf(now, v.reason, src, func() error {
+			return fmt.Errorf("new source %s not checked: %d sources heard recently, one forgotten per %v at most; its adverts only keep a BACKUP where it is", src, maxMACBinds, evictGap)
+		})
+		return true, v.reason
 	case "source_unresolved":
 		return true, v.reason
 	}

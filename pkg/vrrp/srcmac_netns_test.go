@@ -354,3 +354,72 @@ func TestPeerNICReplaced(t *testing.T) {
 		})
 	}
 }
+
+// TestForgedPeerAfterSourceSpray: the source MAC check remembers at most
+// maxMACBinds sources. A host on the link first sprays valid adverts from 64
+// invented on-link addresses (harmless: priority 1, each refused while ARP
+// resolves an address nobody owns), then forges adverts "from lb2" with
+// priority 254 at the master lb1, which has never heard lb2 (multicast, a
+// silent backup). The old check, full, accepted every new source unchecked:
+// lb1 stepped down at once. Now a full table forgets at most one least
+// recently heard source per second and refuses the others, so the forgeries
+// are dropped and nothing moves (root only).
+func TestForgedPeerAfterSourceSpray(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces)")
+	}
+	l := newTLab(t, "10.77.57.0/24", "lb1", "lb2", "evil")
+	lb1h, lb2h, evil := l.Host("lb1"), l.Host("lb2"), l.Host("evil")
+	vip := l.Addr(100)
+	base := Config{
+		Interface: lb1h.Iface, VRID: 51, Version: 3, AdvertInterval: 100 * time.Millisecond,
+		Preempt: true, VIPs: []netip.Prefix{netip.PrefixFrom(vip, 24)},
+		GARPCount: 1, GARPInterval: 100 * time.Millisecond,
+	}.WithDefaults()
+	c1, c2 := base, base
+	c1.Priority, c2.Priority = 100, 90
+	lb1 := startNode(t, lb1h, c1)
+	waitFor(t, "lb1 MASTER alone", 15*time.Second, func() bool { return lb1.is(StateMaster) })
+	lb2 := startNode(t, lb2h, c2)
+	waitFor(t, "lb2 BACKUP", 15*time.Second, func() bool { return lb2.is(StateBackup) })
+
+	forge := func(src netip.Addr, prio uint8) []byte {
+		p := Packet{Version: 3, Type: TypeAdvertisement, VRID: 51, Priority: prio, AdvertInterval: 100 * time.Millisecond, Addrs: []netip.Addr{vip}}
+		msg, err := p.Marshal(src, MulticastGroup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ipPacket(255, src, MulticastGroup, msg)
+	}
+	var pkts [][]byte
+	var dsts []netip.Addr
+	for i := 0; i < maxMACBinds; i++ {
+		pkts = append(pkts, forge(l.Addr(120+i), 1))
+		dsts = append(dsts, MulticastGroup)
+	}
+	b1 := lb1.r.Status()
+	sendForgedFrom(t, evil, pkts, dsts, 2*time.Millisecond)
+	const n = 50
+	pkts, dsts = nil, nil
+	for i := 0; i < n; i++ {
+		pkts = append(pkts, forge(lb2h.Addr, 254))
+		dsts = append(dsts, MulticastGroup)
+	}
+	sendForgedFrom(t, evil, pkts, dsts, 10*time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // > Master_Down_Interval: a wrongly accepted advert would show
+
+	s1 := lb1.r.Status()
+	if s1.State != StateMaster || !lb1.hasVIP(t, vip) || len(s1.Transitions) != len(b1.Transitions) {
+		t.Fatalf("forged adverts from lb2's address after a spray of %d sources moved lb1: %v, transitions %+v",
+			maxMACBinds, s1.State, s1.Transitions[len(b1.Transitions):])
+	}
+	d := func(k string) uint64 { return s1.Drops[k] - b1.Drops[k] }
+	t.Logf("lb1 drops %v (since the spray: spoofed_source %d, source_unresolved %d, source_table_full %d)",
+		s1.Drops, d("spoofed_source"), d("source_unresolved"), d("source_table_full"))
+	if got := d("spoofed_source") + d("source_unresolved") + d("source_table_full"); got < n {
+		t.Errorf("lb1 dropped %d adverts as forged or unverified, want at least the %d forgeries", got, n)
+	}
+	if !lb2.is(StateBackup) {
+		t.Errorf("lb2 %v, want BACKUP", lb2.r.Status().State)
+	}
+}

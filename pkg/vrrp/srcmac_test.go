@@ -229,23 +229,128 @@ func TestMACGuardReplacedNIC(t *testing.T) {
 	}
 }
 
+// TestMACGuardBoundedTable: the table of bound sources is capped, and a full
+// table never means "accept unchecked" (it did: after 64 sprayed addresses a
+// new source, e.g. a peer forged by another host, passed with any MAC). A new
+// source beyond the cap makes room by forgetting the least recently heard
+// source, at most once per evictGap; otherwise it is refused
+// (source_table_full) without a neighbour lookup.
 func TestMACGuardBoundedTable(t *testing.T) {
-	g := newMACGuard(net.HardwareAddr(macOwn[:]), &fakeNeigh{offLink: true})
-	for i := 0; i < 3*maxMACBinds; i++ {
-		src := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
-		if v := g.check(t0, src, [6]byte{2, 1, 0, 0, byte(i >> 8), byte(i)}); v.reason != "" {
+	nt := &fakeNeigh{offLink: true, entries: map[netip.Addr]fakeEntry{}}
+	g := newMACGuard(net.HardwareAddr(macOwn[:]), nt)
+	now := t0
+	// The genuine peer, bound from the neighbour table, heard every 200 ms.
+	nt.entries[peerAddr] = fakeEntry{macPeer, unix.NUD_REACHABLE}
+	if v := g.check(now, peerAddr, macPeer); v.reason != "" {
+		t.Fatalf("peer: %+v", v)
+	}
+	delete(nt.entries, peerAddr) // (its entry aged out of the kernel)
+	spray := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}) }
+	for i := 0; i < maxMACBinds-1; i++ {
+		if v := g.check(now, spray(i), macEvil); v.reason != "" {
 			t.Fatalf("source %d: %+v", i, v)
 		}
 	}
 	if len(g.binds) != maxMACBinds {
-		t.Fatalf("%d bindings, want the cap %d", len(g.binds), maxMACBinds)
+		t.Fatalf("%d bindings, want %d", len(g.binds), maxMACBinds)
 	}
-	// Beyond the cap a new source costs no neighbour lookup.
-	nt := g.nt.(*fakeNeigh)
+	// Full. The old code accepted this forged advert "from 10.0.0.9" unchecked.
+	victim := netip.MustParseAddr("10.0.0.9")
+	nt.entries[victim] = fakeEntry{macPeer, unix.NUD_STALE}
+	now = now.Add(200 * time.Millisecond)
+	g.check(now, peerAddr, macPeer) // the peer is heard
+	v := g.check(now, victim, macEvil)
+	if v.reason != "spoofed_source" || !v.evicted.IsValid() || v.evicted == peerAddr {
+		t.Fatalf("forged advert from a new source with the table full: %+v, want spoofed_source after forgetting a sprayed source", v)
+	}
+	if len(g.binds) != maxMACBinds {
+		t.Fatalf("%d bindings after an eviction, want %d", len(g.binds), maxMACBinds)
+	}
+	// A second new source within evictGap is refused, at no netlink cost.
 	n := nt.lookups
-	g.check(t0, netip.MustParseAddr("10.9.9.9"), macEvil)
+	if v := g.check(now, netip.MustParseAddr("10.9.9.9"), macEvil); v.reason != "source_table_full" {
+		t.Fatalf("second new source within evictGap: %+v, want source_table_full", v)
+	}
 	if nt.lookups != n {
-		t.Errorf("neighbour lookup for a source beyond the cap")
+		t.Errorf("neighbour lookup for a refused source")
+	}
+	// A spray at full rate for 2 minutes: one source forgotten per evictGap, never the
+	// peer heard every 200 ms, which stays bound to its MAC.
+	refused, evicted := 0, 0
+	for i := 0; i < 600; i++ {
+		now = now.Add(200 * time.Millisecond)
+		if v := g.check(now, peerAddr, macPeer); v.reason != "" {
+			t.Fatalf("peer refused during the spray: %+v", v)
+		}
+		v := g.check(now, spray(1000+i), macEvil)
+		switch {
+		case v.reason == "source_table_full":
+			refused++
+		case v.evicted == peerAddr:
+			t.Fatalf("the peer heard every 200 ms was forgotten")
+		case v.evicted.IsValid():
+			evicted++
+		}
+	}
+	t.Logf("spray of 600 new sources in 120 s: %d refused, %d forgotten to make room", refused, evicted)
+	if evicted > 121 || evicted < 100 || refused+evicted != 600 {
+		t.Errorf("%d evictions and %d refusals for 600 new sources in 120 s, want about one eviction per second", evicted, refused)
+	}
+	if v := g.check(now, peerAddr, macEvil); v.reason != "spoofed_source" {
+		t.Fatalf("forged advert from the peer after the spray: %+v", v)
+	}
+}
+
+// TestMACGuardExpiresBindings: a binding no advert has confirmed for
+// macBindTTL is forgotten (a peer that left, a sprayed address); the
+// address is then bound again as a new source, so a forger gains nothing.
+func TestMACGuardExpiresBindings(t *testing.T) {
+	nt := newFakeNeigh()
+	gone := netip.MustParseAddr("10.0.0.7")
+	macGone := [6]byte{2, 0, 0, 0, 0, 7}
+	nt.entries[peerAddr] = fakeEntry{macPeer, unix.NUD_REACHABLE}
+	nt.entries[gone] = fakeEntry{macGone, unix.NUD_REACHABLE}
+	g := newMACGuard(net.HardwareAddr(macOwn[:]), nt)
+	for _, c := range []struct {
+		src netip.Addr
+		mac [6]byte
+	}{{peerAddr, macPeer}, {gone, macGone}} {
+		if v := g.check(t0, c.src, c.mac); v.reason != "" {
+			t.Fatalf("%v: %+v", c.src, v)
+		}
+	}
+	delete(nt.entries, gone) // the host left
+	// The peer keeps advertising; "gone" is only forged now and then, which
+	// must not keep its binding alive.
+	now := t0
+	for now.Sub(t0) < macBindTTL+sweepEvery+time.Second {
+		now = now.Add(time.Second)
+		if v := g.check(now, peerAddr, macPeer); v.reason != "" {
+			t.Fatalf("peer: %+v", v)
+		}
+		if now.Sub(t0) < macBindTTL-10*time.Second && now.Sub(t0)%(10*time.Second) == 0 {
+			if v := g.check(now, gone, macEvil); v.reason != "spoofed_source" {
+				t.Fatalf("forged %s while bound: %+v", gone, v)
+			}
+		}
+	}
+	if _, ok := g.binds[gone]; ok {
+		t.Fatalf("binding of a source silent for %v not expired", now.Sub(t0))
+	}
+	if _, ok := g.binds[peerAddr]; !ok {
+		t.Fatal("binding of the peer expired although it advertised")
+	}
+	// Heard again: a new source (ARP first), not accepted unchecked.
+	if v := g.check(now, gone, macEvil); v.reason != "source_unresolved" {
+		t.Fatalf("expired source heard again: %+v, want source_unresolved (ARP first)", v)
+	}
+	// A source being resolved that stops sending goes after pendingTTL.
+	if b := g.binds[gone]; b == nil || !b.pending {
+		t.Fatal("no pending binding")
+	}
+	g.check(now.Add(pendingTTL+sweepEvery), peerAddr, macPeer)
+	if _, ok := g.binds[gone]; ok {
+		t.Fatal("pending binding of a source that stopped sending not expired")
 	}
 }
 
