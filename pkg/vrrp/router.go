@@ -62,11 +62,11 @@ type Status struct {
 	// bound sources was full: "source_table_full" (a new source refused:
 	// its adverts only keep a BACKUP where it is), "source_evicted" (the
 	// least recently heard source forgotten to make room).
-	SourceTable map[string]uint64
-	Faults            []string
-	Tracks            []TrackStatus
-	LastAdvertFrom    netip.Addr
-	LastAdvertAt      time.Time
+	SourceTable    map[string]uint64
+	Faults         []string
+	Tracks         []TrackStatus
+	LastAdvertFrom netip.Addr
+	LastAdvertAt   time.Time
 	// Peers holds, per source address, the last valid advert received.
 	Peers                map[netip.Addr]PeerStatus
 	Interface            string

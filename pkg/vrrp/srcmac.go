@@ -40,11 +40,11 @@ const (
 	tapRingSize  = 4096 // ring entries (16 bytes each)
 	tapBatch     = 64   // frames read per lock hold by the drain goroutine
 	tapRcvBuf    = 2 << 20
-	maxMACBinds  = 64 // sources whose MAC we remember (enough for any VRRP segment)
-	macBindTTL   = 5 * time.Minute        // a binding not confirmed by an advert for this long is forgotten
-	pendingTTL   = 10 * time.Second       // a source being resolved that stops sending is forgotten after this
-	sweepEvery   = time.Minute            // how often expired bindings are looked for (besides when full)
-	evictGap     = time.Second            // table full: at most one least recently heard source forgotten per gap
+	maxMACBinds  = 64               // sources whose MAC we remember (enough for any VRRP segment)
+	macBindTTL   = 5 * time.Minute  // a binding not confirmed by an advert for this long is forgotten
+	pendingTTL   = 10 * time.Second // a source being resolved that stops sending is forgotten after this
+	sweepEvery   = time.Minute      // how often expired bindings are looked for (besides when full)
+	evictGap     = time.Second      // table full: at most one least recently heard source forgotten per gap
 	macRecheck   = time.Second
 	neighKickGap = 2 * time.Second
 	afterKick    = 100 * time.Millisecond // next neighbour lookup after a re-resolve
