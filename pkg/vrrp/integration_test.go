@@ -41,8 +41,8 @@ func startNode(t *testing.T, h *thost, cfg Config) *node {
 	case <-r.Ready():
 	case err := <-n.errc:
 		t.Fatalf("%s: Run: %v", h.Name, err)
-	case <-time.After(5 * time.Second):
-		t.Fatalf("%s: not ready after 5 s", h.Name)
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s: not ready after 15 s", h.Name)
 	}
 	return n
 }
@@ -51,7 +51,7 @@ func (n *node) stop() {
 	n.cancel()
 	select {
 	case <-n.r.Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(15 * time.Second):
 	}
 }
 
@@ -203,7 +203,7 @@ func testFailover(t *testing.T, unicast bool) {
 	sub, unsub := lb2.r.Subscribe()
 	defer unsub()
 	lb1 := startNode(t, lb1h, c1)
-	d := waitFor(t, "lb1 MASTER and lb2 BACKUP", 5*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
+	d := waitFor(t, "lb1 MASTER and lb2 BACKUP", 15*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
 	t.Logf("election settled %v after start", d)
 	if !lb1.hasVIP(t, vip) || lb2.hasVIP(t, vip) {
 		t.Fatalf("VIP on lb1=%v lb2=%v, want only lb1", lb1.hasVIP(t, vip), lb2.hasVIP(t, vip))
@@ -237,7 +237,7 @@ func testFailover(t *testing.T, unicast bool) {
 		pkts, want := hostilePackets(src, client.Addr, n.h.Addr, vip, unicast)
 		before := n.r.Status().Drops
 		sendHostile(t, client, n.h.Addr, pkts)
-		deadline := time.Now().Add(3 * time.Second)
+		deadline := time.Now().Add(15 * time.Second)
 		for {
 			got := n.r.Status().Drops
 			missing := ""
@@ -298,7 +298,7 @@ func testFailover(t *testing.T, unicast bool) {
 	// Graceful stop of the master: priority 0, lb2 takes over after Skew_Time.
 	start := time.Now()
 	lb1.stop()
-	d = waitFor(t, "lb2 MASTER with the VIP", 2*time.Second, func() bool { return lb2.is(StateMaster) && lb2.hasVIP(t, vip) })
+	d = waitFor(t, "lb2 MASTER with the VIP", 15*time.Second, func() bool { return lb2.is(StateMaster) && lb2.hasVIP(t, vip) })
 	t.Logf("graceful handover: lb2 master with VIP %v after cancel (skew %v)", time.Since(start), 166*100*time.Millisecond/256)
 	sawMaster := false
 	for len(changes) > 0 {
@@ -331,7 +331,7 @@ func testFailover(t *testing.T, unicast bool) {
 
 	// lb1 returns and preempts.
 	lb1 = startNode(t, lb1h, c1)
-	d = waitFor(t, "lb1 preempting", 3*time.Second, func() bool {
+	d = waitFor(t, "lb1 preempting", 15*time.Second, func() bool {
 		return lb1.is(StateMaster) && lb2.is(StateBackup) && lb1.hasVIP(t, vip) && !lb2.hasVIP(t, vip)
 	})
 	t.Logf("preemption took %v", d)
@@ -339,36 +339,36 @@ func testFailover(t *testing.T, unicast bool) {
 	// Tracking: lb1 drops to 80 < 90, lb2 preempts; back to 100, lb1 preempts.
 	tr := lb1.r.Track("proxy", 20)
 	tr.Set(true, "no backends")
-	d = waitFor(t, "lb2 taking over from tracked-down lb1", 3*time.Second, func() bool { return lb2.is(StateMaster) && lb1.is(StateBackup) })
+	d = waitFor(t, "lb2 taking over from tracked-down lb1", 15*time.Second, func() bool { return lb2.is(StateMaster) && lb1.is(StateBackup) })
 	t.Logf("tracking handover took %v", d)
 	if st := lb1.r.Status(); st.EffectivePriority != 80 || len(st.Tracks) != 1 || !st.Tracks[0].Failing {
 		t.Fatalf("lb1 status after track: %+v", st)
 	}
 	tr.Set(false, "")
-	waitFor(t, "lb1 back", 3*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
+	waitFor(t, "lb1 back", 15*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
 
 	// Weight 0 = FAULT.
 	ft := lb1.r.Track("listener", 0)
 	ft.Set(true, "bind failed")
-	waitFor(t, "lb1 FAULT, lb2 MASTER", 3*time.Second, func() bool { return lb1.is(StateFault) && lb2.is(StateMaster) && !lb1.hasVIP(t, vip) })
+	waitFor(t, "lb1 FAULT, lb2 MASTER", 15*time.Second, func() bool { return lb1.is(StateFault) && lb2.is(StateMaster) && !lb1.hasVIP(t, vip) })
 	ft.Set(false, "")
-	waitFor(t, "lb1 back after fault", 3*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
+	waitFor(t, "lb1 back after fault", 15*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
 
 	// Link down on lb1: FAULT and VIP removed; up again: back to master.
 	if err := lb1h.LinkDown(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "lb1 FAULT on link down", 3*time.Second, func() bool { return lb1.is(StateFault) && !lb1.hasVIP(t, vip) && lb2.is(StateMaster) })
+	waitFor(t, "lb1 FAULT on link down", 15*time.Second, func() bool { return lb1.is(StateFault) && !lb1.hasVIP(t, vip) && lb2.is(StateMaster) })
 	if err := lb1h.LinkUp(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "lb1 MASTER after link up", 5*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
+	waitFor(t, "lb1 MASTER after link up", 15*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
 	// Partition (carrier stays up): both become master; heal: exactly one
 	// master again, and lb1's re-announce moves the client back to it.
 	if err := lb1h.Isolate(); err != nil {
 		t.Fatal(err)
 	}
-	d = waitFor(t, "both MASTER during the partition", 3*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateMaster) })
+	d = waitFor(t, "both MASTER during the partition", 15*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateMaster) })
 	t.Logf("partition: lb2 became master too after %v", d)
 	// The client now follows lb2 (its GARP); after healing lb1 must win it back.
 	ctx3, cancel3 := context.WithTimeout(context.Background(), 3*time.Second)
@@ -379,7 +379,7 @@ func testFailover(t *testing.T, unicast bool) {
 	if err := lb1h.Rejoin(); err != nil {
 		t.Fatal(err)
 	}
-	d = waitFor(t, "one master after healing", 3*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) && !lb2.hasVIP(t, vip) })
+	d = waitFor(t, "one master after healing", 15*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) && !lb2.hasVIP(t, vip) })
 	t.Logf("partition healed: one master again %v after rejoin", d)
 	if err := client.WaitNeighbour(ctx3, vip, mac1); err != nil {
 		t.Fatalf("client not moved back to lb1 after healing: %v", err)
@@ -390,7 +390,7 @@ func testFailover(t *testing.T, unicast bool) {
 
 	garps := lb1.r.Status().GARPsSent
 	lb1.r.Announce()
-	waitFor(t, "GARPs after Announce", 2*time.Second, func() bool { return lb1.r.Status().GARPsSent > garps })
+	waitFor(t, "GARPs after Announce", 15*time.Second, func() bool { return lb1.r.Status().GARPsSent > garps })
 
 	st := lb1.r.Status()
 	if len(st.Transitions) < 5 || st.AdvertsSent == 0 || st.GARPsSent == 0 {

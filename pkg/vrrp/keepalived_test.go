@@ -44,7 +44,7 @@ func startKeepalived(t *testing.T, h *thost, version int, body string) (stop fun
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(15 * time.Second):
 			_ = cmd.Process.Kill()
 			<-done
 		}

@@ -78,14 +78,14 @@ func testForged(t *testing.T, unicast, silentBackup bool) {
 	var lb1, lb2 *node
 	if silentBackup {
 		lb1 = startNode(t, lb1h, c1)
-		waitFor(t, "lb1 MASTER alone", 3*time.Second, func() bool { return lb1.is(StateMaster) })
+		waitFor(t, "lb1 MASTER alone", 15*time.Second, func() bool { return lb1.is(StateMaster) })
 		lb2 = startNode(t, lb2h, c2)
 	} else {
 		lb2 = startNode(t, lb2h, c2)
-		waitFor(t, "lb2 MASTER alone", 3*time.Second, func() bool { return lb2.is(StateMaster) })
+		waitFor(t, "lb2 MASTER alone", 15*time.Second, func() bool { return lb2.is(StateMaster) })
 		lb1 = startNode(t, lb1h, c1)
 	}
-	waitFor(t, "lb1 MASTER and lb2 BACKUP", 5*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
+	waitFor(t, "lb1 MASTER and lb2 BACKUP", 15*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
 	if !lb1.hasVIP(t, vip) {
 		t.Fatal("lb1 master without the VIP")
 	}
@@ -124,7 +124,7 @@ func testForged(t *testing.T, unicast, silentBackup bool) {
 		t.Fatalf("state transitions during the forged stream: lb1 %+v lb2 %+v", s1.Transitions[len(b1.Transitions):], s2.Transitions[len(b2.Transitions):])
 	}
 	// Every forged advert counted (allow the counters a moment).
-	waitFor(t, "all forged adverts counted as spoofed_source", 2*time.Second, func() bool {
+	waitFor(t, "all forged adverts counted as spoofed_source", 15*time.Second, func() bool {
 		d := lb1.r.Status().Drops
 		return d["spoofed_source"]+d["source_unresolved"]-b1.Drops["spoofed_source"]-b1.Drops["source_unresolved"] >= n &&
 			lb2.r.Status().Drops["spoofed_source"]-b2.Drops["spoofed_source"] >= n
@@ -190,7 +190,7 @@ func testForged(t *testing.T, unicast, silentBackup bool) {
 	// The check does not get in the way of a normal handover: graceful stop
 	// of lb1, lb2 takes over.
 	lb1.stop()
-	waitFor(t, "lb2 MASTER after lb1 stops", 2*time.Second, func() bool { return lb2.is(StateMaster) && lb2.hasVIP(t, vip) })
+	waitFor(t, "lb2 MASTER after lb1 stops", 15*time.Second, func() bool { return lb2.is(StateMaster) && lb2.hasVIP(t, vip) })
 }
 
 // TestTapFilterLab checks on real sockets that the tap keeps exactly the
@@ -255,6 +255,17 @@ func TestTapFilterLab(t *testing.T) {
 	own := adv(3, 51, b.Addr, 255, nil)
 	copy(own[12:16], a.Addr.AsSlice())
 	sendForgedFrom(t, a, [][]byte{own}, []netip.Addr{b.Addr}, 0)
+	// Wait (generously: a loaded machine) until the kept frames are in, then
+	// a little more for any wrongly kept one.
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		tap.mu.Lock()
+		_ = tap.rc.Control(func(fd uintptr) { _ = tap.drainLocked(fd, -1) })
+		got := tap.count
+		tap.mu.Unlock()
+		if got >= len(keep) {
+			break
+		}
+	}
 	time.Sleep(100 * time.Millisecond)
 
 	bmac, err := b.MAC()
@@ -290,7 +301,7 @@ func TestTapFilterLab(t *testing.T) {
 	}
 	// The wrong entry is replaced by b's real MAC (broadcast ARP, b answers).
 	bm, _ := net.ParseMAC(bmac)
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		mac, state, ok = nt.lookup(b.Addr)
 		if ok && mac == [6]byte(bm) {
@@ -330,9 +341,9 @@ func TestPeerNICReplaced(t *testing.T) {
 				c2.UnicastPeers = []netip.Addr{lb1h.Addr}
 			}
 			lb2 := startNode(t, lb2h, c2)
-			waitFor(t, "lb2 MASTER alone", 3*time.Second, func() bool { return lb2.is(StateMaster) })
+			waitFor(t, "lb2 MASTER alone", 15*time.Second, func() bool { return lb2.is(StateMaster) })
 			lb1 := startNode(t, lb1h, c1)
-			waitFor(t, "lb1 MASTER and lb2 BACKUP", 5*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
+			waitFor(t, "lb1 MASTER and lb2 BACKUP", 15*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
 
 			if _, err := lb2h.Exec("ip", "link", "set", "dev", lb2h.Iface, "address", "02:42:00:00:00:02"); err != nil {
 				t.Fatal(err)
@@ -340,7 +351,7 @@ func TestPeerNICReplaced(t *testing.T) {
 			before := lb1.r.Status().Drops["spoofed_source"]
 			start := time.Now()
 			lb1.r.Track("test", 30).Set(true, "hand over to lb2") // 100 -> 70 < 90
-			d := waitFor(t, "lb1 BACKUP under lb2 (new MAC)", 8*time.Second, func() bool {
+			d := waitFor(t, "lb1 BACKUP under lb2 (new MAC)", 15*time.Second, func() bool {
 				return lb1.is(StateBackup) && lb2.is(StateMaster) && lb2.hasVIP(t, vip) && !lb1.hasVIP(t, vip)
 			})
 			t.Logf("lb1 accepted lb2's new MAC and stepped down %v after the handover began (%d adverts refused meanwhile)",
