@@ -26,10 +26,11 @@
 // in unicast mode too, unlike Keepalived's default, so forged adverts from
 // off-link cannot move the VIP; peers must be on the same L2 segment),
 // version, type, checksum, interval (zero; v2: different from ours), vrid,
+// interval_too_long (v3: longer than MaxPeerAdvertInterval, below),
 // auth (v2: type or password differs), addr_count and addr_list (the advert
 // lists other VIPs than ours, as Keepalived drops them), then the source
 // MAC check below (spoofed_source, own_mac, source_unresolved,
-// unverified_source). queue_full counts valid adverts dropped because the
+// unverified_source, source_table_full). queue_full counts valid adverts dropped because the
 // state machine fell behind. Drops are logged at most once per reason per
 // 10 s with the count since the last line (vrid drops at debug level: other
 // groups on the link are normal; source_unresolved at info). Garbage is
@@ -95,8 +96,20 @@
 //   - an advert from our own interface's MAC (a reflection, or a forgery)
 //     is dropped as own_mac.
 //
-// At most 64 sources are remembered (enough for any VRRP segment); beyond
-// that new sources are accepted unchecked. Unicast mode only ever checks
+// At most 64 sources are remembered (enough for any VRRP segment). A
+// binding no matching advert has confirmed for 5 minutes is forgotten (10 s
+// for a source still being resolved); heard again, the address is bound
+// again like a new one (neighbour table, else ARP), so forgetting trusts
+// nothing. When the table is full, a new source makes room by expiry or by
+// forgetting the least recently heard source, at most once a second;
+// otherwise it is refused: its adverts are treated like those of a source
+// being resolved (they can only keep a BACKUP where it is) and counted,
+// when dropped, as source_table_full (Status.SourceTable counts every
+// refusal and eviction; logged rate limited). Before, a full table accepted
+// every new source unchecked, so a host that first sprayed adverts from 64
+// invented addresses could then forge a peer nobody had heard yet (a silent
+// backup in multicast mode) and move the VIP. A peer heard every advert
+// interval is never the least recently heard of a spray. Unicast mode only ever checks
 // vrrp.unicast_peers (others are dropped as unknown_source before); in
 // multicast mode any on-link router may join the election by the RFC, so
 // a host on the segment can still move the VIP with an advert from its own
@@ -123,7 +136,7 @@
 // or clock, so it is tested with a fake clock. Skew_Time is
 // ((256-prio)*Master_Adver_Interval)/256 for v3 and (256-prio)/256 s for v2;
 // Master_Down_Interval = 3*Master_Adver_Interval + Skew_Time. A v3 backup
-// adopts the master's interval. Priority 255 (address owner) starts as
+// adopts the master's interval, within the bound below. Priority 255 (address owner) starts as
 // master. A master on shutdown or fault sends priority 0; a backup hearing
 // priority 0 takes over after ResignWait, Skew_Time's fraction of at most
 // 100 ms instead of the whole interval (the higher priority still moves
@@ -141,6 +154,29 @@
 // its own priority, so that a master which never saw it (after a partition)
 // re-announces the VIP to clients whose ARP caches point at us; a master whose priority changes
 // advertises at once.
+//
+// # The peer's advert interval: a deviation from RFC 5798
+//
+// RFC 5798 (6.4.2, 6.4.3) has a backup set Master_Adver_Interval to the
+// Max Adver Int of whatever master it accepts, up to 40.95 s, and nothing
+// authenticates adverts. In multicast mode any host on the link takes part
+// in the election, so one host sending a short burst with priority 255 and
+// 40.95 s made the master step down and both routers wait
+// 3*40.95 s + Skew_Time for it to go quiet: no MASTER for 2 min 28 s
+// (measured, TestVRRPForgedLongInterval in test/e2e). vipd drops v3 adverts
+// whose interval is longer than Config.MaxPeerAdvertInterval
+// (vrrp.max_peer_advert_interval; default DefaultMaxPeerAdvertInterval:
+// 3 times ours, at least 1 s) as interval_too_long, counted and logged
+// rate limited like every drop, whatever our state: such an advert neither
+// makes a master step down nor stretches a backup's Master_Down_Timer. A
+// burst at the bound (priority 255, 1 s for a 200 ms pair) is still
+// obeyed, and the pair has a MASTER again about 3 s + Skew_Time after it
+// (3.8 s measured). The cost: a genuine peer configured with a longer
+// interval than the bound is not heard (both routers become MASTER, and
+// the drop line names the interval); set the bound on both sides when
+// intervals differ on purpose. VRRPv2 already requires the peer's interval
+// to equal ours (RFC 3768), so the bound is v3 only. Keepalived has no such
+// bound.
 //
 // # VIP ownership
 //
