@@ -54,6 +54,21 @@ func (l *Lab) bootHost(ctx context.Context, h *Host) error {
 		h.cgroups = append(h.cgroups, cg)
 		l.mu.Unlock()
 	}
+	env := []string{"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1"}
+	var k8sArgs []string
+	if l.opts.K8s != nil {
+		cgs, err := l.k8sCgroups(h)
+		l.mu.Lock()
+		h.cgroups = append(h.cgroups, cgs...)
+		l.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if k8sArgs, err = l.k8sNspawnArgs(h); err != nil {
+			return err
+		}
+		env = []string{"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0", "SYSTEMD_SECCOMP=0"}
+	}
 	lf, err := os.Create(filepath.Join(h.dir, "console.log"))
 	if err != nil {
 		return fmt.Errorf("host %s: create console log: %w", h.Name, err)
@@ -73,6 +88,7 @@ func (l *Lab) bootHost(ctx context.Context, h *Host) error {
 		"--resolv-conf=off", "--timezone=off", "--link-journal=no",
 		"--console=read-only",
 	}
+	args = append(args, k8sArgs...)
 	// The launcher moves itself into the host's cgroups, then becomes nspawn (same PID).
 	var script strings.Builder
 	for _, cg := range h.cgroups {
@@ -80,7 +96,7 @@ func (l *Lab) bootHost(ctx context.Context, h *Host) error {
 	}
 	script.WriteString(`exec systemd-nspawn "$@"` + "\n")
 	cmd := exec.Command("/bin/sh", append([]string{"-c", script.String(), "nspawn"}, args...)...)
-	cmd.Env = append(os.Environ(), "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = lf, lf // never the caller's stdout: a harness reading a pipe would hang
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -170,6 +186,9 @@ func (l *Lab) writeHostFiles(ctx context.Context, h *Host) error {
 	}
 	if err := os.WriteFile(filepath.Join(h.merged, "etc/hosts"), []byte(hosts.String()), 0o644); err != nil {
 		return fmt.Errorf("write /etc/hosts: %w", err)
+	}
+	if l.opts.K8s != nil {
+		return l.writeK8sGuestFiles(h)
 	}
 	return nil
 }

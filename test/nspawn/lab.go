@@ -50,6 +50,12 @@ type Options struct {
 	Log *slog.Logger
 	// KeepDir keeps the lab directory (logs, overlay upper layers) after Close.
 	KeepDir bool
+	// K8s turns on the real-Kubernetes mode: the hosts boot the root filesystem with
+	// KubernetesNodePackages and get the lab-only workarounds of k8s_lab.go (cgroup v1
+	// controllers, capabilities, /dev/kmsg, the runc wrapper, sysctl views, the images of
+	// this build imported into containerd when it starts). The packages are the caller's
+	// to serve (Repos).
+	K8s *K8sBuild
 }
 
 // Host is one booted simulated host.
@@ -143,7 +149,11 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 	if opts.CacheDir == "" {
 		opts.CacheDir = DefaultCacheDir
 	}
-	lower, err := EnsureRootfs(ctx, opts.Log, opts.CacheDir)
+	var extra []string
+	if opts.K8s != nil {
+		extra = KubernetesNodePackages
+	}
+	lower, err := EnsureRootfs(ctx, opts.Log, opts.CacheDir, extra...)
 	if err != nil {
 		return nil, err
 	}

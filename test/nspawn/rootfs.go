@@ -28,18 +28,29 @@ var rootfsPackages = []string{
 // rootfsRecipe changes whenever the customisation below changes, so the cache key follows.
 const rootfsRecipe = "v3"
 
+// KubernetesNodePackages are the Debian packages a real Kubernetes node has besides the
+// base set (what pkgs.k8s.io's kubelet depends on; containerd and runc come from the lab
+// repository through bootstrap). Real-Kubernetes labs (Options.Kubernetes) boot a root
+// filesystem that has them, cached under its own key.
+var KubernetesNodePackages = []string{"iptables", "conntrack", "socat", "ethtool", "ebtables"}
+
 // RootfsKey names the cached root filesystem: the suite plus a hash of the package list
-// and the customisation recipe.
-func RootfsKey() string {
-	h := sha256.Sum256([]byte(rootfsRecipe + "\n" + strings.Join(rootfsPackages, ",")))
+// (the base set plus extra) and the customisation recipe. Without extra packages the key
+// is the one the stand-in labs have always used.
+func RootfsKey(extra ...string) string {
+	pkgs := strings.Join(rootfsPackages, ",")
+	if len(extra) > 0 {
+		pkgs += "+" + strings.Join(extra, ",")
+	}
+	h := sha256.Sum256([]byte(rootfsRecipe + "\n" + pkgs))
 	return "bookworm-" + hex.EncodeToString(h[:6])
 }
 
-// EnsureRootfs returns a directory holding the read-only template root filesystem,
-// building it with debootstrap (about a minute) or extracting the cached tarball (a few
-// seconds) when needed. It holds an exclusive lock on cacheDir/.lock meanwhile, so
-// parallel test binaries build it once.
-func EnsureRootfs(ctx context.Context, log *slog.Logger, cacheDir string) (string, error) {
+// EnsureRootfs returns a directory holding the read-only template root filesystem (the
+// base packages plus extra), building it with debootstrap (about a minute) or extracting
+// the cached tarball (a few seconds) when needed. It holds an exclusive lock on
+// cacheDir/.lock meanwhile, so parallel test binaries build it once.
+func EnsureRootfs(ctx context.Context, log *slog.Logger, cacheDir string, extra ...string) (string, error) {
 	if cacheDir == "" {
 		cacheDir = DefaultCacheDir
 	}
@@ -52,7 +63,7 @@ func EnsureRootfs(ctx context.Context, log *slog.Logger, cacheDir string) (strin
 	}
 	defer unlock()
 
-	key := RootfsKey()
+	key := RootfsKey(extra...)
 	dir := filepath.Join(cacheDir, key)
 	tarball := dir + ".tar.zst"
 	stamp := filepath.Join(cacheDir, key+".ok")
@@ -86,7 +97,7 @@ func EnsureRootfs(ctx context.Context, log *slog.Logger, cacheDir string) (strin
 	mirror := debianMirror()
 	log.Info("building rootfs with debootstrap (first run only)", "dir", dir, "mirror", mirror)
 	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase",
-		"--include="+strings.Join(rootfsPackages, ","), "bookworm", build, mirror)
+		"--include="+strings.Join(append(append([]string{}, rootfsPackages...), extra...), ","), "bookworm", build, mirror)
 	logPath := filepath.Join(cacheDir, key+".debootstrap.log")
 	lf, err := os.Create(logPath)
 	if err != nil {
