@@ -109,8 +109,11 @@ func (cniPhase) Name() string   { return PhaseCNI }
 func (cniPhase) Title() string  { return "Install the pod network" }
 func (cniPhase) Parallel() bool { return false }
 func (cniPhase) Hosts(r *Runner) []topology.Host {
-	if r.t.Cluster.CNI.Name == "none" {
+	switch r.t.Cluster.CNI.Name {
+	case "none":
 		return nil
+	case "bridge":
+		return r.t.Nodes()
 	}
 	return []topology.Host{r.firstMaster()}
 }
@@ -118,6 +121,9 @@ func (cniPhase) Hosts(r *Runner) []topology.Host {
 func isURL(s string) bool { return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") }
 
 func (cniPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status, error) {
+	if r.t.Cluster.CNI.Name == "bridge" {
+		return probeBridge(ctx, r, h)
+	}
 	_, ok, err := r.probe(ctx, h, "cni", kubectl+" -n kube-system get daemonset calico-node -o name")
 	if err != nil {
 		return Status{}, err
@@ -137,6 +143,9 @@ func (cniPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status, 
 }
 
 func (cniPhase) Run(ctx context.Context, r *Runner, h topology.Host, _ Status) (string, error) {
+	if r.t.Cluster.CNI.Name == "bridge" {
+		return runBridge(ctx, r, h)
+	}
 	m := r.t.Cluster.CNI.Manifest
 	if !isURL(m) {
 		data, err := r.o.CNIManifest(m)

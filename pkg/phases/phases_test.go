@@ -154,6 +154,12 @@ func TestRenderKubeadmConfigGolden(t *testing.T) {
 	if strings.Join(kinds, ",") != "InitConfiguration,ClusterConfiguration,KubeletConfiguration" {
 		t.Errorf("documents: %v", kinds)
 	}
+	zero := 0
+	top.Cluster.KubeProxy.ConntrackMaxPerCore = &zero
+	b = RenderKubeadmConfig(top, top.Masters()[0])
+	if !strings.HasSuffix(string(b), "---\napiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nconntrack:\n  maxPerCore: 0\n") {
+		t.Errorf("cluster.kubeProxy.conntrackMaxPerCore 0 is not rendered as KubeProxyConfiguration conntrack.maxPerCore 0:\n%s", b)
+	}
 	if KubeadmAPIVersion(30) != "kubeadm.k8s.io/v1beta3" {
 		t.Error("1.30 must use v1beta3")
 	}

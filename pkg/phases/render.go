@@ -194,5 +194,8 @@ func RenderKubeadmConfig(t *topology.Topology, first topology.Host) []byte {
 		fmt.Fprintf(&b, "    - %q\n", s)
 	}
 	fmt.Fprintf(&b, "---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n")
+	if n := t.Cluster.KubeProxy.ConntrackMaxPerCore; n != nil {
+		fmt.Fprintf(&b, "---\napiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nconntrack:\n  maxPerCore: %d\n", *n)
+	}
 	return []byte(b.String())
 }

@@ -343,8 +343,27 @@ func (v *validator) validate() {
 	}
 	switch t.Cluster.CNI.Name {
 	case "calico", "none":
+	case "bridge":
+		if perr == nil && (!pod.Addr().Is4() || pod.Bits() > 16) {
+			v.errf("cluster.podCIDR", "%s: cni bridge numbers each node's /24 by the last byte of its address, so the pod network must be an IPv4 /16 or larger", t.Cluster.PodCIDR)
+		}
+		seen := map[byte]string{}
+		for _, h := range t.Nodes() {
+			a, err := netip.ParseAddr(h.Address)
+			if err != nil || !a.Is4() {
+				continue // reported with the host
+			}
+			last := a.As4()[3]
+			if o, dup := seen[last]; dup {
+				v.errf("cluster.cni.name", "bridge: nodes %s and %s both end in .%d, so they would get the same pod /24", o, h.Name, last)
+			}
+			seen[last] = h.Name
+		}
 	default:
-		v.errf("cluster.cni.name", "unknown CNI %q (calico or none)", t.Cluster.CNI.Name)
+		v.errf("cluster.cni.name", "unknown CNI %q (calico, bridge or none)", t.Cluster.CNI.Name)
+	}
+	if n := t.Cluster.KubeProxy.ConntrackMaxPerCore; n != nil && *n < 0 {
+		v.errf("cluster.kubeProxy.conntrackMaxPerCore", "%d is negative (0 leaves nf_conntrack_max alone)", *n)
 	}
 
 	// load balancer

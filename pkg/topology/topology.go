@@ -58,16 +58,32 @@ type Topology struct {
 
 // Cluster holds the Kubernetes settings.
 type Cluster struct {
-	Name              string `yaml:"name"`
-	KubernetesVersion string `yaml:"kubernetesVersion"`
-	PodCIDR           string `yaml:"podCIDR"`
-	ServiceCIDR       string `yaml:"serviceCIDR"`
-	CNI               CNI    `yaml:"cni"`
+	Name              string    `yaml:"name"`
+	KubernetesVersion string    `yaml:"kubernetesVersion"`
+	PodCIDR           string    `yaml:"podCIDR"`
+	ServiceCIDR       string    `yaml:"serviceCIDR"`
+	CNI               CNI       `yaml:"cni"`
+	KubeProxy         KubeProxy `yaml:"kubeProxy"`
+}
+
+// KubeProxy tunes kube-proxy through the KubeProxyConfiguration bootstrap hands kubeadm.
+type KubeProxy struct {
+	// ConntrackMaxPerCore is kube-proxy's conntrack.maxPerCore: connection-tracking entries
+	// per CPU core; kube-proxy raises the node's nf_conntrack_max to this times the cores
+	// (and exits when it cannot write it). 0 leaves nf_conntrack_max as the node has it:
+	// needed where that sysctl is read-only, such as nodes that are containers (kind sets
+	// 0). Unset: kube-proxy's default (32768).
+	ConntrackMaxPerCore *int `yaml:"conntrackMaxPerCore"`
 }
 
 // CNI selects the pod network add-on.
 type CNI struct {
-	// Name is "calico" or "none" (no CNI phase).
+	// Name is "calico", "bridge" or "none" (no CNI phase). bridge is the CNI reference
+	// plugins bridge + host-local (kubernetes-cni, in /opt/cni/bin): no manifest and no
+	// image, so it works offline. Each node's pods get the /24 of podCIDR numbered by the
+	// last byte of the node's address (10.10.12.0/24 for 192.168.10.12), and every node
+	// routes the other nodes' /24s to them, so the nodes must share a network; no network
+	// policy, pod traffic leaving the pod network is not masqueraded.
 	Name    string `yaml:"name"`
 	Version string `yaml:"version"`
 	// Manifest is a URL (fetched on the first master) or a local path (uploaded).

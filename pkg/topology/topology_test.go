@@ -19,6 +19,11 @@ hosts:
   - {name: lb2, address: 192.168.10.143, role: lb}
 `
 
+// withCluster adds lines to base's cluster section.
+func withCluster(y, lines string) string {
+	return strings.Replace(y, "kubernetesVersion: \"1.33.6\"\n", "kubernetesVersion: \"1.33.6\"\n"+lines, 1)
+}
+
 func TestValidation(t *testing.T) {
 	cases := []struct {
 		name string
@@ -56,6 +61,15 @@ func TestValidation(t *testing.T) {
 			wantErr: []string{"9: hosts[3].ssh.sudoPassword", "ssh.sudoPasswordEnv"}},
 		{name: "ansible style password", yaml: base + "vars:\n  ansible_ssh_pass: 1\n",
 			wantErr: []string{"vars.ansible_ssh_pass: a literal password"}},
+		{name: "cni bridge", yaml: withCluster(base, "  cni: {name: bridge}\n  kubeProxy: {conntrackMaxPerCore: 0}\n")},
+		{name: "cni bridge small pod network", yaml: strings.Replace(base, "kubernetesVersion: \"1.33.6\"\n", "kubernetesVersion: \"1.33.6\"\n  podCIDR: 10.10.0.0/20\n  cni: {name: bridge}\n", 1),
+			wantErr: []string{"cluster.podCIDR: 10.10.0.0/20: cni bridge numbers each node's /24", "/16 or larger"}},
+		{name: "cni bridge same last byte", yaml: withCluster(strings.Replace(base, "192.168.10.142", "192.168.11.138", 1), "  cni: {name: bridge}\n"),
+			wantErr: []string{"cluster.cni.name: bridge: nodes m1 and w1 both end in .138"}},
+		{name: "unknown cni", yaml: withCluster(base, "  cni: {name: flannel}\n"),
+			wantErr: []string{"cluster.cni.name: unknown CNI \"flannel\" (calico, bridge or none)"}},
+		{name: "negative conntrack", yaml: withCluster(base, "  kubeProxy: {conntrackMaxPerCore: -1}\n"),
+			wantErr: []string{"cluster.kubeProxy.conntrackMaxPerCore: -1 is negative"}},
 		{name: "bad version", yaml: strings.Replace(base, "1.33.6", "1.33", 1),
 			wantErr: []string{"2: cluster.kubernetesVersion: \"1.33\" is not a version"}},
 		{name: "priority on a master", yaml: strings.Replace(base, "{name: m1, address: 192.168.10.138, role: master}", "{name: m1, address: 192.168.10.138, role: master, priority: 10}", 1),
