@@ -21,6 +21,11 @@ type ClusterOptions struct {
 	Log                   *slog.Logger
 	// AdvertInterval is the topology's loadBalancer.advertInterval (default 1s).
 	AdvertInterval string
+	// K8s, when set, makes a real-Kubernetes lab (Options.K8s): the lab repository serves
+	// this build's packages instead of the stand-ins, and the topology asks for the bridge
+	// CNI (offline) and kube-proxy's conntrack.maxPerCore 0 (nf_conntrack_max is read-only
+	// in a container).
+	K8s *K8sBuild
 }
 
 // ClusterLab is a lab with the stand-in Kubernetes packages and the real containerd in its
@@ -40,14 +45,23 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*ClusterLab, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	work, err := os.MkdirTemp("", "vipd-lab-debs-")
-	if err != nil {
-		return nil, fmt.Errorf("create build dir: %w", err)
-	}
-	defer os.RemoveAll(work)
-	debs, err := standin.BuildDebs(ctx, work)
-	if err != nil {
-		return nil, err
+	var debs []string
+	files := map[string][]byte{}
+	topo := TopologyOptions{AdvertInterval: o.AdvertInterval}
+	if o.K8s != nil {
+		debs = o.K8s.Debs
+		zero := 0
+		topo.CNI, topo.ConntrackMaxPerCore = "bridge", &zero
+	} else {
+		work, err := os.MkdirTemp("", "vipd-lab-debs-")
+		if err != nil {
+			return nil, fmt.Errorf("create build dir: %w", err)
+		}
+		defer os.RemoveAll(work)
+		if debs, err = standin.BuildDebs(ctx, work); err != nil {
+			return nil, err
+		}
+		files["calico.yaml"] = []byte(standin.CalicoManifest)
 	}
 	ctr, err := DebianDebs(ctx, "", "containerd", "runc")
 	if err != nil {
@@ -65,13 +79,13 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*ClusterLab, error) {
 	}
 	l, err := Start(ctx, Options{Prefix: o.Prefix, Subnet: o.Subnet, Hosts: hosts, Log: o.Log,
 		Repos: []Repo{{Name: "k8s", Debs: debs}, {Name: "debian", Debs: ctr}},
-		Files: map[string][]byte{"calico.yaml": []byte(standin.CalicoManifest)}})
+		Files: files, K8s: o.K8s})
 	if err != nil {
 		return nil, err
 	}
 	c := &ClusterLab{Lab: l, Topology: filepath.Join(l.Dir, "topology.yaml"),
 		Env: []string{"BOOTSTRAP_SSH_PASSWORD=" + l.OpsPassword, "BOOTSTRAP_SUDO_PASSWORD=" + l.OpsPassword}}
-	if err := os.WriteFile(c.Topology, l.TopologyYAML(TopologyOptions{AdvertInterval: o.AdvertInterval}), 0o600); err != nil {
+	if err := os.WriteFile(c.Topology, l.TopologyYAML(topo), 0o600); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("write topology: %w", err)
 	}
@@ -87,6 +101,11 @@ type TopologyOptions struct {
 	Members []Member
 	// Comment is the first line's text (default: the lab's name).
 	Comment string
+	// CNI is cluster.cni.name: "" or "calico" (the stand-in manifest served by the lab),
+	// "bridge" or "none".
+	CNI string
+	// ConntrackMaxPerCore, when set, is cluster.kubeProxy.conntrackMaxPerCore.
+	ConntrackMaxPerCore *int
 }
 
 // Member is a lab host as it appears in a topology.
@@ -113,18 +132,21 @@ func (l *Lab) TopologyYAML(o TopologyOptions) []byte {
 			o.Members = append(o.Members, Member{Host: h, Role: h.Role})
 		}
 	}
+	cni := fmt.Sprintf("  cni:\n    name: calico\n    version: v3.30.3\n    manifest: %s\n", l.FileURL("calico.yaml"))
+	if o.CNI != "" && o.CNI != "calico" {
+		cni = "  cni:\n    name: " + o.CNI + "\n"
+	}
+	if o.ConntrackMaxPerCore != nil {
+		cni += fmt.Sprintf("  kubeProxy:\n    conntrackMaxPerCore: %d\n", *o.ConntrackMaxPerCore)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `# %s
 cluster:
   name: vipd-lab
-  kubernetesVersion: "1.33.6"
+  kubernetesVersion: "%s"
   podCIDR: 10.10.0.0/16
   serviceCIDR: 10.96.0.0/12
-  cni:
-    name: calico
-    version: v3.30.3
-    manifest: %s
-loadBalancer:
+%sloadBalancer:
   vip: %s
   interface: host0
   vrid: 51
@@ -144,7 +166,7 @@ ssh:
   sudoPasswordEnv: BOOTSTRAP_SUDO_PASSWORD
   connectTimeout: 5s
 hosts:
-`, o.Comment, l.FileURL("calico.yaml"), l.VIP, o.AdvertInterval, l.SSHKey, o.KnownHosts)
+`, o.Comment, KubernetesVersion, cni, l.VIP, o.AdvertInterval, l.SSHKey, o.KnownHosts)
 	prio := 100
 	for _, m := range o.Members {
 		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    role: %s\n", m.Host.Name, m.Host.Addr, m.Role)

@@ -27,6 +27,11 @@ const KubernetesVersion = "1.33.6"
 // configuration looks).
 const CNIPluginsVersion = "v1.6.2"
 
+// CriToolsVersion is the cri-tools release packaged as cri-tools (crictl), which
+// pkgs.k8s.io's kubeadm depends on (v1.33.0 is not served by the module proxy; crictl
+// speaks the same CRI v1 API).
+const CriToolsVersion = "v1.34.0"
+
 // k8sRecipe changes whenever the images or packages made from the binaries change, so
 // they are remade (in seconds) while the binaries stay cached.
 const k8sRecipe = "k8s-v1"
@@ -41,7 +46,8 @@ var k8sCommands = []string{"kubeadm", "kubelet", "kubectl", "kube-apiserver", "k
 type K8sBuild struct {
 	Version  string   // "1.33.6"
 	Dir      string   // CacheDir/k8s/<version>
-	Debs     []string // kubelet, kubeadm, kubectl, kubernetes-cni .deb files
+	Bin      string   // Dir/bin: the binaries (kubectl for the operator)
+	Debs     []string // kubelet, kubeadm, kubectl, kubernetes-cni, cri-tools .deb files
 	ImageDir string   // holds Images
 	Images   []string // docker-archive tarballs (ctr -n k8s.io images import)
 }
@@ -79,7 +85,7 @@ func k8sDirs(o K8sBuildOptions) (dir, stamp string) {
 }
 
 func k8sRecipeKey() string {
-	h := sha256.Sum256([]byte(k8sRecipe + "\n" + strings.Join(k8sCommands, ",") + "\n" + CNIPluginsVersion))
+	h := sha256.Sum256([]byte(k8sRecipe + "\n" + strings.Join(k8sCommands, ",") + "\n" + CNIPluginsVersion + "\n" + CriToolsVersion))
 	return "artifacts-" + hex.EncodeToString(h[:6])
 }
 
@@ -95,10 +101,10 @@ func CachedK8s(o K8sBuildOptions) (*K8sBuild, bool) {
 }
 
 func loadK8s(dir, version string) (*K8sBuild, error) {
-	b := &K8sBuild{Version: version, Dir: dir, ImageDir: filepath.Join(dir, "images")}
+	b := &K8sBuild{Version: version, Dir: dir, Bin: filepath.Join(dir, "bin"), ImageDir: filepath.Join(dir, "images")}
 	var err error
-	if b.Debs, err = filepath.Glob(filepath.Join(dir, "debs", "*.deb")); err != nil || len(b.Debs) != 4 {
-		return nil, fmt.Errorf("k8s build %s: want 4 .deb files in %s, found %d", dir, filepath.Join(dir, "debs"), len(b.Debs))
+	if b.Debs, err = filepath.Glob(filepath.Join(dir, "debs", "*.deb")); err != nil || len(b.Debs) != 5 {
+		return nil, fmt.Errorf("k8s build %s: want 5 .deb files in %s, found %d", dir, filepath.Join(dir, "debs"), len(b.Debs))
 	}
 	if b.Images, err = filepath.Glob(filepath.Join(b.ImageDir, "*.tar")); err != nil || len(b.Images) == 0 {
 		return nil, fmt.Errorf("k8s build %s: no images in %s", dir, b.ImageDir)
@@ -153,6 +159,9 @@ func EnsureK8s(ctx context.Context, o K8sBuildOptions) (*K8sBuild, error) {
 		cni = append(cni, "github.com/containernetworking/plugins/plugins/"+p+"@"+CNIPluginsVersion)
 	}
 	if err := g.install(ctx, filepath.Join(bin, "cni"), "bridge", cni...); err != nil {
+		return nil, err
+	}
+	if err := g.install(ctx, bin, "crictl", "sigs.k8s.io/cri-tools/cmd/crictl@"+CriToolsVersion); err != nil {
 		return nil, err
 	}
 	if err := g.buildPause(ctx, bin); err != nil {

@@ -56,8 +56,9 @@ type debSpec struct {
 	scripts                      map[string]string
 }
 
-// makeK8sDebs packages the real kubelet, kubeadm, kubectl and kubernetes-cni (the CNI
-// plugins) like pkgs.k8s.io: same names, versions, paths and units.
+// makeK8sDebs packages the real kubelet, kubeadm, kubectl, kubernetes-cni (the CNI
+// plugins) and cri-tools like pkgs.k8s.io: same names, versions, paths, units and
+// dependencies.
 func makeK8sDebs(ctx context.Context, bin, out, version string) error {
 	_ = os.RemoveAll(out)
 	if err := os.MkdirAll(out, 0o755); err != nil {
@@ -77,7 +78,7 @@ func makeK8sDebs(ctx context.Context, bin, out, version string) error {
 				{content: realKubeletUnit, dst: "usr/lib/systemd/system/kubelet.service", mode: 0o644},
 			}, scripts: map[string]string{"postinst": reloadScript, "postrm": reloadScript}},
 		{name: "kubeadm", version: dv, desc: "Command-line utility for administering a Kubernetes cluster",
-			depends: "kubelet (>= 1.19.0), kubectl (>= 1.13.0)",
+			depends: "cri-tools (>= 1.30.0), kubelet (>= 1.19.0), kubectl (>= 1.13.0)",
 			files: []debFile{
 				{src: filepath.Join(bin, "kubeadm"), dst: "usr/bin/kubeadm", mode: 0o755},
 				{content: realKubeadmDropIn, dst: "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf", mode: 0o644},
@@ -85,6 +86,8 @@ func makeK8sDebs(ctx context.Context, bin, out, version string) error {
 		{name: "kubectl", version: dv, desc: "Command-line utility for interacting with a Kubernetes cluster",
 			files: []debFile{{src: filepath.Join(bin, "kubectl"), dst: "usr/bin/kubectl", mode: 0o755}}},
 		{name: "kubernetes-cni", version: cniVersion, desc: "Binaries required to provision kubernetes container networking", files: cni},
+		{name: "cri-tools", version: strings.TrimPrefix(CriToolsVersion, "v") + "-1.1", desc: "Command-line utility for interacting with a container runtime",
+			files: []debFile{{src: filepath.Join(bin, "crictl"), dst: "usr/bin/crictl", mode: 0o755}}},
 	}
 	for _, s := range specs {
 		if err := buildDeb(ctx, out, s); err != nil {

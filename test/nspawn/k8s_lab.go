@@ -223,3 +223,35 @@ func (l *Lab) writeK8sGuestFiles(h *Host) error {
 	}
 	return nil
 }
+
+// HostMemory returns a k8s host's memory use from its v1 memory cgroup (memory.stat's
+// total_rss and total_cache, bytes): every process of the guest, containers included.
+func (l *Lab) HostMemory(name string) (rss, cache uint64, err error) {
+	h := l.Host(name)
+	if h == nil {
+		return 0, 0, fmt.Errorf("no lab host %q", name)
+	}
+	for _, cg := range h.cgroups {
+		if !strings.HasPrefix(cg, "/sys/fs/cgroup/memory/") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(cg, "memory.stat"))
+		if err != nil {
+			return 0, 0, fmt.Errorf("host %s: %w", name, err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			var v uint64
+			if f := strings.Fields(line); len(f) == 2 {
+				fmt.Sscan(f[1], &v)
+				switch f[0] {
+				case "total_rss":
+					rss = v
+				case "total_cache":
+					cache = v
+				}
+			}
+		}
+		return rss, cache, nil
+	}
+	return 0, 0, fmt.Errorf("host %s has no memory cgroup of its own (real-Kubernetes mode only)", name)
+}
