@@ -23,12 +23,12 @@ import (
 	"github.com/vipd-project/vipd/pkg/topology"
 )
 
-// Exit codes scripts can rely on.
+// Exit codes scripts can rely on (README, bootstrap section).
 const (
 	exitOK     = 0
-	exitFailed = 1
-	exitUsage  = cli.ExitUsage
-	exitAuth   = 3
+	exitFailed = 1             // a phase failed on a host; status: a host is unreachable or half-done
+	exitUsage  = cli.ExitUsage // bad topology, flag or command
+	exitSSH    = 3             // a host key refused, SSH or sudo authentication refused, or a host unreachable within ssh.connectPatience
 )
 
 type exitError struct {
@@ -114,7 +114,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				sts := r.Status(cmd.Context())
 				fmt.Fprint(g.stdout, phases.FormatStatus(sts, r.Topology().VIPPrefix().String()))
 				for _, s := range sts {
-					if !s.Reachable {
+					if !s.Reachable || s.Error != "" {
 						return silentExit(exitFailed)
 					}
 				}
@@ -208,18 +208,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return code
 	}
 	fmt.Fprintf(stderr, "bootstrap: %v\n", err)
-	if code == exitUsage && strings.Contains(err.Error(), "unknown") {
+	if cli.IsUsage(err) {
 		fmt.Fprintln(stderr, "run `bootstrap --help` for usage")
 	}
 	return code
 }
 
+// exitCodeFor maps an error to the exit code by its type: SSH refusals and unreachable hosts
+// (3) first, since they may arrive wrapped in a phase failure; then usage errors (2).
 func exitCodeFor(err error) int {
 	var hke *sshx.HostKeyError
 	var ae *sshx.AuthError
 	var se *sshx.SudoError
-	if errors.As(err, &hke) || errors.As(err, &ae) || errors.As(err, &se) {
-		return exitAuth
+	var ce *sshx.ConnectError
+	if errors.As(err, &hke) || errors.As(err, &ae) || errors.As(err, &se) || errors.As(err, &ce) {
+		return exitSSH
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
@@ -258,7 +261,7 @@ func (g *globalOpts) withRunner(ctx context.Context, dryRun bool, fn func(r *pha
 			return usageErr(fmt.Errorf("--deploy-dir: %w", err))
 		}
 	}
-	c := &connector{top: top, secrets: sec, acceptNew: g.acceptNew, log: log, known: map[string]*sshx.KnownHosts{}}
+	c := &connector{top: top, secrets: sec, acceptNew: g.acceptNew, log: log, notice: g.stderr, known: map[string]*sshx.KnownHosts{}}
 	defer c.closeAll()
 	r := phases.NewRunner(phases.Options{
 		Topology:   top,
@@ -348,6 +351,7 @@ type connector struct {
 	secrets   *secrets
 	acceptNew bool
 	log       *slog.Logger
+	notice    io.Writer // told of every host key recorded by --accept-new-host-keys
 	mu        sync.Mutex
 	known     map[string]*sshx.KnownHosts
 	clients   []*sshx.Client
@@ -361,6 +365,11 @@ func (c *connector) knownHosts(path string) *sshx.KnownHosts {
 		return k
 	}
 	k := sshx.NewKnownHosts(path, c.acceptNew)
+	k.Recorded = func(host, addr, keyType, fp, file string) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		fmt.Fprintf(c.notice, "recorded the host key of %s (%s): %s %s in %s\n", host, addr, keyType, fp, file)
+	}
 	c.known[path] = k
 	return k
 }
@@ -384,6 +393,7 @@ func (c *connector) connect(ctx context.Context, h topology.Host) (phases.Host, 
 		SudoPassword:   sudo,
 		KnownHosts:     c.knownHosts(s.KnownHosts),
 		ConnectTimeout: s.ConnectTimeout,
+		Patience:       s.ConnectPatience,
 		Logger:         c.log,
 	}
 	if j := s.JumpHost; j != nil {

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -58,6 +60,40 @@ hosts:
 	}
 }
 
+// A host that refuses connections for longer than ssh.connectPatience: exit 3 (documented:
+// SSH refused), after about that long, naming the host.
+func TestUnreachableHostExitsThree(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	top := writeFile(t, fmt.Sprintf(`loadBalancer: {vip: 127.0.0.100/8}
+ssh: {user: root, port: %d, knownHosts: %s, agent: false, connectPatience: 2s}
+hosts:
+  - {name: m1, address: 127.0.0.1, role: master}
+  - {name: lb1, address: 127.0.0.2, role: lb}
+`, port, filepath.Join(t.TempDir(), "kh")))
+	t.Setenv("BOOTSTRAP_SSH_PASSWORD", "x")
+	start := time.Now()
+	code, out, stderr := runCLI(t, "up", "--dry-run", "--only", "init", "-f", top)
+	d := time.Since(start)
+	if code != exitSSH || !strings.Contains(out, "m1") || !strings.Contains(out, "connectPatience") {
+		t.Errorf("exit %d, want 3 naming m1 and ssh.connectPatience\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	if d < 1500*time.Millisecond || d > 15*time.Second {
+		t.Errorf("gave up after %s, want about the 2s of patience", d)
+	}
+	for _, args := range [][]string{{"status", "extra"}, {"help"}} {
+		code, _, stderr := runCLI(t, args...)
+		want := map[string]int{"status": exitUsage, "help": exitOK}[args[0]]
+		if code != want {
+			t.Errorf("%v: exit %d (%s), want %d", args, code, stderr, want)
+		}
+	}
+}
+
 func TestUsageErrorsExitTwo(t *testing.T) {
 	for _, args := range [][]string{{"up", "--only", "lb,nope"}, {"frobnicate"}, {"up", "--no-such-flag"}} {
 		code, _, stderr := runCLI(t, args...)
@@ -86,7 +122,7 @@ hosts:
 	fp := ssh.FingerprintSHA256(s.HostKey)
 
 	code, out, stderr := runCLI(t, "up", "--dry-run", "--only", "init", "-f", top)
-	if code != exitAuth || !strings.Contains(out, "[m1] init: FAILED") || !strings.Contains(out, fp) || !strings.Contains(out, "unknown host key") {
+	if code != exitSSH || !strings.Contains(out, "[m1] init: FAILED") || !strings.Contains(out, fp) || !strings.Contains(out, "unknown host key") {
 		t.Fatalf("unknown host: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}
 	if !strings.Contains(stderr, "warning:") || !strings.Contains(stderr, "one lb host") {
@@ -100,6 +136,12 @@ hosts:
 	if b, _ := os.ReadFile(kh); !strings.Contains(string(b), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.HostKey)))) {
 		t.Errorf("key not recorded: %q", b)
 	}
+	// The operator is told which key was trusted, for each host.
+	for _, h := range []string{"m1"} {
+		if !strings.Contains(stderr, "recorded the host key of "+h+" ") || !strings.Contains(stderr, fp) {
+			t.Errorf("accept-new did not print the recorded fingerprint of %s (%s):\n%s", h, fp, stderr)
+		}
+	}
 
 	other := sshdtest.WriteKey(t, filepath.Join(t.TempDir(), "k"))
 	line := knownhosts.Line([]string{knownhosts.Normalize(fmt.Sprintf("127.0.0.1:%d", s.Port))}, other)
@@ -107,7 +149,7 @@ hosts:
 		t.Fatal(err)
 	}
 	code, out, _ = runCLI(t, "up", "--dry-run", "--only", "init", "--accept-new-host-keys", "-f", top)
-	if code != exitAuth || !strings.Contains(out, "HOST KEY CHANGED") || !strings.Contains(out, fp) || !strings.Contains(out, kh+":1") {
+	if code != exitSSH || !strings.Contains(out, "HOST KEY CHANGED") || !strings.Contains(out, fp) || !strings.Contains(out, kh+":1") {
 		t.Fatalf("changed key: exit %d\n%s", code, out)
 	}
 }

@@ -43,9 +43,16 @@ type Config struct {
 	Jump         *JumpConfig
 	// ConnectTimeout bounds one TCP connect + handshake (default 10s).
 	ConnectTimeout time.Duration
-	// Retries for transient errors (refused, timeout, reset) after the first attempt (default 3).
-	Retries    int
-	RetryDelay time.Duration // first delay, doubled each time (default 1s)
+	// Patience is how long transient connect errors (refused, timeout, reset, unreachable)
+	// are retried, from the first attempt, before giving up with a *ConnectError: long enough
+	// to ride out an sshd restart or a reboot's last seconds (default DefaultPatience). It
+	// applies to every reconnect, also when a connection drops between two commands. The last
+	// attempt starts when it runs out and still lasts up to ConnectTimeout.
+	Patience time.Duration
+	// RetryDelay is the first delay between attempts, doubled each time up to MaxRetryDelay
+	// (defaults 1s and 2s: a host back after an outage is found within 2s).
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
 	// MaxSessions caps the commands running at once on the connection (default 8: OpenSSH
 	// refuses more than MaxSessions, 10 by default, per connection).
 	MaxSessions int
@@ -61,6 +68,27 @@ type JumpConfig struct {
 	Agent        bool
 	Password     string
 }
+
+// DefaultPatience is Config.Patience's default: an sshd restart (systemctl restart ssh,
+// an upgrade of openssh-server) refuses connections for a second or two; a host finishing
+// a reboot for tens of seconds.
+const DefaultPatience = 30 * time.Second
+
+// ConnectError is returned when the host could not be reached within Config.Patience:
+// every attempt met a transient error (refused, timed out, reset, unreachable).
+type ConnectError struct {
+	Host     string
+	Addr     string
+	Attempts int
+	Waited   time.Duration
+	Err      error // the last attempt's error
+}
+
+func (e *ConnectError) Error() string {
+	return fmt.Sprintf("host %s: cannot connect to %s: gave up after %d attempts over %s (ssh.connectPatience): %v", e.Host, e.Addr, e.Attempts, e.Waited.Round(100*time.Millisecond), e.Err)
+}
+
+func (e *ConnectError) Unwrap() error { return e.Err }
 
 // Result is what a command produced.
 type Result struct {
@@ -126,14 +154,14 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 10 * time.Second
 	}
-	if cfg.Retries == 0 {
-		cfg.Retries = 3
+	if cfg.Patience == 0 {
+		cfg.Patience = DefaultPatience
 	}
-	if cfg.Retries < 0 {
-		cfg.Retries = 0
-	}
-	if cfg.RetryDelay == 0 {
+	if cfg.RetryDelay <= 0 {
 		cfg.RetryDelay = time.Second
+	}
+	if cfg.MaxRetryDelay <= 0 {
+		cfg.MaxRetryDelay = 2 * time.Second
 	}
 	if cfg.Host == "" {
 		cfg.Host = cfg.Addr
@@ -187,23 +215,28 @@ func (c *Client) client(ctx context.Context) (*ssh.Client, error) {
 	if c.conn != nil {
 		return c.conn, nil
 	}
-	var err error
+	start := time.Now()
 	delay := c.cfg.RetryDelay
-	for attempt := 0; ; attempt++ {
-		err = c.connect(ctx)
+	for attempt := 1; ; attempt++ {
+		err := c.connect(ctx)
 		if err == nil {
 			return c.conn, nil
 		}
-		if attempt >= c.cfg.Retries || !transient(err) || ctx.Err() != nil {
+		if !transient(err) || ctx.Err() != nil {
 			return nil, err
 		}
-		c.log.Debug("ssh connect failed, retrying", "attempt", attempt+1, "in", delay, "err", err)
+		left := c.cfg.Patience - time.Since(start)
+		if left <= 0 {
+			return nil, &ConnectError{Host: c.cfg.Host, Addr: net.JoinHostPort(c.cfg.Addr, strconv.Itoa(c.cfg.Port)), Attempts: attempt, Waited: time.Since(start), Err: err}
+		}
+		wait := min(delay, left) // the last attempt starts when the patience runs out
+		c.log.Debug("ssh connect failed, retrying", "attempt", attempt, "in", wait, "err", err)
 		select {
 		case <-ctx.Done():
 			return nil, err
-		case <-time.After(delay):
+		case <-time.After(wait):
 		}
-		delay *= 2
+		delay = min(delay*2, c.cfg.MaxRetryDelay)
 	}
 }
 

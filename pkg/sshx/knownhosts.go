@@ -58,7 +58,10 @@ func keyFileType(t string) string {
 type KnownHosts struct {
 	path      string
 	acceptNew bool
-	mu        sync.Mutex
+	// Recorded, when set, is told of every key appended to the file (host, address, key
+	// type, SHA256 fingerprint), so the operator sees what was trusted.
+	Recorded func(host, addr, keyType, fingerprint, file string)
+	mu       sync.Mutex
 }
 
 // NewKnownHosts returns a verifier for path. With acceptNew, keys of unknown hosts are
@@ -170,12 +173,28 @@ func (k *KnownHosts) check(host, hostname string, remote net.Addr, key ssh.Publi
 	if err := appendAtomic(k.path, line+"\n"); err != nil {
 		return fmt.Errorf("host %s: record its key in %s: %w", host, k.path, err)
 	}
+	if k.Recorded != nil {
+		k.Recorded(host, hostname, key.Type(), ssh.FingerprintSHA256(key), k.path)
+	}
 	return nil
 }
 
 // appendAtomic rewrites path with line appended: temp file in the same directory, mode 0600,
-// fsync, rename. A crash leaves the old or the new file, never half of one.
+// fsync, rename. A crash leaves the old or the new file, never half of one. When path is a
+// symlink (known_hosts kept in a dotfiles repository), the file it points to is rewritten and
+// the link stays a link.
 func appendAtomic(path, line string) error {
+	if target, err := filepath.EvalSymlinks(path); err == nil {
+		path = target
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	} else if dst, lerr := os.Readlink(path); lerr == nil {
+		// A dangling link: create the file it names.
+		if !filepath.IsAbs(dst) {
+			dst = filepath.Join(filepath.Dir(path), dst)
+		}
+		path = dst
+	}
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

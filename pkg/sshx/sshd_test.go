@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -48,7 +49,7 @@ func (s *sshd) knownHostsFile(t *testing.T, withKey bool) string {
 }
 
 func (s *sshd) rootConfig(kh *KnownHosts) Config {
-	return Config{Host: "h1", Addr: "127.0.0.1", Port: s.port, User: "root", IdentityFile: s.keyFile, KnownHosts: kh, ConnectTimeout: 5 * time.Second, Retries: 1, RetryDelay: 100 * time.Millisecond}
+	return Config{Host: "h1", Addr: "127.0.0.1", Port: s.port, User: "root", IdentityFile: s.keyFile, KnownHosts: kh, ConnectTimeout: 5 * time.Second, Patience: 500 * time.Millisecond, RetryDelay: 100 * time.Millisecond}
 }
 
 func TestKeyAuthAcceptNewAndExitCodes(t *testing.T) {
@@ -117,6 +118,62 @@ func TestKeyAuthAcceptNewAndExitCodes(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("cancel took %s", d)
+	}
+}
+
+// --accept-new-host-keys through a symlinked known_hosts (dotfiles): the key is written to
+// the link's target, the link stays a link, and the recorded fingerprint is reported.
+func TestAcceptNewThroughSymlink(t *testing.T) {
+	s := startSSHD(t)
+	dir := t.TempDir()
+	target := filepath.Join(dir, "dotfiles", "known_hosts")
+	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(target, []byte("# mine\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "known_hosts")
+	if err := os.Symlink("dotfiles/known_hosts", link); err != nil {
+		t.Fatal(err)
+	}
+	kh := NewKnownHosts(link, true)
+	var told []string
+	kh.Recorded = func(host, addr, keyType, fp, file string) {
+		told = append(told, strings.Join([]string{host, addr, keyType, fp, file}, " "))
+	}
+	c, err := Dial(context.Background(), s.rootConfig(kh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	fi, err := os.Lstat(link)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("known_hosts is no longer a symlink: %v %v", fi.Mode(), err)
+	}
+	b, _ := os.ReadFile(target)
+	if !strings.HasPrefix(string(b), "# mine\n[127.0.0.1]:") {
+		t.Errorf("target = %q, want the old line then the new key", b)
+	}
+	fp := ssh.FingerprintSHA256(s.hostPub)
+	if len(told) != 1 || !strings.Contains(told[0], "h1 ") || !strings.Contains(told[0], fp) {
+		t.Errorf("recorded = %q, want one report naming h1 and %s", told, fp)
+	}
+	// A dangling link: the file it names is created.
+	dangling := filepath.Join(dir, "kh2")
+	if err := os.Symlink(filepath.Join(dir, "new-known-hosts"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Dial(context.Background(), s.rootConfig(NewKnownHosts(dangling, true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if fi, err := os.Lstat(dangling); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("dangling known_hosts link replaced by a file")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new-known-hosts")); err != nil {
+		t.Errorf("the link's target was not created: %v", err)
 	}
 }
 
@@ -263,7 +320,7 @@ func TestPasswordUserWithSudo(t *testing.T) {
 	}
 	khFile := s.knownHostsFile(t, true)
 	cfg := Config{Host: "m2", Addr: "127.0.0.1", Port: s.port, User: user, Password: pass, SudoPassword: pass,
-		KnownHosts: NewKnownHosts(khFile, false), ConnectTimeout: 5 * time.Second, Retries: 2, RetryDelay: 200 * time.Millisecond}
+		KnownHosts: NewKnownHosts(khFile, false), ConnectTimeout: 5 * time.Second, Patience: time.Second, RetryDelay: 200 * time.Millisecond}
 	ctx := context.Background()
 	c, err := Dial(ctx, cfg)
 	if err != nil {
@@ -323,19 +380,78 @@ func TestTransientErrorsRetried(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close() // nothing listens: connection refused
 	cfg := Config{Host: "h", Addr: "127.0.0.1", Port: port, User: "root", Password: "x",
-		KnownHosts: NewKnownHosts(filepath.Join(t.TempDir(), "kh"), false), Retries: 2, RetryDelay: 100 * time.Millisecond}
+		KnownHosts: NewKnownHosts(filepath.Join(t.TempDir(), "kh"), false), Patience: time.Second, RetryDelay: 100 * time.Millisecond, MaxRetryDelay: 200 * time.Millisecond}
 	start := time.Now()
 	_, err = Dial(context.Background(), cfg)
 	d := time.Since(start)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("want connection refused, got %v", err)
 	}
+	var ce *ConnectError
+	if !errors.As(err, &ce) || ce.Attempts < 3 {
+		t.Errorf("want a *ConnectError after several attempts, got %#v", err)
+	}
 	if !strings.Contains(err.Error(), "host h") || !strings.Contains(err.Error(), strconv.Itoa(port)) {
 		t.Errorf("error does not name host and address: %v", err)
 	}
-	// Two retries: 100ms + 200ms of waiting.
-	if d < 250*time.Millisecond {
-		t.Errorf("gave up after %s: retries not done", d)
+	// Attempts for 1s (patience), not beyond.
+	if d < 700*time.Millisecond || d > 5*time.Second {
+		t.Errorf("gave up after %s, want about the 1s of patience", d)
+	}
+}
+
+// An sshd that refuses connections for 8 s (a restart, the end of a reboot) is waited for
+// with the default patience; the old fixed 3 retries (1+2+4 s) gave up after 7 s.
+func TestPatienceRidesOutOutage(t *testing.T) {
+	s := startSSHD(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close() // refused until the proxy below starts
+	cfg := s.rootConfig(NewKnownHosts(s.knownHostsFile(t, false), true))
+	cfg.Port, cfg.Patience, cfg.RetryDelay = port, 0, 0 // the defaults
+	outage := 8 * time.Second
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done })
+	go func() {
+		defer close(done)
+		select {
+		case <-time.After(outage):
+		case <-stop:
+			return
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			t.Errorf("proxy listen: %v", err)
+			return
+		}
+		go func() { <-stop; l.Close() }()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)))
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { <-stop; c.Close(); u.Close() }()
+			go func() { _, _ = io.Copy(u, c); u.Close(); c.Close() }()
+			go func() { _, _ = io.Copy(c, u); u.Close(); c.Close() }()
+		}
+	}()
+	start := time.Now()
+	c, err := Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("gave up after %s during an %s outage: %v", time.Since(start).Round(time.Millisecond), outage, err)
+	}
+	defer c.Close()
+	if res, err := c.Run(context.Background(), "echo ok"); err != nil || res.Stdout != "ok\n" {
+		t.Errorf("after the outage: %q %v", res.Stdout, err)
 	}
 }
 
@@ -416,7 +532,7 @@ func TestHandshakeTimeout(t *testing.T) {
 		}
 	}()
 	cfg := Config{Host: "silent", Addr: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port, User: "root", Password: "x",
-		KnownHosts: NewKnownHosts(filepath.Join(t.TempDir(), "kh"), false), ConnectTimeout: 300 * time.Millisecond, Retries: 1, RetryDelay: 50 * time.Millisecond}
+		KnownHosts: NewKnownHosts(filepath.Join(t.TempDir(), "kh"), false), ConnectTimeout: 300 * time.Millisecond, Patience: 400 * time.Millisecond, RetryDelay: 50 * time.Millisecond}
 	start := time.Now()
 	_, err = Dial(context.Background(), cfg)
 	d := time.Since(start)

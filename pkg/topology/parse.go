@@ -243,6 +243,9 @@ func (t *Topology) applyDefaults() {
 	if s.ConnectTimeout == 0 {
 		s.ConnectTimeout = DefaultConnectTimeout
 	}
+	if s.ConnectPatience == 0 {
+		s.ConnectPatience = DefaultConnectPatience
+	}
 	if s.PasswordEnv == "" {
 		s.PasswordEnv = DefaultPasswordEnv
 	}
@@ -547,6 +550,9 @@ func (v *validator) validateSSH(field string, s SSH) {
 	}
 	if s.ConnectTimeout < 0 {
 		v.errf(field+".connectTimeout", "%s is negative", s.ConnectTimeout)
+	}
+	if s.ConnectPatience < 0 || s.ConnectPatience > time.Hour {
+		v.errf(field+".connectPatience", "%s is out of range 0-1h", s.ConnectPatience)
 	}
 	if j := s.JumpHost; j != nil {
 		if j.Address == "" {

@@ -34,6 +34,7 @@ const (
 	DefaultSSHPort           = 22
 	DefaultKnownHosts        = "~/.ssh/known_hosts"
 	DefaultConnectTimeout    = 10 * time.Second
+	DefaultConnectPatience   = 30 * time.Second
 	DefaultPasswordEnv       = "BOOTSTRAP_SSH_PASSWORD"
 	DefaultSudoPasswordEnv   = "BOOTSTRAP_SUDO_PASSWORD"
 	DefaultContainerdPackage = "containerd"
@@ -157,10 +158,16 @@ type SSH struct {
 	// PasswordEnv names the environment variable holding the SSH password.
 	PasswordEnv string `yaml:"passwordEnv"`
 	// SudoPasswordEnv names the variable holding the sudo password (default: the SSH password).
-	SudoPasswordEnv string        `yaml:"sudoPasswordEnv"`
-	KnownHosts      string        `yaml:"knownHosts"`
-	JumpHost        *JumpHost     `yaml:"jumpHost"`
-	ConnectTimeout  time.Duration `yaml:"connectTimeout"`
+	SudoPasswordEnv string    `yaml:"sudoPasswordEnv"`
+	KnownHosts      string    `yaml:"knownHosts"`
+	JumpHost        *JumpHost `yaml:"jumpHost"`
+	// ConnectTimeout bounds one connection attempt (TCP connect and SSH handshake).
+	ConnectTimeout time.Duration `yaml:"connectTimeout"`
+	// ConnectPatience is how long a host that refuses or drops connections (sshd
+	// restarting, a reboot finishing, a short network outage) is retried before bootstrap
+	// gives up with exit code 3 (default 30s). It applies to every reconnect, also in the
+	// middle of a phase.
+	ConnectPatience time.Duration `yaml:"connectPatience"`
 }
 
 // JumpHost is an SSH bastion the connections go through.
@@ -339,6 +346,9 @@ func (t *Topology) SSHFor(h Host) SSH {
 		}
 		if o.ConnectTimeout != 0 {
 			s.ConnectTimeout = o.ConnectTimeout
+		}
+		if o.ConnectPatience != 0 {
+			s.ConnectPatience = o.ConnectPatience
 		}
 	}
 	if s.Address == "" {
