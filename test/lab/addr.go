@@ -42,3 +42,27 @@ func (w *addrWatcher) has(a netip.Addr) (bool, error) {
 }
 
 func (w *addrWatcher) close() { w.h.Close() }
+
+// AddrProbe answers "does eth0 hold this address?" through a netlink socket opened in the
+// host's namespace, cheaply enough to sample every few milliseconds from any goroutine.
+type AddrProbe struct{ w *addrWatcher }
+
+// AddrProbe opens a probe for the host's eth0. Close it when done.
+func (h *Host) AddrProbe() (*AddrProbe, error) {
+	var p AddrProbe
+	err := h.Do(func() error {
+		w, err := newAddrWatcher(h.Iface)
+		p.w = w
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: address probe: %w", h.Name, err)
+	}
+	return &p, nil
+}
+
+// Has reports whether eth0 holds a.
+func (p *AddrProbe) Has(a netip.Addr) (bool, error) { return p.w.has(a) }
+
+// Close releases the netlink socket.
+func (p *AddrProbe) Close() { p.w.close() }

@@ -234,14 +234,24 @@ func (h *Host) Rejoin() error {
 // Drop adds nft rules in the host's namespace that drop, both in and out, the packets matching
 // match (an nft expression such as "ip protocol 112" or "ip daddr 10.77.0.12"). The rules live
 // in table "inet lab" and go with the namespace; Undrop removes them all.
-func (h *Host) Drop(match string) error {
-	rules := fmt.Sprintf(`table inet lab {
+func (h *Host) Drop(match string) error { return h.drop(match, true, true) }
+
+// DropIn is Drop for incoming packets only: the host still sends what match describes but
+// hears none of it (a one-way cut).
+func (h *Host) DropIn(match string) error { return h.drop(match, true, false) }
+
+func (h *Host) drop(match string, in, out bool) error {
+	rules := `table inet lab {
 	chain in { type filter hook input priority -10; policy accept; }
 	chain out { type filter hook output priority -10; policy accept; }
 }
-add rule inet lab in %s counter drop
-add rule inet lab out %s counter drop
-`, match, match)
+`
+	if in {
+		rules += fmt.Sprintf("add rule inet lab in %s counter drop\n", match)
+	}
+	if out {
+		rules += fmt.Sprintf("add rule inet lab out %s counter drop\n", match)
+	}
 	return h.nft(rules)
 }
 

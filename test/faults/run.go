@@ -1,0 +1,230 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vipd-project/vipd/test/apiserverstub"
+	"github.com/vipd-project/vipd/test/lab"
+)
+
+// Result is what one fault did to the pair in one mode, from the injection until the pair had
+// been stable for Quiet after the heal.
+type Result struct {
+	Fault string
+	Mode  string
+	// Settle is from the injection until the last change of who holds the VIP (after which
+	// exactly one host held it for good).
+	Settle time.Duration
+	// NoHolder and TwoHolders are how long the VIP was on no LB host and on both.
+	NoHolder, TwoHolders time.Duration
+	// Transitions counts VRRP state changes logged by each host's vipd (restarts included).
+	Transitions map[string]int
+	// Requests and Failed count the client's new-TLS-connection requests through the VIP.
+	Requests, Failed int
+	// FinalMasters is how many daemons report MASTER at the end; FinalHolders who holds the VIP.
+	FinalMasters int
+	FinalHolders []string
+}
+
+// Quiet is how long the holder set must stay unchanged (exactly one) after the heal before a
+// run ends.
+const Quiet = 3 * time.Second
+
+const (
+	sampleEvery  = 10 * time.Millisecond
+	probeEvery   = 20 * time.Millisecond
+	probeTimeout = time.Second
+	settleMax    = 25 * time.Second
+)
+
+type sample struct {
+	at      time.Time
+	holders int
+}
+
+// Run injects f into the pair running in mode (starting or restarting the pair as needed) and
+// measures it.
+func (e *Env) Run(ctx context.Context, f Fault, mode Mode) (Result, error) {
+	res := Result{Fault: f.Name, Mode: mode.Name, Transitions: map[string]int{}}
+	if e.mode == nil || e.mode.Gossip != mode.Gossip || e.Steady(ctx, 30*time.Second) != nil {
+		if err := e.Start(ctx, mode); err != nil {
+			return res, fmt.Errorf("%s, %s: start the pair: %w", f.Name, mode.Name, err)
+		}
+	}
+	tlsConf := e.Masters.ClientTLS()
+	prober := apiserverstub.StartProber(e.Client.Dial, tlsConf, net.JoinHostPort(e.VIP.String(), "6443"), probeEvery, probeTimeout)
+	defer prober.Stop()
+	warm := time.Now()
+	if err := waitOK(ctx, prober, warm, 10*time.Second); err != nil {
+		return res, fmt.Errorf("%s, %s: requests through the VIP before the fault: %w", f.Name, mode.Name, err)
+	}
+	offsets := map[*lab.Vipd]int64{}
+	for _, v := range []*lab.Vipd{e.V1, e.V2} {
+		offsets[v] = logSize(v.LogPath)
+	}
+
+	sampler := e.startSampler()
+	t0 := time.Now()
+	if err := f.Inject(e); err != nil {
+		sampler.stop()
+		return res, fmt.Errorf("%s, %s: inject: %w", f.Name, mode.Name, err)
+	}
+	select {
+	case <-ctx.Done():
+		sampler.stop()
+		return res, ctx.Err()
+	case <-time.After(f.Hold):
+	}
+	if err := f.Heal(e); err != nil {
+		sampler.stop()
+		return res, fmt.Errorf("%s, %s: heal: %w", f.Name, mode.Name, err)
+	}
+	healed := time.Now()
+	for !sampler.quietSince(healed, Quiet) && time.Since(healed) < settleMax {
+		select {
+		case <-ctx.Done():
+			sampler.stop()
+			return res, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	samples := sampler.stop()
+	tEnd := time.Now()
+	prober.WaitDone(tEnd)
+
+	res.NoHolder, res.TwoHolders, res.Settle = timeline(samples, t0)
+	for _, v := range []*lab.Vipd{e.V1, e.V2} {
+		res.Transitions[v.Host.Name] = countTransitions(v.LogPath, offsets[v])
+	}
+	rs := prober.Between(t0, tEnd)
+	res.Requests, res.Failed, _, _ = apiserverstub.Summary(rs)
+	res.FinalHolders = e.Holders()
+	for _, v := range []*lab.Vipd{e.V1, e.V2} {
+		if s, err := v.Stats(ctx); err == nil && s.VRRP.State == "MASTER" {
+			res.FinalMasters++
+		}
+	}
+	return res, nil
+}
+
+func waitOK(ctx context.Context, p *apiserverstub.Prober, from time.Time, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if _, ok := p.FirstOKAfter(from); ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	_, _, _, errs := apiserverstub.Summary(p.Between(from, time.Now()))
+	return fmt.Errorf("no request succeeded within %s (%v)", within, errs)
+}
+
+type sampler struct {
+	mu      sync.Mutex
+	samples []sample
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func (e *Env) startSampler() *sampler {
+	s := &sampler{done: make(chan struct{})}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(sampleEvery)
+		defer t.Stop()
+		for {
+			n := len(e.Holders())
+			s.mu.Lock()
+			s.samples = append(s.samples, sample{time.Now(), n})
+			s.mu.Unlock()
+			select {
+			case <-s.done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// quietSince reports whether, since from, exactly one host has held the VIP for the last d.
+func (s *sampler) quietSince(from time.Time, d time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.samples) == 0 {
+		return false
+	}
+	last := s.samples[len(s.samples)-1].at
+	if last.Sub(from) < d {
+		return false
+	}
+	for i := len(s.samples) - 1; i >= 0 && last.Sub(s.samples[i].at) <= d; i-- {
+		if s.samples[i].holders != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *sampler) stop() []sample {
+	close(s.done)
+	s.wg.Wait()
+	return s.samples
+}
+
+// timeline sums the time with no holder and with two, and finds the last change of the holder
+// count, all from t0.
+func timeline(ss []sample, t0 time.Time) (none, two, settle time.Duration) {
+	for i := 1; i < len(ss); i++ {
+		if ss[i].at.Before(t0) {
+			continue
+		}
+		d := ss[i].at.Sub(ss[i-1].at)
+		switch ss[i-1].holders {
+		case 0:
+			none += d
+		case 2:
+			two += d
+		}
+		if ss[i].holders != ss[i-1].holders {
+			settle = ss[i].at.Sub(t0)
+		}
+	}
+	return none, two, settle
+}
+
+func logSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// countTransitions counts "VRRP state change" log lines written after offset.
+func countTransitions(path string, offset int64) int {
+	b, err := os.ReadFile(path)
+	if err != nil || int64(len(b)) < offset {
+		return -1
+	}
+	return bytes.Count(b[offset:], []byte("VRRP state change"))
+}
+
+// String is one row of the table.
+func (r Result) String() string {
+	return fmt.Sprintf("%-40s %-10s settle %6.2fs  no holder %5.2fs  two holders %5.2fs  transitions lb1 %d lb2 %d  failed %3d/%-4d  end: %d MASTER, holders %s",
+		r.Fault, r.Mode, r.Settle.Seconds(), r.NoHolder.Seconds(), r.TwoHolders.Seconds(),
+		r.Transitions["lb1"], r.Transitions["lb2"], r.Failed, r.Requests, r.FinalMasters, strings.Join(r.FinalHolders, ","))
+}
