@@ -91,6 +91,7 @@ func (d *daemon) newCluster() error {
 	deps := cluster.Deps{
 		Local:        localState{d},
 		OnSplitBrain: func(resign bool, reason string) { d.sbTrack.Set(resign, reason) },
+		Reannounce:   func(string) { d.router.Announce() },
 		Logger:       d.log,
 	}
 	if d.proxy != nil {

@@ -59,6 +59,11 @@ type Deps struct {
 	// take part in the election again. The wiring maps it to a VRRP track of weight 0 (FAULT).
 	// It is called from the cluster's own goroutine, never concurrently with itself.
 	OnSplitBrain func(resign bool, reason string)
+	// Reannounce is called (from the cluster's goroutine) while this node is MASTER when a
+	// peer that was MASTER at the same time stops being so (it resigned, stepped down, or went
+	// silent): clients that followed its gratuitous ARPs must be pointed back here. The
+	// wiring maps it to a gratuitous ARP burst (vrrp.Router.Announce).
+	Reannounce func(reason string)
 	// Logger; default discards.
 	Logger *slog.Logger
 	// Tuning; zero fields take defaults.
@@ -173,16 +178,18 @@ type Cluster struct {
 }
 
 type peer struct {
-	name        string
-	addr        string // memberlist ip:port
-	member      bool   // alive or suspect in memberlist
-	gossip      string // memberlist state
-	state       wireState
-	hasState    bool
-	lastSeen    time.Time
-	stateSince  time.Time // when state.VRRPState last changed, or the peer restarted (our clock)
-	bootSeen    time.Time // first state from the peer's current run
-	lastChanged time.Time // member state change
+	name       string
+	addr       string // memberlist ip:port
+	member     bool   // alive or suspect in memberlist
+	gossip     string // memberlist state
+	state      wireState
+	hasState   bool
+	lastSeen   time.Time
+	stateSince time.Time // when state.VRRPState last changed, or the peer restarted (our clock)
+	bootSeen   time.Time // first state from the peer's current run
+	// masterWithUs: seen MASTER (fresh, after our own transition) while we are MASTER.
+	masterWithUs bool
+	lastChanged  time.Time // member state change
 }
 
 type peerTable struct {

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -109,6 +110,8 @@ type node struct {
 	hook  *hookRec
 	conns *fakeConns
 	reset *fakeResetter
+	// announced counts Reannounce calls (gratuitous ARP bursts asked for).
+	announced atomic.Int32
 }
 
 type fakeConns struct {
@@ -174,8 +177,9 @@ func startNode(t *testing.T, st NodeState, o nodeOpt) *node {
 		SplitBrain: o.splitBrain, ConnReset: true}
 	c, err := New(cfg, Deps{
 		Local: n.local, Conns: n.conns, Resetter: n.reset, OnSplitBrain: n.hook.fn,
-		Logger: slog.New(slog.NewTextHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Tuning: Tuning{DisagreementHold: 300 * time.Millisecond, PeerLostGrace: 2 * time.Second, MinResign: 500 * time.Millisecond},
+		Reannounce: func(string) { n.announced.Add(1) },
+		Logger:     slog.New(slog.NewTextHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Tuning:     Tuning{DisagreementHold: 300 * time.Millisecond, PeerLostGrace: 2 * time.Second, MinResign: 500 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatalf("New(%s): %v", st.Name, err)
@@ -317,7 +321,13 @@ func TestSplitBrainResignLower(t *testing.T) {
 	}
 
 	// The wiring puts lb2 in FAULT: split brain clears, lb2 stays resigned (still blocked).
+	if n := a.announced.Load(); n != 0 {
+		t.Fatalf("lb1 announced %d times before lb2 stepped down", n)
+	}
 	b.local.set(func(s *NodeState) { s.VRRPState = "FAULT" })
+	// Clients that followed lb2's gratuitous ARPs must be pointed back at lb1: with VRRP
+	// blocked, lb1 hears nothing from lb2 that would make its router announce.
+	waitFor(t, 3*time.Second, "lb1 announces the VIP again once lb2 gave it up", func() bool { return a.announced.Load() > 0 })
 	for _, n := range []*node{a, b} {
 		waitFor(t, 2*time.Second, n.c.cfg.NodeName+" clears split_brain", func() bool {
 			_, ok := n.alarm(AlarmSplitBrain, "")

@@ -99,8 +99,19 @@ func (c *Cluster) evaluate() {
 	}
 	sort.Strings(names)
 	var splitPeers []*peer
+	var reannounce []string
 	for _, name := range names {
 		p := c.peers[name]
+		// A peer that was MASTER beside us and no longer is (resigned, stepped down,
+		// silent): its gratuitous ARPs may have taken clients with it; announce again.
+		if isMaster(local.VRRPState) && c.masterNowLocked(p, now) {
+			p.masterWithUs = true
+		} else if p.masterWithUs {
+			p.masterWithUs = false
+			if isMaster(local.VRRPState) {
+				reannounce = append(reannounce, name)
+			}
+		}
 		if !c.aliveLocked(p, now) {
 			if p.member || p.hasState || !p.lastChanged.IsZero() {
 				add(AlarmPeerLost, name, c.lostMsg(p, now), 0)
@@ -193,6 +204,11 @@ func (c *Cluster) evaluate() {
 		c.hookMu.Lock()
 		c.deps.OnSplitBrain(hook.resign, hook.reason)
 		c.hookMu.Unlock()
+	}
+	if len(reannounce) > 0 && c.deps.Reannounce != nil {
+		reason := fmt.Sprintf("%s was MASTER beside us and no longer is", strings.Join(reannounce, ", "))
+		c.logger.Info("announcing the VIP again: "+reason, "peers", reannounce)
+		c.deps.Reannounce(reason)
 	}
 }
 

@@ -46,7 +46,8 @@ const (
 
 type sample struct {
 	at      time.Time
-	holders int
+	holders int  // how many hosts hold the VIP
+	set     uint // which: bit 0 lb1, bit 1 lb2
 }
 
 // Run injects f into the pair running in mode (starting or restarting the pair as needed) and
@@ -145,9 +146,17 @@ func (e *Env) startSampler() *sampler {
 		t := time.NewTicker(sampleEvery)
 		defer t.Stop()
 		for {
-			n := len(e.Holders())
+			hs := e.Holders()
+			var set uint
+			for _, h := range hs {
+				if h == e.LB1.Name {
+					set |= 1
+				} else {
+					set |= 2
+				}
+			}
 			s.mu.Lock()
-			s.samples = append(s.samples, sample{time.Now(), n})
+			s.samples = append(s.samples, sample{time.Now(), len(hs), set})
 			s.mu.Unlock()
 			select {
 			case <-s.done:
@@ -171,7 +180,7 @@ func (s *sampler) quietSince(from time.Time, d time.Duration) bool {
 		return false
 	}
 	for i := len(s.samples) - 1; i >= 0 && last.Sub(s.samples[i].at) <= d; i-- {
-		if s.samples[i].holders != 1 {
+		if s.samples[i].holders != 1 || s.samples[i].set != s.samples[len(s.samples)-1].set {
 			return false
 		}
 	}
@@ -184,8 +193,8 @@ func (s *sampler) stop() []sample {
 	return s.samples
 }
 
-// timeline sums the time with no holder and with two, and finds the last change of the holder
-// count, all from t0.
+// timeline sums the time with no holder and with two, and finds the last change of who holds
+// the VIP, all from t0.
 func timeline(ss []sample, t0 time.Time) (none, two, settle time.Duration) {
 	for i := 1; i < len(ss); i++ {
 		if ss[i].at.Before(t0) {
@@ -198,7 +207,7 @@ func timeline(ss []sample, t0 time.Time) (none, two, settle time.Duration) {
 		case 2:
 			two += d
 		}
-		if ss[i].holders != ss[i-1].holders {
+		if ss[i].set != ss[i-1].set {
 			settle = ss[i].at.Sub(t0)
 		}
 	}
