@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vipd-project/vipd/pkg/config"
+	"github.com/vipd-project/vipd/pkg/secretfile"
 )
 
 // Split-brain resolution policies (cluster.split_brain).
@@ -160,7 +160,7 @@ func checkPeer(s string) error {
 // LoadKey reads the gossip key from path: 16, 24 or 32 bytes (AES-128/192/256), either as base64
 // text or raw. It refuses a file that others can read or its group can write, naming the chmod fix.
 func LoadKey(path string) ([]byte, error) {
-	if err := config.CheckSecretFile("cluster.key_file", path); err != nil {
+	if err := secretfile.Check("cluster.key_file", path); err != nil {
 		return nil, err
 	}
 	raw, err := os.ReadFile(path)

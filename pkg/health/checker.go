@@ -12,6 +12,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/vipd-project/vipd/pkg/secretfile"
 )
 
 // Checker runs one active check of a backend. A nil error means UP. The
@@ -86,6 +88,9 @@ func newHTTPSChecker(cfg Config) (*httpsChecker, error) {
 		tc.RootCAs = pool
 	}
 	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		if err := secretfile.Check("health.tls.key_file", cfg.KeyFile); err != nil {
+			return nil, err
+		}
 		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("health.tls.cert_file/key_file: %w", err)
@@ -111,6 +116,9 @@ func newHTTPSChecker(cfg Config) (*httpsChecker, error) {
 
 // readToken reads a bearer token file. Errors never include its content.
 func readToken(path string) (string, error) {
+	if err := secretfile.Check("health.bearer_token_file", path); err != nil {
+		return "", err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("health.bearer_token_file: %w", err)
