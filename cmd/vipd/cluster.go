@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/vipd-project/vipd/pkg/cluster"
-	"github.com/vipd-project/vipd/pkg/config"
 	"github.com/vipd-project/vipd/pkg/stats"
 	"github.com/vipd-project/vipd/pkg/vrrp"
 )
@@ -15,23 +14,6 @@ import (
 // This file wires the gossip layer: it feeds pkg/cluster this node's state and connection
 // table, maps split-brain resignation onto a VRRP track of weight 0 (FAULT), and tells the
 // cluster when VRRP took the VIP so it can reset a dead master's clients.
-
-func clusterConfig(c *config.Config) cluster.Config {
-	cl := c.Cluster
-	return cluster.Config{
-		Enabled:              cl.Enabled,
-		NodeName:             c.NodeName,
-		Bind:                 cl.Bind,
-		Advertise:            cl.Advertise,
-		Peers:                slices.Clone(cl.Peers),
-		KeyFile:              cl.KeyFile,
-		SplitBrain:           cl.SplitBrain,
-		BlockedVRRPIntervals: cl.BlockedVRRPIntervals,
-		ConnReset:            *cl.ConnReset,
-		ConnTableMax:         cl.ConnTableMax,
-		ConnResetRate:        cl.ConnResetRate,
-	}
-}
 
 // localState implements cluster.Local from the daemon's parts.
 type localState struct{ d *daemon }
@@ -97,7 +79,7 @@ func (d *daemon) newCluster() error {
 	if d.proxy != nil {
 		deps.Conns = proxyConns{d}
 	}
-	cl, err := cluster.New(clusterConfig(d.cfg), deps)
+	cl, err := cluster.New(d.cfg.ClusterConfig(), deps)
 	if err != nil {
 		return err
 	}

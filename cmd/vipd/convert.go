@@ -2,105 +2,16 @@ package main
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 
-	"github.com/vipd-project/vipd/pkg/config"
 	"github.com/vipd-project/vipd/pkg/health"
 	"github.com/vipd-project/vipd/pkg/stats"
 	"github.com/vipd-project/vipd/pkg/tcpproxy"
 	"github.com/vipd-project/vipd/pkg/vrrp"
 )
 
-// This file maps the validated YAML configuration onto each package's options, and each
-// package's snapshot onto the stats model. It holds no logic of its own beyond the mapping.
-
-func vrrpConfig(c *config.Config) (vrrp.Config, error) {
-	v := c.VRRP
-	out := vrrp.Config{
-		Interface:             v.Interface,
-		VRID:                  uint8(v.VRID),
-		Priority:              uint8(v.Priority),
-		Version:               v.Version,
-		AdvertInterval:        v.AdvertInterval.D(),
-		MaxPeerAdvertInterval: v.MaxPeerAdvertInterval.D(),
-		Preempt:               *v.Preempt,
-		PreemptDelay:          v.PreemptDelay.D(),
-		AuthPass:              v.AuthPass,
-		TrackInterface:        *v.TrackInterface,
-		NoSourceMACCheck:      !*v.SourceMACCheck,
-		GARPCount:             v.GARP.Count,
-		GARPInterval:          v.GARP.Interval.D(),
-		GARPRefresh:           v.GARP.Refresh.D(),
-	}
-	if v.AuthPassFile != "" {
-		p, err := config.ReadSecret("vrrp.auth_pass_file", v.AuthPassFile)
-		if err != nil {
-			return out, err
-		}
-		out.AuthPass = p
-	}
-	for _, s := range v.VIPs {
-		out.VIPs = append(out.VIPs, netip.MustParsePrefix(s)) // validated by config
-	}
-	for _, s := range v.UnicastPeers {
-		out.UnicastPeers = append(out.UnicastPeers, netip.MustParseAddr(s))
-	}
-	if v.UnicastSource != "" {
-		out.UnicastSource = netip.MustParseAddr(v.UnicastSource)
-	}
-	return out, out.Validate()
-}
-
-func healthConfig(c *config.Config) health.Config {
-	h := c.Health
-	return health.Config{
-		Type:               h.Type,
-		Interval:           h.Interval.D(),
-		FastInterval:       h.FastInterval.D(),
-		Timeout:            h.Timeout.D(),
-		Rise:               h.Rise,
-		Fall:               h.Fall,
-		Jitter:             *h.Jitter,
-		Path:               h.Path,
-		ExpectStatus:       h.ExpectStatus,
-		CAFile:             h.TLS.CAFile,
-		InsecureSkipVerify: h.TLS.InsecureSkipVerify,
-		CertFile:           h.TLS.CertFile,
-		KeyFile:            h.TLS.KeyFile,
-		BearerTokenFile:    h.BearerTokenFile,
-		AuthErrorsAreUp:    h.AuthErrorsAreUp,
-	}
-}
-
-func proxyConfig(c *config.Config) tcpproxy.Config {
-	p := c.Proxy
-	return tcpproxy.Config{
-		Listen:              p.Listen,
-		Backends:            slices.Clone(p.Backends),
-		Balance:             p.Balance,
-		ConnectTimeout:      p.ConnectTimeout.D(),
-		Retries:             *p.Retries,
-		MaxConns:            *p.MaxConns,
-		IdleTimeout:         p.IdleTimeout.D(),
-		KeepAlive:           p.KeepAlive.D(),
-		DrainGrace:          p.DrainGrace.D(),
-		RemovedBackendGrace: p.RemovedBackendGrace.D(),
-		MinHealthy:          *p.MinHealthyBackends,
-	}
-}
-
-func statsConfig(c *config.Config, healthz func() error) (stats.Config, error) {
-	out := stats.Config{Listen: c.Stats.Listen, Refresh: c.Stats.Refresh.D(), Healthz: healthz}
-	if ba := c.Stats.BasicAuth; ba != nil {
-		pw, err := config.ReadSecret("stats.basic_auth.password_file", ba.PasswordFile)
-		if err != nil {
-			return out, err
-		}
-		out.BasicAuth = &stats.BasicAuth{Username: ba.Username, Password: pw}
-	}
-	return out, nil
-}
+// This file maps each package's snapshot onto the stats model. (The configuration is mapped
+// onto each package's Config by pkg/config.)
 
 func vrrpView(s vrrp.Status) stats.VRRPView {
 	v := stats.VRRPView{

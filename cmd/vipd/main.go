@@ -75,13 +75,25 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 }
 
 func newCheckCmd() *cobra.Command {
-	var path string
+	var (
+		path        string
+		noHostCheck bool
+	)
 	c := &cobra.Command{
 		Use:   "check",
 		Short: "Validate a configuration file and exit non-zero on error (like haproxy -c)",
-		Args:  cobra.NoArgs,
+		Long: `Validate a configuration file exactly as "vipd run" and a reload will: the same
+function, the same messages ("file:line: field: problem"). On this host it also checks what
+depends on the machine: the interface exists, the secret files exist, are not readable by every
+user and can be read by user vipd. --no-host-checks skips those, to check a file meant for
+another machine.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
+			if err == nil && !noHostCheck {
+				// LoadOnHost's checks, and (as root) that user vipd can read the files.
+				err = cfg.CheckHostAs()
+			}
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
@@ -93,5 +105,6 @@ func newCheckCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&path, "config", "c", config.DefaultPath, "configuration file")
+	c.Flags().BoolVar(&noHostCheck, "no-host-checks", false, "skip the checks that depend on this machine (interface, secret files): for a file meant for another host")
 	return c
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"reflect"
 	"sync"
 	"syscall"
 	"time"
@@ -35,7 +34,8 @@ func newRunCmd() *cobra.Command {
 		Short: "Run the daemon (what the systemd unit starts)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
+			// The same function as `vipd check` and a reload: what check accepts, run accepts.
+			cfg, err := config.LoadOnHost(path)
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
@@ -91,23 +91,20 @@ type daemon struct {
 
 func newDaemon(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
 	d := &daemon{log: log, level: level, path: path, cfg: cfg, fingerprint: cfg.Fingerprint(), started: time.Now(), notify: newNotifier()}
-	vc, err := vrrpConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if d.router, err = vrrp.New(vc, log.With("component", "vrrp")); err != nil {
+	var err error
+	if d.router, err = vrrp.New(cfg.VRRPConfig(), log.With("component", "vrrp")); err != nil {
 		return nil, err
 	}
 	if cfg.Proxy != nil {
-		if d.monitor, err = health.New(cfg.Proxy.Backends, healthConfig(cfg), health.Options{Logger: log.With("component", "health")}); err != nil {
+		if d.monitor, err = health.New(cfg.Proxy.Backends, cfg.HealthConfig(), health.Options{Logger: log.With("component", "health")}); err != nil {
 			d.router.Close()
 			return nil, err
 		}
-		if d.proxy, err = tcpproxy.New(proxyConfig(cfg), tcpproxy.Options{Logger: log.With("component", "proxy"), Health: d.monitor}); err != nil {
+		if d.proxy, err = tcpproxy.New(cfg.ProxyConfig(), tcpproxy.Options{Logger: log.With("component", "proxy"), Health: d.monitor}); err != nil {
 			d.router.Close()
 			return nil, err
 		}
-		d.track = d.router.Track("proxy", *cfg.Proxy.TrackWeight)
+		d.track = d.router.Track("proxy", cfg.TrackWeight())
 		d.track.Set(true, "proxy starting") // cleared once the listener is bound and backends are UP
 		d.proxy.OnServingChange(func(ok bool, reason string) { d.track.Set(!ok, reason) })
 	}
@@ -115,12 +112,7 @@ func newDaemon(cfg *config.Config, path string, log *slog.Logger, level *slog.Le
 		d.router.Close()
 		return nil, err
 	}
-	sc, err := statsConfig(cfg, d.healthz)
-	if err != nil {
-		d.router.Close()
-		return nil, err
-	}
-	if d.stats, err = stats.New(sc, stats.SourceFunc(d.snapshot), log.With("component", "stats")); err != nil {
+	if d.stats, err = stats.New(cfg.StatsConfig(d.healthz), stats.SourceFunc(d.snapshot), log.With("component", "stats")); err != nil {
 		d.router.Close()
 		return nil, err
 	}
@@ -284,7 +276,7 @@ func (d *daemon) waitReady(ctx context.Context, errc chan error) error {
 // Anything it cannot apply is refused as a whole and the running configuration stays.
 func (d *daemon) reload() {
 	log := d.log.With("config", d.path)
-	nc, err := config.Load(d.path)
+	nc, err := config.LoadOnHost(d.path)
 	if err != nil {
 		log.Error("reload refused: the new configuration is invalid; keeping the running one", "err", err)
 		return
@@ -292,25 +284,20 @@ func (d *daemon) reload() {
 	d.mu.Lock()
 	old := d.cfg
 	d.mu.Unlock()
-	if err := restartOnly(old, nc); err != nil {
+	if err := config.RestartError(config.RestartRequired(old, nc)); err != nil {
 		log.Error("reload refused; keeping the running configuration", "err", err)
 		return
 	}
-	vc, err := vrrpConfig(nc)
-	if err != nil {
-		log.Error("reload refused; keeping the running configuration", "err", err)
-		return
-	}
-	if err := d.router.Reconfigure(vc); err != nil {
+	if err := d.router.Reconfigure(nc.VRRPConfig()); err != nil {
 		log.Error("reload refused; keeping the running configuration", "err", err)
 		return
 	}
 	if d.proxy != nil {
-		if err := d.monitor.Update(nc.Proxy.Backends, healthConfig(nc)); err != nil {
+		if err := d.monitor.Update(nc.Proxy.Backends, nc.HealthConfig()); err != nil {
 			log.Error("reload of health checks failed; VRRP changes applied, proxy unchanged", "err", err)
 			return
 		}
-		if err := d.proxy.Update(proxyConfig(nc)); err != nil {
+		if err := d.proxy.Update(nc.ProxyConfig()); err != nil {
 			log.Error("reload of the proxy failed; VRRP and health changes applied", "err", err)
 			return
 		}
@@ -322,58 +309,15 @@ func (d *daemon) reload() {
 	log.Info("configuration reloaded")
 }
 
-// restartOnly lists the changes that need a restart.
-func restartOnly(old, nc *config.Config) error {
-	var errs []error
-	refuse := func(field string, a, b any) {
-		errs = append(errs, fmt.Errorf("%s changed (%v -> %v): this needs a restart (systemctl restart vipd)", field, a, b))
-	}
-	if (old.Proxy == nil) != (nc.Proxy == nil) {
-		refuse("proxy", old.Proxy != nil, nc.Proxy != nil)
-	} else if old.Proxy != nil {
-		if old.Proxy.Listen != nc.Proxy.Listen {
-			refuse("proxy.listen", old.Proxy.Listen, nc.Proxy.Listen)
-		}
-		if *old.Proxy.TrackWeight != *nc.Proxy.TrackWeight {
-			refuse("proxy.track_weight", *old.Proxy.TrackWeight, *nc.Proxy.TrackWeight)
-		}
-	}
-	if old.Stats.Listen != nc.Stats.Listen {
-		refuse("stats.listen", old.Stats.Listen, nc.Stats.Listen)
-	}
-	if old.ControlSocket != nc.ControlSocket {
-		refuse("control_socket", old.ControlSocket, nc.ControlSocket)
-	}
-	if !reflect.DeepEqual(old.Cluster, nc.Cluster) {
-		refuse("cluster", "(section)", "(changed section)")
-	}
-	if old.LogFormat != nc.LogFormat {
-		refuse("log_format", old.LogFormat, nc.LogFormat)
-	}
-	if old.NodeName != nc.NodeName {
-		refuse("node_name", old.NodeName, nc.NodeName)
-	}
-	return errors.Join(errs...)
-}
-
 // serveControl answers `vipd status` on the local control socket (mode 0660: root and the
 // vipd group).
 func (d *daemon) serveControl(ctx context.Context) (net.Listener, error) {
 	path := d.cfg.ControlSocket
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, err
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenControl(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		ln.Close()
-		return nil, err
-	}
+	ours, _ := os.Lstat(path)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -388,8 +332,46 @@ func (d *daemon) serveControl(ctx context.Context) (net.Listener, error) {
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
-		_ = os.Remove(path)
+		// Only the socket this daemon made: not a file someone put there since.
+		if st, err := os.Lstat(path); err == nil && ours != nil && os.SameFile(st, ours) {
+			_ = os.Remove(path)
+		}
 	}()
+	return ln, nil
+}
+
+// listenControl binds the control socket at path (mode 0660). It removes a stale socket left
+// by an earlier run, but never anything else: control_socket set to an existing regular file,
+// directory or symlink is refused and the file left as it is. A socket a running vipd still
+// answers on is not taken over either.
+func listenControl(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
+	st, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, err
+	case st.Mode().Type() != os.ModeSocket:
+		return nil, fmt.Errorf("control_socket: %s exists and is not a socket (mode %s); refusing to remove it", path, st.Mode())
+	default:
+		if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control_socket: %s is in use by another process (a vipd already running?)", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	return ln, nil
 }
 

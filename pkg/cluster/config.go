@@ -102,7 +102,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.KeyFile == "" {
-		bad("key_file", "required: gossip is always encrypted (generate: head -c32 /dev/urandom | base64 > /etc/vipd/gossip.key; chmod 600 /etc/vipd/gossip.key)")
+		bad("key_file", "is required: gossip is always encrypted (generate: head -c32 /dev/urandom | base64 > /etc/vipd/gossip.key; chmod 600 /etc/vipd/gossip.key)")
 	}
 	switch c.SplitBrain {
 	case SplitBrainNone, SplitBrainResignLower:

@@ -128,6 +128,12 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// Bounds of the check intervals and timeout.
+const (
+	MinInterval = 10 * time.Millisecond
+	MaxInterval = time.Hour
+)
+
 // Validate reports every invalid field, naming it as in the YAML file.
 func (c Config) Validate() error {
 	var errs []error
@@ -139,20 +145,22 @@ func (c Config) Validate() error {
 	default:
 		bad("type", "%q is not one of tcp, https", c.Type)
 	}
-	if c.Interval <= 0 {
-		bad("interval", "must be > 0, got %s", c.Interval)
+	// Floors keep a typo from becoming a tight loop of checks against the apiservers;
+	// ceilings keep a DOWN backend from staying unnoticed for hours.
+	if c.Interval < MinInterval || c.Interval > MaxInterval {
+		bad("interval", "must be %s-%s, got %s", MinInterval, MaxInterval, c.Interval)
 	}
-	if c.FastInterval <= 0 {
-		bad("fast_interval", "must be > 0, got %s", c.FastInterval)
+	if c.FastInterval < MinInterval || c.FastInterval > MaxInterval {
+		bad("fast_interval", "must be %s-%s, got %s", MinInterval, MaxInterval, c.FastInterval)
 	}
-	if c.Timeout <= 0 {
-		bad("timeout", "must be > 0, got %s", c.Timeout)
+	if c.Timeout < MinInterval || c.Timeout > time.Minute {
+		bad("timeout", "must be %s-1m, got %s", MinInterval, c.Timeout)
 	}
-	if c.Rise < 1 {
-		bad("rise", "must be >= 1, got %d", c.Rise)
+	if c.Rise < 1 || c.Rise > 100 {
+		bad("rise", "must be 1-100, got %d", c.Rise)
 	}
-	if c.Fall < 1 {
-		bad("fall", "must be >= 1, got %d", c.Fall)
+	if c.Fall < 1 || c.Fall > 100 {
+		bad("fall", "must be 1-100, got %d", c.Fall)
 	}
 	if c.Jitter < 0 || c.Jitter > 0.5 || c.Jitter != c.Jitter {
 		bad("jitter", "must be in [0, 0.5], got %v", c.Jitter)
@@ -163,6 +171,8 @@ func (c Config) Validate() error {
 	if c.Type == TypeHTTPS {
 		if !strings.HasPrefix(c.Path, "/") {
 			bad("path", "%q must start with \"/\"", c.Path)
+		} else if strings.ContainsAny(c.Path, " \t\r\n#") {
+			bad("path", "%q holds a space, a line break or #", c.Path)
 		}
 		if c.ExpectStatus < 100 || c.ExpectStatus > 599 {
 			bad("expect_status", "%d is not an HTTP status code", c.ExpectStatus)
@@ -214,7 +224,7 @@ func ValidateHostPort(s string) error {
 		return fmt.Errorf("%q: port %q is not a number", s, port)
 	}
 	if p < 1 || p > 65535 {
-		return fmt.Errorf("%q: port %d out of range 1-65535", s, p)
+		return fmt.Errorf("%q: port %d out of range (port must be 1-65535)", s, p)
 	}
 	return nil
 }

@@ -6,11 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"reflect"
 	"strings"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/vipd-project/vipd/pkg/config"
 	"github.com/vipd-project/vipd/pkg/topology"
 )
 
@@ -136,35 +134,15 @@ func decodeGossipKey(b []byte) ([]byte, bool) {
 
 // restartOnlyChanges lists the settings that differ between the running vipd configuration
 // and the new one and that vipd applies only on a restart (its reload refuses them and keeps
-// the running configuration): node_name, control_socket, proxy (added or removed),
-// proxy.listen, stats.listen and the whole cluster section.
+// the running configuration). vipd's own list decides: config.RestartRequired.
 func restartOnlyChanges(running, want []byte) []string {
-	var a, b map[string]any
-	if err := yaml.Unmarshal(running, &a); err != nil || a == nil {
+	a, err := config.Decode("running "+VipdConfigPath, running)
+	if err != nil {
 		return []string{"the running configuration (unreadable)"}
 	}
-	if err := yaml.Unmarshal(want, &b); err != nil {
+	b, err := config.Decode(VipdConfigPath, want)
+	if err != nil {
 		return []string{"the configuration (unreadable)"}
 	}
-	sub := func(m map[string]any, k string) map[string]any {
-		s, _ := m[k].(map[string]any)
-		return s
-	}
-	var out []string
-	for _, k := range []string{"node_name", "control_socket", "cluster"} {
-		if !reflect.DeepEqual(a[k], b[k]) {
-			out = append(out, k)
-		}
-	}
-	pa, pb := sub(a, "proxy"), sub(b, "proxy")
-	switch {
-	case (pa == nil) != (pb == nil):
-		out = append(out, "proxy")
-	case pa != nil && !reflect.DeepEqual(pa["listen"], pb["listen"]):
-		out = append(out, "proxy.listen")
-	}
-	if !reflect.DeepEqual(sub(a, "stats")["listen"], sub(b, "stats")["listen"]) {
-		out = append(out, "stats.listen")
-	}
-	return out
+	return config.RestartRequired(a, b)
 }

@@ -59,7 +59,7 @@ func TestRenderVipdConfigGolden(t *testing.T) {
 		if strings.Join(c.Proxy.Backends, ",") != "192.168.10.138:6443,192.168.10.139:6443,192.168.10.140:6443" {
 			t.Errorf("backends %v", c.Proxy.Backends)
 		}
-		if c.Health.Type != "https" || c.Health.Path != "/readyz" || !c.Health.TLS.InsecureSkipVerify {
+		if h := c.HealthConfig(); h.Type != "https" || h.Path != "/readyz" || !h.InsecureSkipVerify {
 			t.Errorf("health %+v", c.Health)
 		}
 		// Gossip between the two lbs, on each one's own address, with the shared key file.
@@ -541,6 +541,10 @@ func TestRestartOnlyChanges(t *testing.T) {
 		{strings.Replace(base, "backends: [a]", "backends: [b]", 1), ""},
 		{strings.Replace(base, "split_brain: none", "split_brain: resign-lower", 1), "cluster"},
 		{strings.Replace(base, "cluster: {enabled: true, split_brain: none}\n", "", 1), "cluster"},
+		// vipd's reload refuses a new track weight: bootstrap must restart, not reload (the
+		// two lists differed here).
+		{strings.Replace(base, "backends: [a]", "backends: [a], track_weight: 10", 1), "proxy.track_weight"},
+		{strings.Replace(base, "priority: 100", "priority: 100, interface: eth1", 1), "vrrp.interface"},
 		{strings.Replace(base, "\":6443\"", "\":6444\"", 1), "proxy.listen"},
 		{strings.Replace(base, "\":8404\"", "\":8405\"", 1), "stats.listen"},
 		{strings.Replace(base, "lb1", "lbx", 1), "node_name"},

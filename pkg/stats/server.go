@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -51,6 +53,32 @@ type BasicAuth struct {
 	Password string
 }
 
+// Validate reports every invalid field, naming it as in the YAML file.
+func (c Config) Validate() error {
+	var errs []error
+	if host, port, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("stats.listen: %q is not [address]:port (e.g. :8404)", c.Listen))
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		errs = append(errs, fmt.Errorf("stats.listen: %q: port must be 1-65535", c.Listen))
+	} else if _, err := netip.ParseAddr(host); host != "" && err != nil {
+		errs = append(errs, fmt.Errorf("stats.listen: %q: %q is not an IP address", c.Listen, host))
+	}
+	// The page reloads itself this often: below 1 s it is a load on the daemon, above an hour
+	// it is a stale page.
+	if c.Refresh < time.Second || c.Refresh > time.Hour {
+		errs = append(errs, fmt.Errorf("stats.refresh: must be 1s-1h, got %s", c.Refresh))
+	}
+	if ba := c.BasicAuth; ba != nil {
+		if ba.Username == "" {
+			errs = append(errs, errors.New("stats.basic_auth.username: empty"))
+		}
+		if ba.Password == "" {
+			errs = append(errs, errors.New("stats.basic_auth.password_file: empty password"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Server serves the stats endpoints. Create it with New, start it with Run.
 type Server struct {
 	cfg     Config
@@ -77,25 +105,14 @@ func New(cfg Config, src Source, log *slog.Logger) (*Server, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
-	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
-		return nil, fmt.Errorf("stats.listen %q: %w", cfg.Listen, err)
-	}
-	switch {
-	case cfg.Refresh == 0:
+	if cfg.Refresh == 0 {
 		cfg.Refresh = DefaultRefresh
-	case cfg.Refresh < time.Second:
-		return nil, fmt.Errorf("stats.refresh %s: must be at least 1s", cfg.Refresh)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 5 * time.Second
-	}
-	if ba := cfg.BasicAuth; ba != nil {
-		if ba.Username == "" {
-			return nil, errors.New("stats.basic_auth.username: empty")
-		}
-		if ba.Password == "" {
-			return nil, errors.New("stats.basic_auth.password_file: empty password")
-		}
 	}
 	s := &Server{cfg: cfg, src: src, log: log, ready: make(chan struct{})}
 

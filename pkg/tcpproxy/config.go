@@ -18,7 +18,8 @@ const (
 )
 
 // Config of the proxy. Field comments give the YAML name used in errors
-// (prefix "proxy."). Start from DefaultConfig.
+// (prefix "proxy."). The defaults live in pkg/config (deploy/vipd.yaml shows them); every
+// field is set by the caller and judged by Validate.
 type Config struct {
 	// Listen is "host:port"; host empty (all addresses) or an IP (the VIP).
 	// proxy.listen
@@ -43,7 +44,7 @@ type Config struct {
 	IdleTimeout time.Duration
 	// KeepAlive is the TCP keepalive idle time on both sides (probes every
 	// KeepAlive/3, 3 probes: a dead peer is dropped after about
-	// 2 x KeepAlive of silence); 0 means the default 15s; negative disables.
+	// 2 x KeepAlive of silence), 1s-2h; negative disables.
 	// proxy.keepalive
 	KeepAlive time.Duration
 	// DrainGrace is how long open connections may continue after shutdown
@@ -56,31 +57,6 @@ type Config struct {
 	// MinHealthy is the number of UP backends needed to serve (for the VRRP
 	// tracker). proxy.min_healthy_backends
 	MinHealthy int
-}
-
-// Defaults.
-const (
-	DefaultListen         = ":6443"
-	DefaultConnectTimeout = 1 * time.Second
-	DefaultRetries        = 2
-	DefaultMaxConns       = 20000
-	DefaultKeepAlive      = 15 * time.Second
-	DefaultDrainGrace     = 10 * time.Second
-	DefaultMinHealthy     = 1
-)
-
-// DefaultConfig returns the defaults (no backends).
-func DefaultConfig() Config {
-	return Config{
-		Listen:         DefaultListen,
-		Balance:        RoundRobin,
-		ConnectTimeout: DefaultConnectTimeout,
-		Retries:        DefaultRetries,
-		MaxConns:       DefaultMaxConns,
-		KeepAlive:      DefaultKeepAlive,
-		DrainGrace:     DefaultDrainGrace,
-		MinHealthy:     DefaultMinHealthy,
-	}
 }
 
 // Validate reports every invalid field, naming it as in the YAML file.
@@ -103,26 +79,27 @@ func (c Config) Validate() error {
 	default:
 		bad("balance", "%q is not one of roundrobin, leastconn", c.Balance)
 	}
-	if c.ConnectTimeout <= 0 {
-		bad("connect_timeout", "must be > 0, got %s", c.ConnectTimeout)
+	// Floors and ceilings: a typo must not become a tight loop or a setting that never fires.
+	if c.ConnectTimeout < 10*time.Millisecond || c.ConnectTimeout > 5*time.Minute {
+		bad("connect_timeout", "must be 10ms-5m, got %s", c.ConnectTimeout)
 	}
-	if c.Retries < 0 {
-		bad("retries", "must be >= 0, got %d", c.Retries)
+	if c.Retries < 0 || c.Retries > 10 {
+		bad("retries", "must be 0-10, got %d", c.Retries)
 	}
-	if c.MaxConns < 0 {
-		bad("max_conns", "must be >= 0 (0: no cap), got %d", c.MaxConns)
+	if c.MaxConns < 0 || c.MaxConns > 1000000 {
+		bad("max_conns", "must be 0-1000000 (0: no cap), got %d", c.MaxConns)
 	}
-	if c.IdleTimeout < 0 {
-		bad("idle_timeout", "must be >= 0 (0: none), got %s", c.IdleTimeout)
+	if c.IdleTimeout < 0 || (c.IdleTimeout > 0 && c.IdleTimeout < 100*time.Millisecond) || c.IdleTimeout > 24*time.Hour {
+		bad("idle_timeout", "must be 0 (none) or 100ms-24h, got %s", c.IdleTimeout)
 	}
-	if c.KeepAlive > 0 && c.KeepAlive < time.Second {
-		bad("keepalive", "must be >= 1s (or negative to disable), got %s", c.KeepAlive)
+	if c.KeepAlive == 0 || (c.KeepAlive > 0 && c.KeepAlive < time.Second) || c.KeepAlive > 2*time.Hour {
+		bad("keepalive", "must be 1s-2h (or negative to disable), got %s", c.KeepAlive)
 	}
-	if c.DrainGrace < 0 {
-		bad("drain_grace", "must be >= 0, got %s", c.DrainGrace)
+	if c.DrainGrace < 0 || c.DrainGrace > 10*time.Minute {
+		bad("drain_grace", "must be 0-10m, got %s", c.DrainGrace)
 	}
-	if c.RemovedBackendGrace < 0 {
-		bad("removed_backend_grace", "must be >= 0, got %s", c.RemovedBackendGrace)
+	if c.RemovedBackendGrace < 0 || c.RemovedBackendGrace > 24*time.Hour {
+		bad("removed_backend_grace", "must be 0-24h (0: left alone), got %s", c.RemovedBackendGrace)
 	}
 	if c.MinHealthy < 0 {
 		bad("min_healthy_backends", "must be >= 0, got %d", c.MinHealthy)

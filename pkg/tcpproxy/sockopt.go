@@ -31,11 +31,8 @@ func freebindControl(network, _ string, c syscall.RawConn) error {
 
 // keepAliveConfig turns Config.KeepAlive into a net.KeepAliveConfig.
 func keepAliveConfig(ka time.Duration) net.KeepAliveConfig {
-	if ka < 0 {
+	if ka <= 0 {
 		return net.KeepAliveConfig{Enable: false}
-	}
-	if ka == 0 {
-		ka = DefaultKeepAlive
 	}
 	iv := ka / 3
 	if iv < time.Second {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -108,40 +109,40 @@ func (c Config) Validate() error {
 	}
 	switch {
 	case c.Interface == "":
-		bad("interface", "required (the interface that carries the VIP, e.g. eth0)")
+		bad("interface", "is required (the interface that carries the VIP, e.g. eth0)")
 	case len(c.Interface) > 15:
 		bad("interface", "%q is longer than 15 characters", c.Interface)
+	case strings.ContainsAny(c.Interface, "/ \t:"):
+		bad("interface", "%q is not a valid interface name", c.Interface)
 	}
 	if c.VRID == 0 {
-		bad("vrid", "must be 1-255 (got 0)")
+		bad("vrid", "must be 1-255, got 0")
 	}
 	if c.Priority == 0 {
-		bad("priority", "must be 1-255 (0 is reserved for a resigning master)")
+		bad("priority", "must be 1-254 (or 255 for the address owner), got 0: 0 is what a resigning master sends")
 	}
 	switch c.Version {
 	case 3:
 		iv := c.AdvertInterval
-		if iv < 10*time.Millisecond || iv > maxInterval3 {
-			bad("advert_interval", "%v out of range 10ms-40.95s for VRRPv3", iv)
-		} else if iv%(10*time.Millisecond) != 0 {
-			bad("advert_interval", "%v is not a multiple of 10ms (VRRPv3 sends centiseconds)", iv)
+		if iv < 10*time.Millisecond || iv > maxInterval3 || iv%(10*time.Millisecond) != 0 {
+			bad("advert_interval", "VRRPv3 counts centiseconds: a multiple of 10ms from 10ms to 40.95s, got %s", iv)
 		}
 		if c.AuthPass != "" {
 			bad("auth_pass", "VRRPv3 has no authentication; remove it or set vrrp.version: 2")
 		}
 		if m := c.MaxPeerAdvertInterval; m != 0 && (m < iv || m > maxInterval3) {
-			bad("max_peer_advert_interval", "%v out of range: at least vrrp.advert_interval (%v), at most 40.95s", m, iv)
+			bad("max_peer_advert_interval", "must be at least advert_interval (%v) and at most 40.95s, got %v", iv, m)
 		}
 	case 2:
 		iv := c.AdvertInterval
 		if iv < time.Second || iv > 255*time.Second || iv%time.Second != 0 {
-			bad("advert_interval", "%v must be whole seconds 1-255 for VRRPv2", iv)
+			bad("advert_interval", "VRRPv2 counts whole seconds (1s-255s), got %s", iv)
 		}
 		if len(c.AuthPass) > 8 {
 			bad("auth_pass", "longer than 8 bytes (VRRPv2 PASS carries 8)")
 		}
 		if c.MaxPeerAdvertInterval != 0 {
-			bad("max_peer_advert_interval", "VRRPv3 only (VRRPv2 peers must send our own interval); remove it")
+			bad("max_peer_advert_interval", "is VRRPv3 only (VRRPv2 peers must send our own interval); remove it")
 		}
 	default:
 		bad("version", "must be 2 or 3 (got %d)", c.Version)
@@ -194,8 +195,8 @@ func (c Config) Validate() error {
 	if c.GARPInterval < 0 || c.GARPInterval > 10*time.Second {
 		bad("garp.interval", "%v out of range 0-10s", c.GARPInterval)
 	}
-	if c.GARPRefresh < 0 || (c.GARPRefresh > 0 && c.GARPRefresh < time.Second) {
-		bad("garp.refresh", "%v must be 0 (off) or at least 1s", c.GARPRefresh)
+	if c.GARPRefresh < 0 || (c.GARPRefresh > 0 && c.GARPRefresh < time.Second) || c.GARPRefresh > 24*time.Hour {
+		bad("garp.refresh", "%v must be 0 (off) or 1s-24h", c.GARPRefresh)
 	}
 	return errors.Join(errs...)
 }
