@@ -100,7 +100,8 @@ func TestGossipDisabled(t *testing.T) {
 
 func TestRenderVipdConfigUnicastTCPAndDefaultPriorities(t *testing.T) {
 	top := refTopology(t)
-	top.LoadBalancer.Unicast = true
+	unicast := true
+	top.LoadBalancer.Unicast = &unicast
 	top.LoadBalancer.HealthCheck = "tcp"
 	for i := range top.Hosts {
 		top.Hosts[i].Priority = 0

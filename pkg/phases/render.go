@@ -115,13 +115,18 @@ func RenderVipdConfig(t *topology.Topology, h topology.Host, iface string) ([]by
 		},
 		Stats: vipdStats{Listen: ":" + strconv.Itoa(lb.StatsPort)},
 	}
-	if lb.Unicast {
+	// Unicast unless the topology says multicast: vipd then accepts adverts only from the
+	// other LB hosts (TTL 255, their MAC), so no other host on the link can take the VIP. With
+	// a single LB host there is no peer to name, and vipd runs in multicast mode.
+	if lb.UnicastMode() {
 		for _, o := range t.LBs() {
 			if o.Name != h.Name {
 				c.VRRP.UnicastPeers = append(c.VRRP.UnicastPeers, o.Address)
 			}
 		}
-		c.VRRP.UnicastSource = h.Address
+		if len(c.VRRP.UnicastPeers) > 0 {
+			c.VRRP.UnicastSource = h.Address
+		}
 	}
 	if lb.VRRPVersion == 2 && lb.AuthPassEnv != "" {
 		c.VRRP.AuthPassFile = VipdAuthPath

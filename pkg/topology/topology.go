@@ -103,8 +103,11 @@ type LoadBalancer struct {
 	StatsPort      int           `yaml:"statsPort"`
 	AdvertInterval time.Duration `yaml:"advertInterval"`
 	VRRPVersion    int           `yaml:"vrrpVersion"`
-	// Unicast sends adverts to the other LB hosts instead of multicast 224.0.0.18.
-	Unicast bool `yaml:"unicast"`
+	// Unicast (default true; read it with UnicastMode) makes each vipd send its adverts to
+	// the other LB hosts and accept adverts only from them (vrrp.unicast_peers): a host that
+	// is not one of the LB hosts cannot take the VIP. false: multicast 224.0.0.18, where
+	// every host on the link may join the election (RFC 5798 has no authentication).
+	Unicast *bool `yaml:"unicast"`
 	// HealthCheck is "https" (GET /readyz) or "tcp" (connect only, like the reference).
 	HealthCheck string `yaml:"healthCheck"`
 	// AuthPassEnv names an environment variable holding the VRRPv2 PASS password.
@@ -116,6 +119,10 @@ type LoadBalancer struct {
 	// Gossip is vipd's memberlist cluster between the lb hosts.
 	Gossip Gossip `yaml:"gossip"`
 }
+
+// UnicastMode says whether the LB hosts' vipd use unicast peers: loadBalancer.unicast, true
+// unless the topology says false.
+func (lb *LoadBalancer) UnicastMode() bool { return lb.Unicast == nil || *lb.Unicast }
 
 // Split-brain resolutions of vipd's gossip cluster (cluster.split_brain).
 const (
