@@ -190,3 +190,75 @@ func TestVRRPForgedLongInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestVRRPStrangerCannotTakeVIP: the client, a host on the LB link that is not an LB host,
+// sends well-formed adverts from its own address with priority 255, to both LBs and to the
+// multicast group. With unicast peers (what bootstrap renders unless the topology says
+// multicast) vipd accepts adverts only from its configured peer: nothing moves and every one
+// is counted as unknown_source. In multicast mode the same adverts make the master step down:
+// multicast trusts every host on the link (RFC 5798 has no authentication), which is what
+// deploy/vipd.yaml and the README say. Root only.
+func TestVRRPStrangerCannotTakeVIP(t *testing.T) {
+	vrrpNeedRoot(t)
+	bin := vipdBin(t)
+	p := vrrpNewLab(t, bin)
+	for _, h := range []*lab.Host{p.lb1, p.lb2} { // the client is a known host of the link
+		if err := h.Ping(p.client.Addr, 3*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stranger := func() []vrrpRawPacket {
+		a := vrrpRawAdvert{Version: 3, VRID: 51, Priority: 255, Interval: 200 * time.Millisecond, Addrs: []netip.Addr{p.vip}}
+		src := p.client.Addr
+		var pkts []vrrpRawPacket
+		for _, dst := range []netip.Addr{p.lb1.Addr, p.lb2.Addr, vrrpGroup} {
+			pkts = append(pkts, vrrpRawPacket{What: "advert from the client", Dst: dst, Data: vrrpIPv4Packet(src, dst, 255, a.marshal(src, dst))})
+		}
+		return pkts
+	}
+	send := func() {
+		for i := 0; i < 20; i++ { // 20 rounds over 1 s
+			if _, err := vrrpSendRaw(p.client, stranger(), 1); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	for _, unicast := range []bool{true, false} {
+		p.start(unicast, nil)
+		ctx := vrrpCtx(t, 30*time.Second)
+		before := map[*lab.Vipd]*lab.Stats{}
+		for _, d := range []*lab.Vipd{p.d1, p.d2} {
+			st, err := d.Stats(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before[d] = st
+		}
+		send()
+		moved := 0
+		for _, d := range []*lab.Vipd{p.d1, p.d2} {
+			st, err := d.Stats(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := before[d]
+			moved += int(st.VRRP.TransitionsTotal - b.VRRP.TransitionsTotal)
+			unknown := st.VRRP.Drops["unknown_source"] - b.VRRP.Drops["unknown_source"]
+			t.Logf("unicast=%v %s: %d state changes, unknown_source +%d, drops %v", unicast, d.Host.Name,
+				st.VRRP.TransitionsTotal-b.VRRP.TransitionsTotal, unknown, st.VRRP.Drops)
+			if unicast && unknown < 20 {
+				t.Errorf("%s: %d adverts from the client counted as unknown_source, want at least the 20 sent to it", d.Host.Name, unknown)
+			}
+		}
+		if unicast {
+			if moved != 0 {
+				t.Fatalf("unicast peers: a host that is not a peer changed the LBs' state %d times", moved)
+			}
+			p.expectHolder(p.lb1)
+		} else if moved == 0 {
+			t.Fatalf("multicast: the client's priority-255 adverts moved nothing; multicast should trust every host on the link (update the docs if this changed)")
+		}
+	}
+}
