@@ -4,19 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/netip"
-	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/vipd-project/vipd/pkg/health"
 )
@@ -99,37 +94,6 @@ type backendState struct {
 	current atomic.Int64
 	// under Proxy.mu:
 	c counters
-}
-
-type session struct {
-	id       uint64
-	client   *net.TCPConn
-	server   *net.TCPConn
-	clientRC syscall.RawConn
-	serverRC syscall.RawConn
-	be       *backendState
-	clientAP netip.AddrPort
-	localAP  netip.AddrPort
-	since    time.Time
-
-	// Bytes forwarded so far (client->server, server->client) and the
-	// time of the last burst (unix ns), updated after each burst.
-	bytesIn, bytesOut atomic.Uint64
-	lastActive        atomic.Int64
-
-	abortOnce sync.Once
-}
-
-// abort closes both sides with a reset.
-func (s *session) abort() {
-	s.abortOnce.Do(func() {
-		_ = s.client.SetLinger(0)
-		_ = s.client.Close()
-		if s.server != nil {
-			_ = s.server.SetLinger(0)
-			_ = s.server.Close()
-		}
-	})
 }
 
 // New validates cfg and returns a Proxy; it does not bind yet.
@@ -280,6 +244,30 @@ func (p *Proxy) Run(ctx context.Context) error {
 		return err
 	}
 	ln := l.(*net.TCPListener)
+	// One event loop per P: established connections wait there (see loop).
+	loops := make([]*loop, runtime.GOMAXPROCS(0))
+	var loopWG sync.WaitGroup
+	for i := range loops {
+		if loops[i], err = newLoop(); err != nil {
+			for _, x := range loops[:i] {
+				x.close()
+			}
+			_ = ln.Close()
+			p.mu.Lock()
+			p.listenErr = err
+			p.mu.Unlock()
+			p.evaluate()
+			return err
+		}
+		loopWG.Add(1)
+		go func() { defer loopWG.Done(); loops[i].run() }()
+	}
+	defer func() {
+		for _, x := range loops {
+			x.close()
+		}
+		loopWG.Wait()
+	}()
 	p.mu.Lock()
 	p.ln = ln
 	p.listenErr = nil
@@ -346,7 +334,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 		p.active.Add(1)
 		p.wg.Add(1)
-		go p.handle(forceCtx, c, rc)
+		go p.handle(forceCtx, c, rc, loops)
 	}
 	_ = ln.Close()
 
@@ -420,9 +408,10 @@ func (p *Proxy) candidates(rc *runtimeConfig) []*backendState {
 	return append(up, down...)
 }
 
-func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConfig) {
-	defer p.wg.Done()
-	defer p.active.Add(-1)
+// handle dials a backend for the accepted client c and hands the
+// established session to an event loop; the session then ends on its own
+// (session.end calls sessionEnded, which releases p.wg and p.active).
+func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConfig, loops []*loop) {
 	cfg := rc.cfg
 	order := p.candidates(rc)
 	attempts := min(1+cfg.Retries, len(order))
@@ -472,10 +461,12 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 		p.mu.Unlock()
 		_ = c.SetLinger(0)
 		_ = c.Close()
+		p.active.Add(-1)
+		p.wg.Done()
 		return
 	}
 
-	s := &session{client: c, server: server, be: be, since: time.Now()}
+	s := &session{p: p, client: c, server: server, be: be, since: time.Now()}
 	s.clientRC, _ = c.SyscallConn()
 	s.serverRC, _ = server.SyscallConn()
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
@@ -493,173 +484,34 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 	p.fe.total++
 	be.c.total++
 	p.mu.Unlock()
+	s.l = loops[s.id%uint64(len(loops))]
+	if err := s.l.add(s); err != nil {
+		if forceCtx.Err() == nil {
+			p.log.Warn("proxy: cannot register a connection with the event loop", "client", s.clientAP.String(), "err", err)
+		}
+		s.abort()
+		s.l.remove(s) // in case abort ended the session before add
+		return
+	}
 	if forceCtx.Err() != nil { // drain grace ended while we dialed
 		s.abort()
 	}
+}
 
-	forward(s, &p.bufs)
-
-	be.current.Add(-1)
+// sessionEnded accounts for a session whose both directions are done.
+func (p *Proxy) sessionEnded(s *session) {
+	s.l.remove(s)
+	s.be.current.Add(-1)
 	p.mu.Lock()
 	delete(p.sessions, s.id)
 	in, out := s.bytesIn.Load(), s.bytesOut.Load()
 	p.fe.bytesIn += in
 	p.fe.bytesOut += out
-	be.c.bytesIn += in
-	be.c.bytesOut += out
+	s.be.c.bytesIn += in
+	s.be.c.bytesOut += out
 	p.mu.Unlock()
-}
-
-// forward copies both ways until both directions ended, then closes both
-// connections (see pump).
-func forward(s *session, bufs *sync.Pool) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := pump(s.server, s.client, s.clientRC, &s.bytesIn, &s.lastActive, bufs); err != nil {
-			s.abort()
-		} else {
-			_ = s.server.CloseWrite()
-		}
-	}()
-	if err := pump(s.client, s.server, s.serverRC, &s.bytesOut, &s.lastActive, bufs); err != nil {
-		s.abort()
-	} else {
-		_ = s.client.CloseWrite()
-	}
-	<-done
-	_ = s.client.Close()
-	_ = s.server.Close()
-}
-
-// bufSize is the copy buffer for small messages (HAProxy's default
-// tune.bufsize): a read that fills it switches the direction to splice.
-const bufSize = 16 << 10
-
-// pump copies src to dst until src's EOF (nil error) or an error.
-//
-// Small messages (API requests and answers, watch events: most of the
-// traffic) are read into a pooled buffer and written: 2 syscalls, the
-// buffer held only during the copy. A read that fills the buffer means a
-// large transfer: the direction switches to splice (bulk) until a burst is
-// smaller than the buffer again. In bulk mode the wait happens outside the
-// copy (poller, via RawConn.Read and SIOCINQ), and each burst of queued
-// bytes is moved with io.CopyN(dst, src, n), which Go splices between the
-// bare *net.TCPConn values through a pooled pipe, so the pipe is taken only
-// while bytes move (one io.Copy for the connection's life would hold a pipe
-// per direction all along: 6 fds per idle connection, and pipes charged to
-// fs.pipe-user-pages-soft). count and last are updated after each burst
-// (live byte counters, idle detection).
-func pump(dst, src *net.TCPConn, srcRC syscall.RawConn, count *atomic.Uint64, last *atomic.Int64, bufs *sync.Pool) error {
-	bulk := false
-	for {
-		var n int64
-		var err error
-		if bulk {
-			avail, eof, werr := waitReadable(srcRC)
-			if werr != nil || eof {
-				return werr
-			}
-			if avail < bufSize {
-				bulk = false
-			}
-			if avail == 0 {
-				continue
-			}
-			n, err = io.CopyN(dst, src, int64(avail))
-		} else {
-			var eof bool
-			n, eof, err = copyBuffered(dst, srcRC, bufs)
-			if eof {
-				return nil
-			}
-			bulk = n == bufSize
-		}
-		if n > 0 {
-			count.Add(uint64(n))
-			last.Store(time.Now().UnixNano())
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// copyBuffered waits (in the poller, no buffer held) until src is readable,
-// reads what is queued, up to bufSize, and writes it to dst.
-func copyBuffered(dst *net.TCPConn, srcRC syscall.RawConn, bufs *sync.Pool) (n int64, eof bool, err error) {
-	var bp *[]byte
-	var r int
-	var rerr error
-	cerr := srcRC.Read(func(fd uintptr) bool {
-		if bp == nil {
-			bp = bufs.Get().(*[]byte)
-		}
-		for {
-			r, rerr = unix.Read(int(fd), *bp)
-			if rerr != unix.EINTR {
-				break
-			}
-		}
-		if rerr == unix.EAGAIN {
-			bufs.Put(bp) // idle: hold no buffer while waiting
-			bp = nil
-			return false
-		}
-		return true
-	})
-	if bp != nil {
-		defer bufs.Put(bp)
-	}
-	switch {
-	case cerr != nil:
-		return 0, false, cerr
-	case rerr != nil:
-		return 0, false, os.NewSyscallError("read", rerr)
-	case r == 0:
-		return 0, true, nil
-	}
-	w, err := dst.Write((*bp)[:r])
-	return int64(w), false, err
-}
-
-// waitReadable blocks (in the poller, no thread) until src has bytes
-// queued, its peer's FIN, or an error, and returns the bytes queued.
-func waitReadable(rc syscall.RawConn) (avail int, eof bool, err error) {
-	var perr error
-	cerr := rc.Read(func(fd uintptr) bool {
-		n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-		if err != nil {
-			perr = err
-			return true
-		}
-		if n > 0 {
-			avail = n
-			return true
-		}
-		var b [1]byte
-		r, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		switch {
-		case err == unix.EAGAIN:
-			return false // wait for readability
-		case err == unix.EINTR:
-			return true // caller loops
-		case err != nil:
-			perr = err
-		case r == 0:
-			eof = true
-		default:
-			avail = r // bytes arrived between the two calls
-		}
-		return true
-	})
-	if cerr != nil {
-		return 0, false, cerr
-	}
-	if perr != nil {
-		return 0, false, os.NewSyscallError("recv", perr)
-	}
-	return avail, eof, nil
+	p.active.Add(-1)
+	p.wg.Done()
 }
 
 // background runs the idle sweeper and the serving poll until stop closes.

@@ -1,0 +1,108 @@
+package tcpproxy
+
+import (
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// loop is an event loop: an epoll instance in which every established
+// session's two sockets wait for bytes (level-triggered, EPOLLONESHOT), and
+// one goroutine that copies small messages inline (see session.copyInline).
+// An idle connection therefore costs no goroutine and no buffer, only its
+// two sockets, its session and two epoll entries. The epoll descriptor is
+// itself waited for in Go's poller, so the loop goroutine holds no thread
+// while nothing happens.
+type loop struct {
+	epfd int
+	f    *os.File // epfd, registered with Go's poller
+	buf  []byte   // bufSize, used by the loop goroutine only
+
+	mu       sync.Mutex
+	sessions map[uint64]*session // by id (epoll event data: id<<1 | direction)
+}
+
+func newLoop() (*loop, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: create event loop: %w", os.NewSyscallError("epoll_create1", err))
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("proxy: create event loop: %w", err)
+	}
+	return &loop{epfd: fd, f: os.NewFile(uintptr(fd), "epoll"), buf: make([]byte, bufSize), sessions: map[uint64]*session{}}, nil
+}
+
+// close ends run (the sessions must have ended before).
+func (l *loop) close() { _ = l.f.Close() }
+
+// run dispatches events until close.
+func (l *loop) run() {
+	rc, err := l.f.SyscallConn()
+	if err != nil {
+		return
+	}
+	events := make([]unix.EpollEvent, 128)
+	for {
+		var n int
+		var werr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, werr = unix.EpollWait(int(fd), events, 0)
+			if werr == unix.EINTR {
+				n, werr = 0, nil
+			}
+			return n > 0 || werr != nil
+		})
+		if err != nil || werr != nil {
+			return // closed
+		}
+		for _, ev := range events[:n] {
+			tok := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			l.mu.Lock()
+			s := l.sessions[tok>>1]
+			l.mu.Unlock()
+			if s != nil {
+				s.ready(l.buf, int(tok&1))
+			}
+		}
+	}
+}
+
+// add registers s and arms both directions.
+func (l *loop) add(s *session) error {
+	l.mu.Lock()
+	l.sessions[s.id] = s
+	l.mu.Unlock()
+	for d := 0; d < 2; d++ {
+		if err := l.ctl(unix.EPOLL_CTL_ADD, s, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *loop) remove(s *session) {
+	l.mu.Lock()
+	delete(l.sessions, s.id)
+	l.mu.Unlock()
+}
+
+// ctl adds or re-arms direction d's source socket. The descriptor is used
+// under RawConn.Control, so it cannot be closed (and its number reused by
+// another connection) meanwhile; a closed connection returns an error.
+func (l *loop) ctl(op int, s *session, d int) error {
+	tok := s.id<<1 | uint64(d)
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(uint32(tok)), Pad: int32(uint32(tok >> 32))}
+	_, _, rc, _ := s.ends(d)
+	var cerr error
+	err := rc.Control(func(fd uintptr) {
+		cerr = unix.EpollCtl(l.epfd, op, int(fd), &ev)
+	})
+	if err == nil && cerr != nil {
+		err = os.NewSyscallError("epoll_ctl", cerr)
+	}
+	return err
+}

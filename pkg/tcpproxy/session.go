@@ -1,0 +1,344 @@
+package tcpproxy
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Directions of a session: toServer copies client -> server, toClient
+// server -> client.
+const (
+	toServer = 0
+	toClient = 1
+)
+
+// bufSize is the copy buffer for small messages (HAProxy's default
+// tune.bufsize). maxInline reads in a row that fill it make the direction
+// bulk: copied by a goroutine with splice until its bursts are small again.
+const (
+	bufSize   = 16 << 10
+	maxInline = 4
+)
+
+// State of one direction.
+const (
+	armed  = iota // waiting in the loop's epoll, no goroutine
+	active        // being copied (by the loop or a bulk goroutine)
+	done          // EOF forwarded, or the session aborted
+)
+
+type session struct {
+	id       uint64
+	p        *Proxy
+	l        *loop
+	client   *net.TCPConn
+	server   *net.TCPConn
+	clientRC syscall.RawConn
+	serverRC syscall.RawConn
+	be       *backendState
+	clientAP netip.AddrPort
+	localAP  netip.AddrPort
+	since    time.Time
+
+	// Bytes forwarded so far (client->server, server->client) and the
+	// time of the last burst (unix ns), updated after each burst.
+	bytesIn, bytesOut atomic.Uint64
+	lastActive        atomic.Int64
+
+	mu      sync.Mutex
+	state   [2]uint8
+	bulk    [2]bool // the direction's last bursts were large (splice them)
+	aborted bool
+	ended   bool
+}
+
+// ends returns direction d's source and destination.
+func (s *session) ends(d int) (src, dst *net.TCPConn, srcRC, dstRC syscall.RawConn) {
+	if d == toServer {
+		return s.client, s.server, s.clientRC, s.serverRC
+	}
+	return s.server, s.client, s.serverRC, s.clientRC
+}
+
+func (s *session) count(d int, n int64) {
+	if n <= 0 {
+		return
+	}
+	if d == toServer {
+		s.bytesIn.Add(uint64(n))
+	} else {
+		s.bytesOut.Add(uint64(n))
+	}
+	s.lastActive.Store(time.Now().UnixNano())
+}
+
+// ready is called by the loop when direction d's source is readable.
+func (s *session) ready(buf []byte, d int) {
+	s.mu.Lock()
+	if s.state[d] != armed {
+		s.mu.Unlock()
+		return
+	}
+	s.state[d] = active
+	bulk := s.bulk[d]
+	s.mu.Unlock()
+	if bulk {
+		go s.pumpBulk(d, nil, nil)
+		return
+	}
+	s.copyInline(buf, d)
+}
+
+// copyInline copies what is queued on direction d's source with read and
+// write (2 syscalls per message, where splice costs a pipe round trip plus
+// a probe) on the loop goroutine, into the loop's buffer: no goroutine is
+// woken and no buffer is held per connection. A write that would block
+// hands the rest to a goroutine; so do maxInline full reads in a row (a
+// large transfer: splice).
+func (s *session) copyInline(buf []byte, d int) {
+	_, _, srcRC, dstRC := s.ends(d)
+	for i := 0; i < maxInline; i++ {
+		n, err := rawIO(srcRC, buf, false)
+		switch {
+		case err == unix.EAGAIN:
+			s.rearm(d, false)
+			return
+		case err != nil:
+			s.fail(d)
+			return
+		case n == 0:
+			s.eof(d)
+			return
+		}
+		w, err := rawIO(dstRC, buf[:n], true)
+		s.count(d, int64(w))
+		if err == unix.EAGAIN || (err == nil && w < n) {
+			bp := s.p.bufs.Get().(*[]byte)
+			rest := copy(*bp, buf[max(w, 0):n])
+			go s.pumpBulk(d, (*bp)[:rest], bp)
+			return
+		}
+		if err != nil {
+			s.fail(d)
+			return
+		}
+		if n < len(buf) {
+			s.rearm(d, false)
+			return
+		}
+	}
+	s.mu.Lock()
+	s.bulk[d] = true
+	s.mu.Unlock()
+	go s.pumpBulk(d, nil, nil)
+}
+
+// rawIO reads into (or writes from) buf on the socket without waiting; it
+// returns the bare errno (unix.EAGAIN when it would block).
+func rawIO(rc syscall.RawConn, buf []byte, write bool) (int, error) {
+	var n int
+	var e error
+	f := func(fd uintptr) bool {
+		for {
+			if write {
+				n, e = unix.Write(int(fd), buf)
+			} else {
+				n, e = unix.Read(int(fd), buf)
+			}
+			if e != unix.EINTR {
+				return true
+			}
+		}
+	}
+	var err error
+	if write {
+		err = rc.Write(f)
+	} else {
+		err = rc.Read(f)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return max(n, 0), e
+}
+
+// pumpBulk is the goroutine of a direction that writes pending (the rest
+// of a message the destination could not take at once; bp goes back to the
+// pool after) and, when the direction is bulk, moves every burst queued on
+// the source with io.CopyN(dst, src, n) between the bare *net.TCPConn
+// values, which Go splices through a pooled pipe (taken only while bytes
+// move). When the source is drained it re-arms the direction and ends.
+func (s *session) pumpBulk(d int, pending []byte, bp *[]byte) {
+	src, dst, srcRC, _ := s.ends(d)
+	if len(pending) > 0 {
+		w, err := dst.Write(pending) // waits in the poller for room
+		s.count(d, int64(w))
+		s.p.bufs.Put(bp)
+		if err != nil {
+			s.fail(d)
+			return
+		}
+	}
+	s.mu.Lock()
+	bulk := s.bulk[d]
+	s.mu.Unlock()
+	if !bulk {
+		s.rearm(d, false)
+		return
+	}
+	largest := 0
+	for {
+		avail, eof, err := probe(srcRC)
+		switch {
+		case err != nil:
+			s.fail(d)
+			return
+		case eof:
+			s.eof(d)
+			return
+		case avail == 0:
+			s.rearm(d, largest >= bufSize)
+			return
+		}
+		largest = max(largest, avail)
+		n, err := io.CopyN(dst, src, int64(avail))
+		s.count(d, n)
+		if err != nil {
+			s.fail(d)
+			return
+		}
+	}
+}
+
+// probe returns the bytes queued on the socket (SIOCINQ), or its peer's
+// FIN (a MSG_PEEK read of 0), without waiting.
+func probe(rc syscall.RawConn) (avail int, eof bool, err error) {
+	var perr error
+	cerr := rc.Read(func(fd uintptr) bool {
+		n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		if err != nil {
+			perr = err
+			return true
+		}
+		if n > 0 {
+			avail = n
+			return true
+		}
+		var b [1]byte
+		for {
+			r, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+			case err != nil:
+				perr = err
+			case r == 0:
+				eof = true
+			default:
+				avail = r // bytes arrived between the two calls
+			}
+			return true
+		}
+	})
+	if cerr != nil {
+		return 0, false, cerr
+	}
+	if perr != nil {
+		return 0, false, os.NewSyscallError("recv", perr)
+	}
+	return avail, eof, nil
+}
+
+// rearm puts direction d back to wait in the loop (its source drained).
+func (s *session) rearm(d int, bulk bool) {
+	s.mu.Lock()
+	s.bulk[d] = bulk
+	if s.aborted {
+		s.state[d] = done
+		end := s.endLocked()
+		s.mu.Unlock()
+		if end {
+			s.end()
+		}
+		return
+	}
+	s.state[d] = armed
+	s.mu.Unlock()
+	if err := s.l.ctl(unix.EPOLL_CTL_MOD, s, d); err != nil {
+		s.abort() // closed meanwhile (then abort is done already), or epoll failed
+	}
+}
+
+// eof forwards direction d's end of stream (half-close).
+func (s *session) eof(d int) {
+	_, dst, _, _ := s.ends(d)
+	_ = dst.CloseWrite()
+	s.finish(d)
+}
+
+// fail aborts the session after an error in direction d.
+func (s *session) fail(d int) {
+	s.abort()
+	s.finish(d)
+}
+
+func (s *session) finish(d int) {
+	s.mu.Lock()
+	s.state[d] = done
+	end := s.endLocked()
+	s.mu.Unlock()
+	if end {
+		s.end()
+	}
+}
+
+// endLocked reports (once) that both directions are done.
+func (s *session) endLocked() bool {
+	if s.ended || s.state[toServer] != done || s.state[toClient] != done {
+		return false
+	}
+	s.ended = true
+	return true
+}
+
+// abort closes both sides with a reset. Directions waiting in the loop are
+// done at once; one being copied ends when its next syscall fails.
+func (s *session) abort() {
+	s.mu.Lock()
+	if s.aborted {
+		s.mu.Unlock()
+		return
+	}
+	s.aborted = true
+	for d := range s.state {
+		if s.state[d] == armed {
+			s.state[d] = done
+		}
+	}
+	end := s.endLocked()
+	s.mu.Unlock()
+	_ = s.client.SetLinger(0)
+	_ = s.client.Close()
+	_ = s.server.SetLinger(0)
+	_ = s.server.Close()
+	if end {
+		s.end()
+	}
+}
+
+// end closes both connections (after both directions are done) and hands
+// the session back to the proxy.
+func (s *session) end() {
+	_ = s.client.Close()
+	_ = s.server.Close()
+	s.p.sessionEnded(s)
+}
