@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,6 +21,7 @@ type loop struct {
 	epfd int
 	f    *os.File // epfd, registered with Go's poller
 	buf  []byte   // bufSize, used by the loop goroutine only
+	op   *rawOp   // likewise
 
 	mu       sync.Mutex
 	sessions map[uint64]*session // by id (epoll event data: id<<1 | direction)
@@ -33,7 +36,7 @@ func newLoop() (*loop, error) {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("proxy: create event loop: %w", err)
 	}
-	return &loop{epfd: fd, f: os.NewFile(uintptr(fd), "epoll"), buf: make([]byte, bufSize), sessions: map[uint64]*session{}}, nil
+	return &loop{epfd: fd, f: os.NewFile(uintptr(fd), "epoll"), buf: make([]byte, bufSize), op: newRawOp(), sessions: map[uint64]*session{}}, nil
 }
 
 // close ends run (the sessions must have ended before).
@@ -46,16 +49,24 @@ func (l *loop) run() {
 		return
 	}
 	events := make([]unix.EpollEvent, 128)
+	var n int
+	var werr error
+	wait := func(fd uintptr) bool {
+		// Raw (see rawOp): with a zero timeout epoll_pwait never blocks;
+		// the wait is Go's poller's.
+		r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		n, werr = int(r), nil
+		switch e {
+		case 0:
+		case syscall.EINTR:
+			n = 0
+		default:
+			n, werr = 0, e
+		}
+		return n > 0 || werr != nil
+	}
 	for {
-		var n int
-		var werr error
-		err := rc.Read(func(fd uintptr) bool {
-			n, werr = unix.EpollWait(int(fd), events, 0)
-			if werr == unix.EINTR {
-				n, werr = 0, nil
-			}
-			return n > 0 || werr != nil
-		})
+		err := rc.Read(wait)
 		if err != nil || werr != nil {
 			return // closed
 		}
@@ -65,7 +76,7 @@ func (l *loop) run() {
 			s := l.sessions[tok>>1]
 			l.mu.Unlock()
 			if s != nil {
-				s.ready(l.buf, int(tok&1))
+				s.ready(l, int(tok&1))
 			}
 		}
 	}
@@ -97,11 +108,11 @@ func (l *loop) ctl(op int, s *session, d int) error {
 	tok := s.id<<1 | uint64(d)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(uint32(tok)), Pad: int32(uint32(tok >> 32))}
 	_, _, rc, _ := s.ends(d)
-	var cerr error
+	var cerr syscall.Errno
 	err := rc.Control(func(fd uintptr) {
-		cerr = unix.EpollCtl(l.epfd, op, int(fd), &ev)
+		_, _, cerr = syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(l.epfd), uintptr(op), fd, uintptr(unsafe.Pointer(&ev)), 0, 0)
 	})
-	if err == nil && cerr != nil {
+	if err == nil && cerr != 0 {
 		err = os.NewSyscallError("epoll_ctl", cerr)
 	}
 	return err
