@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vipd-project/vipd/bench/internal/measure"
 )
 
 // roundStats is one figure measured in alternating rounds: per path, the value of each round.
@@ -113,14 +115,14 @@ func parseWrk(out string) (wrkResult, error) {
 // GET /version over one TLS connection for the whole round (small answers: what kubectl,
 // controllers and kubelets mostly do). Rounds alternate the paths. Direct goes to m1 only
 // (wrk takes one URL); the proxies spread the connections over the three masters.
-func (b *bench) keepAlive(ctx context.Context) error {
+func (b *bench) keepAlive(ctx context.Context, pids map[string]int) error {
 	targets := map[string]string{
 		"direct":  hostPort(b.masters[0], 6443),
 		"vipd":    hostPort(b.lbv, 6443),
 		"haproxy": hostPort(b.lbh, 6443),
 	}
 	r := &b.res.KeepAlive
-	r.Rate, r.P50, r.P99, r.Load = roundStats{}, roundStats{}, roundStats{}, roundStats{}
+	r.Rate, r.P50, r.P99, r.Load, r.CPU = roundStats{}, roundStats{}, roundStats{}, roundStats{}, roundStats{}
 	r.Errors = map[string]int{}
 	slot := b.o.kaTime / time.Duration(b.o.rounds)
 	secs := strconv.Itoa(max(1, int(slot.Seconds()+0.5)))
@@ -128,12 +130,19 @@ func (b *bench) keepAlive(ctx context.Context) error {
 		for _, path := range order {
 			b.log.Info("HTTPS keep-alive requests (wrk)", "round", i+1, "path", path, "connections", b.o.conc, "seconds", secs)
 			la := loadAvg()
+			t0, _ := measure.CPUTicks(pids[path])
 			cctx, cancel := context.WithTimeout(ctx, slot+30*time.Second)
 			out, err := b.client.Command(cctx, "wrk", "-t", "2", "-c", strconv.Itoa(b.o.conc), "-d", secs+"s",
 				"--latency", "https://"+targets[path]+"/version").CombinedOutput()
 			cancel()
 			if err != nil {
 				return fmt.Errorf("wrk via %s: %w: %s", path, err, out)
+			}
+			if t1, err := measure.CPUTicks(pids[path]); err == nil && pids[path] != 0 {
+				if w, _ := parseWrk(string(out)); w.Requests > 0 {
+					// CPU ms of the proxy process per 1,000 requests (USER_HZ ticks are 10 ms).
+					r.CPU[path] = append(r.CPU[path], float64(t1-t0)*10/float64(w.Requests)*1000)
+				}
 			}
 			w, err := parseWrk(string(out))
 			if err != nil {
@@ -157,7 +166,8 @@ type keepAliveResult struct {
 	Rate   roundStats     `json:"req_per_sec"` // per round
 	P50    roundStats     `json:"p50_ms"`
 	P99    roundStats     `json:"p99_ms"`
-	Load   roundStats     `json:"loadavg_1m"` // at the start of each round
+	Load   roundStats     `json:"loadavg_1m"`          // at the start of each round
+	CPU    roundStats     `json:"cpu_ms_per_1000_req"` // the proxy process's utime+stime
 	Errors map[string]int `json:"errors"`
 }
 

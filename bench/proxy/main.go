@@ -241,7 +241,7 @@ func (b *bench) run(ctx context.Context) error {
 		}
 	}
 	if b.o.runs("keepalive") {
-		if err := b.keepAlive(ctx); err != nil {
+		if err := b.keepAlive(ctx, map[string]int{"vipd": v.PID, "haproxy": h.PID}); err != nil {
 			return fmt.Errorf("HTTPS keep-alive rate: %w", err)
 		}
 	}

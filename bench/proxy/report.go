@@ -58,6 +58,7 @@ func (b *bench) report() error {
 		rows = append(rows, roundRows(fmt.Sprintf("HTTPS keep-alive req/s, wrk %d conns (direct: m1 only)", b.o.conc), k.Rate, true, "vipd >= haproxy")...)
 		rows = append(rows, roundRows("  p50 latency, ms", k.P50, false, "vipd <= haproxy")...)
 		rows = append(rows, roundRows("  p99 latency, ms", k.P99, false, "vipd <= haproxy")...)
+		rows = append(rows, roundRows("  proxy CPU, ms per 1,000 requests", k.CPU, false, "vipd <= haproxy")...)
 		rows = append(rows, row{"  errors", strconv.Itoa(k.Errors["direct"]), strconv.Itoa(k.Errors["vipd"]), strconv.Itoa(k.Errors["haproxy"]), "", "", "",
 			"load average " + loadRange(k.Load)})
 	}

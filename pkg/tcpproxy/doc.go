@@ -4,22 +4,25 @@
 //
 // Decisions:
 //
-//   - Small messages (API requests and answers, watch events) are read into
-//     a pooled 16 KiB buffer and written: 2 syscalls, where a splice costs a
-//     pipe round trip (splice in, splice out) plus a SIOCINQ probe. A read
-//     that fills the buffer switches the direction to Linux splice(2) until
-//     a burst is smaller than the buffer: the connections stay bare
-//     *net.TCPConn (never wrapped) and bytes move with io.CopyN(dst, src, n)
-//     between them, which Go turns into splice through a pooled pipe. Each
-//     direction waits for data in the poller (RawConn.Read, SIOCINQ / a
-//     MSG_PEEK probe) and then splices the queued burst, so a pipe is held
-//     only while bytes move: an idle connection costs 2 fds, not 6 (one
-//     io.Copy per direction for the connection's life holds a pipe per
-//     direction all along; Go sizes them 1 MiB, so an unprivileged user
-//     reaches fs.pipe-user-pages-soft, 64 MiB by default, after ~32
-//     connections, and later pipes are shrunk; see pipe(7)). Half-close is forwarded both
-//     ways with TCPConn.CloseWrite; an error in either direction (a reset)
-//     aborts both sides with a reset.
+//   - Established connections live in event loops (one epoll instance and
+//     goroutine per P, see loop.go): each socket waits there for bytes,
+//     level-triggered and one-shot, so an idle connection costs no goroutine,
+//     no stack and no buffer: its two sockets, its session and two epoll
+//     entries (~2 KiB of RSS against ~15 KiB with two parked goroutines per
+//     connection; HAProxy ~3 KiB). Small messages (API requests and answers,
+//     watch events) are copied by the loop itself with a nonblocking read
+//     into its 16 KiB buffer and a write: 2 raw syscalls, no goroutine
+//     woken, where a splice costs a pipe round trip plus a probe. A write
+//     the destination cannot take at once, and a transfer that fills the
+//     buffer maxInline times in a row, go to a goroutine for as long as
+//     bytes move: it writes the rest waiting in Go's poller, and moves large
+//     bursts with Linux splice(2) (io.CopyN(dst, src, n) between the bare
+//     *net.TCPConn values, n the bytes queued (SIOCINQ), which Go splices
+//     through a pooled pipe taken only while bytes move; one io.Copy per
+//     direction for the connection's life would hold a 1 MiB pipe per
+//     direction all along, charged to fs.pipe-user-pages-soft, see
+//     pipe(7)). Half-close is forwarded both ways with TCPConn.CloseWrite;
+//     an error in either direction (a reset) aborts both sides with a reset.
 //   - Backend choice: the UP backends (as the Health says) in round-robin
 //     (or least-connections) order, followed by the backends not UP, as a
 //     last resort. A failed dial is reported to Health.ReportFailure (a
