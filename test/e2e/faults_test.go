@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vipd-project/vipd/test/faults"
+	"github.com/vipd-project/vipd/test/lab"
 )
 
 // TestFaultMatrix (issue 8): every fault of the matrix (power loss, crash, SIGKILL, SIGTERM,
@@ -23,15 +24,15 @@ func TestFaultMatrix(t *testing.T) {
 	vrrpNeedRoot(t)
 	bin := vipdBin(t)
 	ctx := vrrpCtx(t, 20*time.Minute)
-	e, err := faults.NewEnv(ctx, t, bin)
+	e, err := faults.NewEnv(ctx, lab.New(t, faults.LabOptions()), bin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, v := range []interface{ Tail(int) string }{e.V1, e.V2} {
-				if v != nil {
-					t.Logf("vipd log (tail):\n%s", v.Tail(40))
+			for _, d := range []faults.Daemon{e.D1, e.D2} {
+				if d != nil {
+					t.Logf("vipd log (tail):\n%s", d.Tail(40))
 				}
 			}
 		}

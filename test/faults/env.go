@@ -25,16 +25,19 @@ import (
 	"github.com/vipd-project/vipd/test/lab"
 )
 
-// Mode is how the pair is configured.
+// Mode is what runs on the LB hosts and how it is configured.
 type Mode struct {
 	Name   string
-	Gossip bool // cluster.enabled with split_brain: resign-lower
+	Gossip bool // vipd with cluster.enabled and split_brain: resign-lower
+	// Keepalived runs the reference pair (Keepalived + HAProxy) instead of vipd.
+	Keepalived bool
 }
 
-// The two modes the matrix compares.
+// The modes: the two the matrix compares, and the baseline the benchmark adds.
 var (
-	GossipOff = Mode{Name: "gossip off"}
-	GossipOn  = Mode{Name: "gossip on", Gossip: true}
+	GossipOff  = Mode{Name: "gossip off"}
+	GossipOn   = Mode{Name: "gossip on", Gossip: true}
+	Keepalived = Mode{Name: "keepalived", Keepalived: true}
 )
 
 // Env is the lab: lb1, lb2, a master m1 running the apiserver stand-in, and a client.
@@ -45,17 +48,22 @@ type Env struct {
 	VIP      netip.Addr
 	Bin      string
 	Masters  *apiserverstub.Masters
-	V1, V2   *lab.Vipd
-	mode     *Mode
-	key      []byte
-	probes   map[*lab.Host]*lab.AddrProbe
-	cut      sync.Map // *lab.Host -> true while its port is down
+	// D1 and D2 run on lb1 (priority 100, the master) and lb2 (90).
+	D1, D2 Daemon
+	mode   *Mode
+	key    []byte
+	probes map[*lab.Host]*lab.AddrProbe
+	cut    sync.Map // *lab.Host -> true while its port is down
 }
 
-// NewEnv builds the lab (closed with t) and starts the stand-in master; vipd is started by
-// Start.
-func NewEnv(ctx context.Context, t lab.TB, bin string) (*Env, error) {
-	l := lab.New(t, lab.Options{Hosts: []string{"lb1", "lb2", "m1", "client"}, Prefix: lab.RandomPrefix("vf")})
+// LabOptions are the hosts the matrix needs: build the lab with lab.New (tests) or lab.Start.
+func LabOptions() lab.Options {
+	return lab.Options{Hosts: []string{"lb1", "lb2", "m1", "client"}, Prefix: lab.RandomPrefix("vf")}
+}
+
+// NewEnv starts the stand-in master in l (built from LabOptions); the pair is started by
+// Start or Run.
+func NewEnv(ctx context.Context, l *lab.Lab, bin string) (*Env, error) {
 	e := &Env{Lab: l, LB1: l.Host("lb1"), LB2: l.Host("lb2"), Client: l.Host("client"), VIP: l.Addr(100), Bin: bin,
 		probes: map[*lab.Host]*lab.AddrProbe{}}
 	e.key = make([]byte, 32)
@@ -120,56 +128,73 @@ health:
 	return lab.VipdOptions{Bin: e.Bin, VIP: e.VIP, Priority: prio, LogLevel: "info", ExtraYAML: extra}, nil
 }
 
-// Start (re)starts both vipd in mode: lb1 until it is MASTER, then lb2, and waits for Steady.
+// Start (re)starts the pair in mode: lb1 until it is MASTER, then lb2, and waits for Steady.
 func (e *Env) Start(ctx context.Context, mode Mode) error {
 	e.Stop()
 	e.mode = &mode
 	for _, h := range []*lab.Host{e.LB1, e.LB2} {
-		o, err := e.yaml(h, mode)
-		if err != nil {
-			return err
-		}
-		v, err := h.StartVipd(o)
+		d, err := e.startDaemon(h, mode)
 		if err != nil {
 			return err
 		}
 		if h == e.LB1 {
-			e.V1 = v
-			if err := e.waitState(ctx, v, "MASTER", 20*time.Second); err != nil {
+			e.D1 = d
+			if err := e.waitState(ctx, d, "MASTER", 20*time.Second); err != nil {
 				return err
 			}
 		} else {
-			e.V2 = v
+			e.D2 = d
 		}
 	}
 	return e.Steady(ctx, 30*time.Second)
 }
 
-// Stop kills both daemons (by PID) and removes the VIP they may have left.
-func (e *Env) Stop() {
-	for _, v := range []*lab.Vipd{e.V1, e.V2} {
-		if v != nil && v.Running() {
-			v.Kill()
-			_ = v.Wait(5 * time.Second)
-			_, _ = v.Host.Exec(context.Background(), "ip", "addr", "del", lab.Prefix24(e.VIP), "dev", "eth0")
+func (e *Env) startDaemon(h *lab.Host, mode Mode) (Daemon, error) {
+	if mode.Keepalived {
+		prio, state := 100, "MASTER"
+		if h == e.LB2 {
+			prio, state = 90, "BACKUP"
 		}
+		return startKeepalivedHAProxy(h, lab.KeepalivedOptions{VIP: e.VIP, Priority: prio, State: state}, e.Masters.Addr("m1"))
 	}
+	o, err := e.yaml(h, mode)
+	if err != nil {
+		return nil, err
+	}
+	v, err := h.StartVipd(o)
+	if err != nil {
+		return nil, err
+	}
+	return vipdDaemon{v}, nil
 }
 
-func (e *Env) waitState(ctx context.Context, v *lab.Vipd, want string, within time.Duration) error {
+// Stop kills both pairs' daemons (by PID) and removes the VIP they may have left.
+func (e *Env) Stop() {
+	for _, d := range []Daemon{e.D1, e.D2} {
+		if d != nil {
+			_ = d.Kill()
+		}
+	}
+	for _, h := range []*lab.Host{e.LB1, e.LB2} {
+		_, _ = h.Exec(context.Background(), "ip", "addr", "del", lab.Prefix24(e.VIP), "dev", "eth0")
+	}
+	e.D1, e.D2 = nil, nil
+}
+
+func (e *Env) waitState(ctx context.Context, d Daemon, want string, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	var last string
 	for {
-		if s, err := v.Stats(ctx); err == nil {
-			last = s.VRRP.State
+		if s, err := d.State(ctx); err == nil {
+			last = s
 			if last == want {
 				return nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: VRRP state %q, want %s after %s\n%s", v.Host.Name, last, want, within, v.Tail(30))
+			return fmt.Errorf("VRRP state %q, want %s after %s\n%s", last, want, within, d.Tail(30))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -189,34 +214,38 @@ func (e *Env) Steady(ctx context.Context, within time.Duration) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("pair not steady after %s: %s\nlb1:\n%s\nlb2:\n%s", within, why, e.V1.Tail(20), e.V2.Tail(20))
+			return fmt.Errorf("pair not steady after %s: %s\nlb1:\n%s\nlb2:\n%s", within, why, tail(e.D1), tail(e.D2))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
 func (e *Env) notSteady(ctx context.Context) string {
-	for _, v := range []*lab.Vipd{e.V1, e.V2} {
-		if v == nil || !v.Running() {
+	for _, d := range []Daemon{e.D1, e.D2} {
+		if d == nil || !d.Running() {
 			return "a daemon is not running"
 		}
 	}
-	s1, err := e.V1.Stats(ctx)
+	s1, err := e.D1.State(ctx)
 	if err != nil {
 		return err.Error()
 	}
-	s2, err := e.V2.Stats(ctx)
+	s2, err := e.D2.State(ctx)
 	if err != nil {
 		return err.Error()
 	}
-	if s1.VRRP.State != "MASTER" || s2.VRRP.State != "BACKUP" {
-		return fmt.Sprintf("lb1 %s, lb2 %s", s1.VRRP.State, s2.VRRP.State)
+	if s1 != "MASTER" || s2 != "BACKUP" {
+		return fmt.Sprintf("lb1 %s, lb2 %s", s1, s2)
 	}
 	if h := e.Holders(); len(h) != 1 || h[0] != "lb1" {
 		return fmt.Sprintf("VIP holders %v", h)
 	}
 	if e.mode != nil && e.mode.Gossip {
-		for _, s := range []*lab.Stats{s1, s2} {
+		for _, d := range []Daemon{e.D1, e.D2} {
+			s, err := d.(vipdDaemon).v.Stats(ctx)
+			if err != nil {
+				return err.Error()
+			}
 			if why := clusterHealthy(s); why != "" {
 				return s.Node + ": " + why
 			}
@@ -254,4 +283,11 @@ func (e *Env) LinkUp(h *lab.Host) error {
 	}
 	e.cut.Delete(h)
 	return nil
+}
+
+func tail(d Daemon) string {
+	if d == nil {
+		return "(not started)"
+	}
+	return d.Tail(20)
 }

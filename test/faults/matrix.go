@@ -3,7 +3,6 @@ package faults
 import (
 	"encoding/json"
 	"fmt"
-	"syscall"
 	"time"
 
 	"github.com/vipd-project/vipd/pkg/stats"
@@ -24,33 +23,14 @@ type Fault struct {
 	// instead of two): for them the comparison requires gossip on to be strictly better at
 	// "time on two hosts".
 	GossipHelps bool
+	// GossipOnly marks faults that only concern vipd's gossip (not run for Keepalived).
+	GossipOnly bool
 }
 
 const (
 	vrrpMatch   = "ip protocol 112"
 	gossipMatch = "meta l4proto { tcp, udp } th dport 7946"
 )
-
-func restart(v *lab.Vipd) error {
-	if v.Running() {
-		return nil
-	}
-	return v.Restart()
-}
-
-// exited waits for the daemon to exit; its exit status (killed, or 0 after SIGTERM) is not an
-// error here.
-func exited(v *lab.Vipd, within time.Duration) error {
-	if err := v.Wait(within); err != nil && v.Running() {
-		return err
-	}
-	return nil
-}
-
-func kill(v *lab.Vipd) error {
-	v.Kill()
-	return exited(v, 5*time.Second)
-}
 
 func undrop(hs ...*lab.Host) error {
 	for _, h := range hs {
@@ -69,17 +49,17 @@ func Matrix() []Fault {
 				if err := e.LinkDown(e.LB1); err != nil {
 					return err
 				}
-				return kill(e.V1)
+				return e.D1.Kill()
 			},
 			Heal: func(e *Env) error {
 				if err := e.LinkUp(e.LB1); err != nil {
 					return err
 				}
-				return restart(e.V1)
+				return e.D1.Restart()
 			}},
 		{Name: "crash (kill, then port down)", Hold: 3 * time.Second,
 			Inject: func(e *Env) error {
-				if err := kill(e.V1); err != nil {
+				if err := e.D1.Kill(); err != nil {
 					return err
 				}
 				return e.LinkDown(e.LB1)
@@ -88,19 +68,14 @@ func Matrix() []Fault {
 				if err := e.LinkUp(e.LB1); err != nil {
 					return err
 				}
-				return restart(e.V1)
+				return e.D1.Restart()
 			}},
-		{Name: "vipd SIGKILL", Hold: 3 * time.Second,
-			Inject: func(e *Env) error { return kill(e.V1) },
-			Heal:   func(e *Env) error { return restart(e.V1) }},
-		{Name: "vipd SIGTERM", Hold: 3 * time.Second,
-			Inject: func(e *Env) error {
-				if err := e.V1.Term(); err != nil {
-					return err
-				}
-				return exited(e.V1, 10*time.Second)
-			},
-			Heal: func(e *Env) error { return restart(e.V1) }},
+		{Name: "daemon SIGKILL", Hold: 3 * time.Second,
+			Inject: func(e *Env) error { return e.D1.Kill() },
+			Heal:   func(e *Env) error { return e.D1.Restart() }},
+		{Name: "daemon SIGTERM", Hold: 3 * time.Second,
+			Inject: func(e *Env) error { return e.D1.Term() },
+			Heal:   func(e *Env) error { return e.D1.Restart() }},
 		{Name: "link flap 0.5s", Hold: 500 * time.Millisecond,
 			Inject: func(e *Env) error { return e.LinkDown(e.LB1) },
 			Heal:   func(e *Env) error { return e.LinkUp(e.LB1) }},
@@ -118,10 +93,10 @@ func Matrix() []Fault {
 				return e.LB2.Drop(vrrpMatch)
 			},
 			Heal: func(e *Env) error { return undrop(e.LB1, e.LB2) }},
-		{Name: "gossip blocked one way (lb1 -> lb2)", Hold: 4 * time.Second,
+		{Name: "gossip blocked one way (lb1 -> lb2)", Hold: 4 * time.Second, GossipOnly: true,
 			Inject: func(e *Env) error { return e.LB2.DropIn(gossipMatch) },
 			Heal:   func(e *Env) error { return undrop(e.LB2) }},
-		{Name: "gossip blocked both ways", Hold: 4 * time.Second,
+		{Name: "gossip blocked both ways", Hold: 4 * time.Second, GossipOnly: true,
 			Inject: func(e *Env) error {
 				if err := e.LB1.Drop(gossipMatch); err != nil {
 					return err
@@ -143,8 +118,8 @@ func Matrix() []Fault {
 			},
 			Heal: func(e *Env) error { return undrop(e.LB1, e.LB2) }},
 		{Name: "frozen 2s (SIGSTOP, SIGCONT)", Hold: 2 * time.Second,
-			Inject: func(e *Env) error { return e.V1.Signal(syscall.SIGSTOP) },
-			Heal:   func(e *Env) error { return e.V1.Signal(syscall.SIGCONT) }},
+			Inject: func(e *Env) error { return e.D1.Freeze(true) },
+			Heal:   func(e *Env) error { return e.D1.Freeze(false) }},
 	}
 }
 

@@ -11,11 +11,10 @@ import (
 	"time"
 
 	"github.com/vipd-project/vipd/test/apiserverstub"
-	"github.com/vipd-project/vipd/test/lab"
 )
 
 // Result is what one fault did to the pair in one mode, from the injection until the pair had
-// been stable for Quiet after the heal.
+// been stable for the mode's Quiet after the heal.
 type Result struct {
 	Fault string
 	Mode  string
@@ -34,8 +33,14 @@ type Result struct {
 }
 
 // Quiet is how long the holder set must stay unchanged (exactly one) after the heal before a
-// run ends.
-const Quiet = 3 * time.Second
+// run ends: longer than a restarted master needs to take the VIP back (vipd: 3 x 200 ms adverts
+// + skew + start; Keepalived with the reference's advert_int 1: 3.6 s + start).
+func (m Mode) Quiet() time.Duration {
+	if m.Keepalived {
+		return 6 * time.Second
+	}
+	return 3 * time.Second
+}
 
 const (
 	sampleEvery  = 10 * time.Millisecond
@@ -54,7 +59,7 @@ type sample struct {
 // measures it.
 func (e *Env) Run(ctx context.Context, f Fault, mode Mode) (Result, error) {
 	res := Result{Fault: f.Name, Mode: mode.Name, Transitions: map[string]int{}}
-	if e.mode == nil || e.mode.Gossip != mode.Gossip || e.Steady(ctx, 30*time.Second) != nil {
+	if e.mode == nil || *e.mode != mode || e.Steady(ctx, 30*time.Second) != nil {
 		if err := e.Start(ctx, mode); err != nil {
 			return res, fmt.Errorf("%s, %s: start the pair: %w", f.Name, mode.Name, err)
 		}
@@ -66,9 +71,9 @@ func (e *Env) Run(ctx context.Context, f Fault, mode Mode) (Result, error) {
 	if err := waitOK(ctx, prober, warm, 10*time.Second); err != nil {
 		return res, fmt.Errorf("%s, %s: requests through the VIP before the fault: %w", f.Name, mode.Name, err)
 	}
-	offsets := map[*lab.Vipd]int64{}
-	for _, v := range []*lab.Vipd{e.V1, e.V2} {
-		offsets[v] = logSize(v.LogPath)
+	offsets := map[string]int64{}
+	for _, d := range []Daemon{e.D1, e.D2} {
+		offsets[d.LogPath()] = logSize(d.LogPath())
 	}
 
 	sampler := e.startSampler()
@@ -88,7 +93,7 @@ func (e *Env) Run(ctx context.Context, f Fault, mode Mode) (Result, error) {
 		return res, fmt.Errorf("%s, %s: heal: %w", f.Name, mode.Name, err)
 	}
 	healed := time.Now()
-	for !sampler.quietSince(healed, Quiet) && time.Since(healed) < settleMax {
+	for !sampler.quietSince(healed, mode.Quiet()) && time.Since(healed) < settleMax {
 		select {
 		case <-ctx.Done():
 			sampler.stop()
@@ -101,14 +106,14 @@ func (e *Env) Run(ctx context.Context, f Fault, mode Mode) (Result, error) {
 	prober.WaitDone(tEnd)
 
 	res.NoHolder, res.TwoHolders, res.Settle = timeline(samples, t0)
-	for _, v := range []*lab.Vipd{e.V1, e.V2} {
-		res.Transitions[v.Host.Name] = countTransitions(v.LogPath, offsets[v])
+	for h, d := range map[string]Daemon{e.LB1.Name: e.D1, e.LB2.Name: e.D2} {
+		res.Transitions[h] = countTransitions(d.LogPath(), offsets[d.LogPath()], d.TransitionLine())
 	}
 	rs := prober.Between(t0, tEnd)
 	res.Requests, res.Failed, _, _ = apiserverstub.Summary(rs)
 	res.FinalHolders = e.Holders()
-	for _, v := range []*lab.Vipd{e.V1, e.V2} {
-		if s, err := v.Stats(ctx); err == nil && s.VRRP.State == "MASTER" {
+	for _, d := range []Daemon{e.D1, e.D2} {
+		if s, err := d.State(ctx); err == nil && s == "MASTER" {
 			res.FinalMasters++
 		}
 	}
@@ -222,13 +227,13 @@ func logSize(path string) int64 {
 	return fi.Size()
 }
 
-// countTransitions counts "VRRP state change" log lines written after offset.
-func countTransitions(path string, offset int64) int {
+// countTransitions counts the lines marking a state change written after offset.
+func countTransitions(path string, offset int64, line string) int {
 	b, err := os.ReadFile(path)
 	if err != nil || int64(len(b)) < offset {
 		return -1
 	}
-	return bytes.Count(b[offset:], []byte("VRRP state change"))
+	return bytes.Count(b[offset:], []byte(line))
 }
 
 // String is one row of the table.
