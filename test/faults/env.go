@@ -90,9 +90,9 @@ func NewEnv(ctx context.Context, l *lab.Lab, bin string) (*Env, error) {
 	return e, nil
 }
 
-// yaml is the host's vipd config: VRRPv3 with 200 ms adverts (vipd's default), the proxy to
-// m1 with HTTPS /readyz checks, and in gossip mode the cluster section bootstrap writes
-// (resign-lower, conn_reset on).
+// yaml is the host's vipd config as bootstrap renders it: VRRPv3 with 200 ms adverts (vipd's
+// default) to the other LB host as unicast peer, the proxy to m1 with HTTPS /readyz checks, and
+// in gossip mode the cluster section (resign-lower, conn_reset on).
 func (e *Env) yaml(h *lab.Host, mode Mode) (lab.VipdOptions, error) {
 	prio, peer := 100, e.LB2
 	if h == e.LB2 {
@@ -125,7 +125,9 @@ health:
   conn_reset: true
 `, h.Addr, peer.Addr, keyFile)
 	}
-	return lab.VipdOptions{Bin: e.Bin, VIP: e.VIP, Priority: prio, LogLevel: "info", ExtraYAML: extra}, nil
+	// Unicast peers, as bootstrap renders them for the LB hosts it knows.
+	return lab.VipdOptions{Bin: e.Bin, VIP: e.VIP, Priority: prio, LogLevel: "info", ExtraYAML: extra,
+		UnicastPeers: []netip.Addr{peer.Addr}}, nil
 }
 
 // Start (re)starts the pair in mode: lb1 until it is MASTER, then lb2, and waits for Steady.
