@@ -87,6 +87,10 @@ type Server struct {
 	handler http.Handler
 	reg     *prometheus.Registry
 
+	authMu     sync.Mutex // guards the rate limit of the basic-auth failure log
+	authFails  int        // failures since the last log line
+	authLogged time.Time  // when the last one was written
+
 	ready     chan struct{}
 	readyOnce sync.Once
 	mu        sync.Mutex
@@ -243,7 +247,7 @@ func (s *Server) auth(h http.Handler) http.Handler {
 		passOK := subtle.ConstantTimeCompare(gotPass[:], wantPass[:])
 		if !ok || userOK&passOK != 1 {
 			if ok {
-				s.log.Warn("stats: basic auth failed", "remote", r.RemoteAddr)
+				s.authFailed(r.RemoteAddr)
 			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="vipd stats", charset="UTF-8"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
@@ -251,6 +255,26 @@ func (s *Server) auth(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// authLogEvery is the least time between two "basic auth failed" log lines: a client guessing
+// passwords must not flood the journal. The line counts the failures in between.
+const authLogEvery = 10 * time.Second
+
+// authFailed logs a failed basic auth, at most once per authLogEvery, with the number of
+// failures since the last line and the last client's address (never what it sent).
+func (s *Server) authFailed(remote string) {
+	s.authMu.Lock()
+	s.authFails++
+	now := time.Now()
+	if !s.authLogged.IsZero() && now.Sub(s.authLogged) < authLogEvery {
+		s.authMu.Unlock()
+		return
+	}
+	n := s.authFails
+	s.authFails, s.authLogged = 0, now
+	s.authMu.Unlock()
+	s.log.Warn("stats: basic auth failed", "remote", remote, "failures", n, "log_interval", authLogEvery.String())
 }
 
 func (s *Server) snapshot() Snapshot {
