@@ -11,7 +11,9 @@ import (
 )
 
 // loop is an event loop: an epoll instance in which every established
-// session's two sockets wait for bytes (level-triggered, EPOLLONESHOT), and
+// session's two sockets wait for bytes (level-triggered: a message copied
+// inline costs its read and write, no epoll_ctl; a socket leaves the epoll
+// only while a goroutine copies it, and at EOF), and
 // one goroutine that copies small messages inline (see session.copyInline).
 // An idle connection therefore costs no goroutine and no buffer, only its
 // two sockets, its session and two epoll entries. The epoll descriptor is
@@ -88,6 +90,9 @@ func (l *loop) add(s *session) error {
 	l.sessions[s.id] = s
 	l.mu.Unlock()
 	for d := 0; d < 2; d++ {
+		s.mu.Lock()
+		s.reg[d] = true
+		s.mu.Unlock()
 		if err := l.ctl(unix.EPOLL_CTL_ADD, s, d); err != nil {
 			return err
 		}
@@ -101,12 +106,12 @@ func (l *loop) remove(s *session) {
 	l.mu.Unlock()
 }
 
-// ctl adds or re-arms direction d's source socket. The descriptor is used
+// ctl adds or removes direction d's source socket. The descriptor is used
 // under RawConn.Control, so it cannot be closed (and its number reused by
 // another connection) meanwhile; a closed connection returns an error.
 func (l *loop) ctl(op int, s *session, d int) error {
 	tok := s.id<<1 | uint64(d)
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(uint32(tok)), Pad: int32(uint32(tok >> 32))}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(uint32(tok)), Pad: int32(uint32(tok >> 32))}
 	_, _, rc, _ := s.ends(d)
 	var cerr syscall.Errno
 	err := rc.Control(func(fd uintptr) {

@@ -31,7 +31,7 @@ const (
 
 // State of one direction.
 const (
-	armed  = iota // waiting in the loop's epoll, no goroutine
+	armed  = iota // waiting in the loop's epoll (level-triggered), no goroutine
 	active        // being copied (by the loop or a bulk goroutine)
 	done          // EOF forwarded, or the session aborted
 )
@@ -57,6 +57,7 @@ type session struct {
 	mu      sync.Mutex
 	state   [2]uint8
 	bulk    [2]bool // the direction's last bursts were large (splice them)
+	reg     [2]bool // the direction's source is in the loop's epoll
 	aborted bool
 	ended   bool
 }
@@ -92,6 +93,7 @@ func (s *session) ready(l *loop, d int) {
 	bulk := s.bulk[d]
 	s.mu.Unlock()
 	if bulk {
+		s.handoff(d)
 		go s.pumpBulk(d, nil, nil)
 		return
 	}
@@ -111,7 +113,7 @@ func (s *session) copyInline(l *loop, d int) {
 		n, err := l.op.run(srcRC, buf, false)
 		switch {
 		case err == unix.EAGAIN:
-			s.rearm(d, false)
+			s.idle(d)
 			return
 		case err != nil:
 			s.fail(d)
@@ -125,6 +127,7 @@ func (s *session) copyInline(l *loop, d int) {
 		if err == unix.EAGAIN || (err == nil && w < n) {
 			bp := s.p.bufs.Get().(*[]byte)
 			rest := copy(*bp, buf[max(w, 0):n])
+			s.handoff(d)
 			go s.pumpBulk(d, (*bp)[:rest], bp)
 			return
 		}
@@ -133,13 +136,14 @@ func (s *session) copyInline(l *loop, d int) {
 			return
 		}
 		if n < len(buf) {
-			s.rearm(d, false)
+			s.idle(d) // drained: a short read takes all that is queued
 			return
 		}
 	}
 	s.mu.Lock()
 	s.bulk[d] = true
 	s.mu.Unlock()
+	s.handoff(d)
 	go s.pumpBulk(d, nil, nil)
 }
 
@@ -280,7 +284,38 @@ func probe(rc syscall.RawConn) (avail int, eof bool, err error) {
 	return avail, eof, nil
 }
 
-// rearm puts direction d back to wait in the loop (its source drained).
+// idle marks direction d, copied inline, as waiting again: its socket
+// stayed registered (level-triggered), so no syscall.
+func (s *session) idle(d int) {
+	s.mu.Lock()
+	if s.aborted {
+		s.state[d] = done
+		end := s.endLocked()
+		s.mu.Unlock()
+		if end {
+			s.end()
+		}
+		return
+	}
+	s.state[d] = armed
+	s.mu.Unlock()
+}
+
+// handoff takes direction d's source out of the loop's epoll before a
+// goroutine copies it (level-triggered, it would be reported again and
+// again meanwhile; a disabled entry would still report errors and hangups).
+func (s *session) handoff(d int) {
+	s.mu.Lock()
+	reg := s.reg[d]
+	s.reg[d] = false
+	s.mu.Unlock()
+	if reg {
+		_ = s.l.ctl(unix.EPOLL_CTL_DEL, s, d) // fails only when closed: then the copy fails too
+	}
+}
+
+// rearm puts direction d, copied by a goroutine, back to wait in the loop
+// (its source drained).
 func (s *session) rearm(d int, bulk bool) {
 	s.mu.Lock()
 	s.bulk[d] = bulk
@@ -294,14 +329,16 @@ func (s *session) rearm(d int, bulk bool) {
 		return
 	}
 	s.state[d] = armed
+	s.reg[d] = true
 	s.mu.Unlock()
-	if err := s.l.ctl(unix.EPOLL_CTL_MOD, s, d); err != nil {
+	if err := s.l.ctl(unix.EPOLL_CTL_ADD, s, d); err != nil {
 		s.abort() // closed meanwhile (then abort is done already), or epoll failed
 	}
 }
 
 // eof forwards direction d's end of stream (half-close).
 func (s *session) eof(d int) {
+	s.handoff(d) // at EOF the socket stays readable: out of the loop
 	_, dst, _, _ := s.ends(d)
 	_ = dst.CloseWrite()
 	s.finish(d)
