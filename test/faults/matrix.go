@@ -46,6 +46,11 @@ func Matrix() []Fault {
 	return []Fault{
 		{Name: "power loss (port down, then kill)", Hold: 3 * time.Second,
 			Inject: func(e *Env) error {
+				// A host that loses power does nothing more: freeze the daemon first so it
+				// cannot react to the port going down before it dies.
+				if err := e.D1.Freeze(true); err != nil {
+					return err
+				}
 				if err := e.LinkDown(e.LB1); err != nil {
 					return err
 				}

@@ -25,8 +25,11 @@ type Result struct {
 	NoHolder, TwoHolders time.Duration
 	// Transitions counts VRRP state changes logged by each host's vipd (restarts included).
 	Transitions map[string]int
-	// Requests and Failed count the client's new-TLS-connection requests through the VIP.
+	// Requests and Failed count the client's new-TLS-connection requests through the VIP;
+	// FailFrom and FailTo are when the first failed request started and the last one ended
+	// (from the injection).
 	Requests, Failed int
+	FailFrom, FailTo time.Duration
 	// FinalMasters is how many daemons report MASTER at the end; FinalHolders who holds the VIP.
 	FinalMasters int
 	FinalHolders []string
@@ -111,6 +114,15 @@ func (e *Env) Run(ctx context.Context, f Fault, mode Mode) (Result, error) {
 	}
 	rs := prober.Between(t0, tEnd)
 	res.Requests, res.Failed, _, _ = apiserverstub.Summary(rs)
+	for _, r := range rs {
+		if r.Err == nil {
+			continue
+		}
+		if res.FailFrom == 0 || r.Start.Sub(t0) < res.FailFrom {
+			res.FailFrom = r.Start.Sub(t0)
+		}
+		res.FailTo = max(res.FailTo, r.End.Sub(t0))
+	}
 	res.FinalHolders = e.Holders()
 	for _, d := range []Daemon{e.D1, e.D2} {
 		if s, err := d.State(ctx); err == nil && s == "MASTER" {
@@ -238,7 +250,7 @@ func countTransitions(path string, offset int64, line string) int {
 
 // String is one row of the table.
 func (r Result) String() string {
-	return fmt.Sprintf("%-40s %-10s settle %6.2fs  no holder %5.2fs  two holders %5.2fs  transitions lb1 %d lb2 %d  failed %3d/%-4d  end: %d MASTER, holders %s",
+	return fmt.Sprintf("%-40s %-10s settle %6.2fs  no holder %5.2fs  two holders %5.2fs  transitions lb1 %d lb2 %d  failed %3d/%-4d (%.2f-%.2fs)  end: %d MASTER, holders %s",
 		r.Fault, r.Mode, r.Settle.Seconds(), r.NoHolder.Seconds(), r.TwoHolders.Seconds(),
-		r.Transitions["lb1"], r.Transitions["lb2"], r.Failed, r.Requests, r.FinalMasters, strings.Join(r.FinalHolders, ","))
+		r.Transitions["lb1"], r.Transitions["lb2"], r.Failed, r.Requests, r.FailFrom.Seconds(), r.FailTo.Seconds(), r.FinalMasters, strings.Join(r.FinalHolders, ","))
 }
