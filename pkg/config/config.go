@@ -34,15 +34,15 @@ const DefaultPath = "/etc/vipd/vipd.yaml"
 
 // Config is the whole vipd configuration file.
 type Config struct {
-	NodeName      string   `yaml:"node_name"`
-	LogLevel      string   `yaml:"log_level"`
-	LogFormat     string   `yaml:"log_format"`
-	VRRP          VRRP     `yaml:"vrrp"`
-	Proxy         *Proxy   `yaml:"proxy"`
-	Health        Health   `yaml:"health"`
-	Stats         Stats    `yaml:"stats"`
-	ControlSocket string   `yaml:"control_socket"`
-	Cluster       Cluster  `yaml:"cluster"`
+	NodeName      string   `yaml:"node_name,omitempty"`
+	LogLevel      string   `yaml:"log_level,omitempty"`
+	LogFormat     string   `yaml:"log_format,omitempty"`
+	VRRP          VRRP     `yaml:"vrrp,omitempty"`
+	Proxy         *Proxy   `yaml:"proxy,omitempty"`
+	Health        Health   `yaml:"health,omitempty"`
+	Stats         Stats    `yaml:"stats,omitempty"`
+	ControlSocket string   `yaml:"control_socket,omitempty"`
+	Cluster       Cluster  `yaml:"cluster,omitempty"`
 	path          string   // file it was read from
 	lines         lineMap  // field path -> line
 	Warnings      []string `yaml:"-"`
@@ -54,98 +54,98 @@ type Config struct {
 
 // VRRP is the election section.
 type VRRP struct {
-	Interface      string   `yaml:"interface"`
-	VRID           int      `yaml:"vrid"`
-	Priority       int      `yaml:"priority"`
-	Version        int      `yaml:"version"`
-	AdvertInterval Duration `yaml:"advert_interval"`
+	Interface      string   `yaml:"interface,omitempty"`
+	VRID           int      `yaml:"vrid,omitempty"`
+	Priority       int      `yaml:"priority,omitempty"`
+	Version        int      `yaml:"version,omitempty"`
+	AdvertInterval Duration `yaml:"advert_interval,omitempty"`
 	// MaxPeerAdvertInterval bounds the advert interval vipd accepts from another router
 	// (VRRPv3). 0: 3 x advert_interval, at least 1s (pkg/vrrp owns that default).
-	MaxPeerAdvertInterval Duration `yaml:"max_peer_advert_interval"`
-	Preempt               *bool    `yaml:"preempt"`
-	PreemptDelay          Duration `yaml:"preempt_delay"`
-	VIPs                  []string `yaml:"vips"`
-	UnicastPeers          []string `yaml:"unicast_peers"`
-	UnicastSource         string   `yaml:"unicast_source"`
-	AuthPass              string   `yaml:"auth_pass"`
-	AuthPassFile          string   `yaml:"auth_pass_file"`
-	TrackInterface        *bool    `yaml:"track_interface"`
-	SourceMACCheck        *bool    `yaml:"source_mac_check"`
-	GARP                  GARP     `yaml:"garp"`
+	MaxPeerAdvertInterval Duration `yaml:"max_peer_advert_interval,omitempty"`
+	Preempt               *bool    `yaml:"preempt,omitempty"`
+	PreemptDelay          Duration `yaml:"preempt_delay,omitempty"`
+	VIPs                  []string `yaml:"vips,omitempty"`
+	UnicastPeers          []string `yaml:"unicast_peers,omitempty"`
+	UnicastSource         string   `yaml:"unicast_source,omitempty"`
+	AuthPass              string   `yaml:"auth_pass,omitempty"`
+	AuthPassFile          string   `yaml:"auth_pass_file,omitempty"`
+	TrackInterface        *bool    `yaml:"track_interface,omitempty"`
+	SourceMACCheck        *bool    `yaml:"source_mac_check,omitempty"`
+	GARP                  GARP     `yaml:"garp,omitempty"`
 }
 
 // GARP controls gratuitous ARP announcements of the VIP.
 type GARP struct {
-	Count    int       `yaml:"count"`
-	Interval Duration  `yaml:"interval"`
-	Refresh  *Duration `yaml:"refresh"`
+	Count    int       `yaml:"count,omitempty"`
+	Interval Duration  `yaml:"interval,omitempty"`
+	Refresh  *Duration `yaml:"refresh,omitempty"`
 }
 
 // Proxy is the TCP load balancer section. A nil *Proxy means VRRP only.
 type Proxy struct {
-	Listen              string    `yaml:"listen"`
-	Backends            []string  `yaml:"backends"`
-	Balance             string    `yaml:"balance"`
-	ConnectTimeout      Duration  `yaml:"connect_timeout"`
-	Retries             *int      `yaml:"retries"`
-	MaxConns            *int      `yaml:"max_conns"`
-	IdleTimeout         Duration  `yaml:"idle_timeout"`
-	KeepAlive           Duration  `yaml:"keepalive"`
-	DrainGrace          *Duration `yaml:"drain_grace"`
-	RemovedBackendGrace Duration  `yaml:"removed_backend_grace"`
-	MinHealthyBackends  *int      `yaml:"min_healthy_backends"`
-	TrackWeight         *int      `yaml:"track_weight"`
+	Listen              string    `yaml:"listen,omitempty"`
+	Backends            []string  `yaml:"backends,omitempty"`
+	Balance             string    `yaml:"balance,omitempty"`
+	ConnectTimeout      Duration  `yaml:"connect_timeout,omitempty"`
+	Retries             *int      `yaml:"retries,omitempty"`
+	MaxConns            *int      `yaml:"max_conns,omitempty"`
+	IdleTimeout         Duration  `yaml:"idle_timeout,omitempty"`
+	KeepAlive           Duration  `yaml:"keepalive,omitempty"`
+	DrainGrace          *Duration `yaml:"drain_grace,omitempty"`
+	RemovedBackendGrace Duration  `yaml:"removed_backend_grace,omitempty"`
+	MinHealthyBackends  *int      `yaml:"min_healthy_backends,omitempty"`
+	TrackWeight         *int      `yaml:"track_weight,omitempty"`
 }
 
 // Health is the active check section for the proxy's backends.
 type Health struct {
-	Type            string   `yaml:"type"`
-	Path            string   `yaml:"path"`
-	ExpectStatus    int      `yaml:"expect_status"`
-	Interval        Duration `yaml:"interval"`
-	FastInterval    Duration `yaml:"fast_interval"`
-	Timeout         Duration `yaml:"timeout"`
-	Rise            int      `yaml:"rise"`
-	Fall            int      `yaml:"fall"`
-	Jitter          *float64 `yaml:"jitter"`
-	TLS             TLS      `yaml:"tls"`
-	BearerTokenFile string   `yaml:"bearer_token_file"`
-	AuthErrorsAreUp bool     `yaml:"auth_errors_are_up"`
+	Type            string   `yaml:"type,omitempty"`
+	Path            string   `yaml:"path,omitempty"`
+	ExpectStatus    int      `yaml:"expect_status,omitempty"`
+	Interval        Duration `yaml:"interval,omitempty"`
+	FastInterval    Duration `yaml:"fast_interval,omitempty"`
+	Timeout         Duration `yaml:"timeout,omitempty"`
+	Rise            int      `yaml:"rise,omitempty"`
+	Fall            int      `yaml:"fall,omitempty"`
+	Jitter          *float64 `yaml:"jitter,omitempty"`
+	TLS             TLS      `yaml:"tls,omitempty"`
+	BearerTokenFile string   `yaml:"bearer_token_file,omitempty"`
+	AuthErrorsAreUp bool     `yaml:"auth_errors_are_up,omitempty"`
 }
 
 // TLS configures the HTTPS health check's client.
 type TLS struct {
-	CAFile             string `yaml:"ca_file"`
-	InsecureSkipVerify *bool  `yaml:"insecure_skip_verify"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
+	CAFile             string `yaml:"ca_file,omitempty"`
+	InsecureSkipVerify *bool  `yaml:"insecure_skip_verify,omitempty"`
+	CertFile           string `yaml:"cert_file,omitempty"`
+	KeyFile            string `yaml:"key_file,omitempty"`
 }
 
 // Stats is the HTTP stats, metrics and health endpoint section.
 type Stats struct {
-	Listen    string     `yaml:"listen"`
-	BasicAuth *BasicAuth `yaml:"basic_auth"`
-	Refresh   Duration   `yaml:"refresh"`
+	Listen    string     `yaml:"listen,omitempty"`
+	BasicAuth *BasicAuth `yaml:"basic_auth,omitempty"`
+	Refresh   Duration   `yaml:"refresh,omitempty"`
 }
 
 // BasicAuth protects /stats and /stats.json.
 type BasicAuth struct {
-	Username     string `yaml:"username"`
-	PasswordFile string `yaml:"password_file"`
+	Username     string `yaml:"username,omitempty"`
+	PasswordFile string `yaml:"password_file,omitempty"`
 }
 
 // Cluster is the gossip section.
 type Cluster struct {
-	Enabled              bool     `yaml:"enabled"`
-	Bind                 string   `yaml:"bind"`
-	Advertise            string   `yaml:"advertise"`
-	Peers                []string `yaml:"peers"`
-	KeyFile              string   `yaml:"key_file"`
-	SplitBrain           string   `yaml:"split_brain"`
-	BlockedVRRPIntervals int      `yaml:"blocked_vrrp_intervals"`
-	ConnReset            *bool    `yaml:"conn_reset"`
-	ConnTableMax         int      `yaml:"conn_table_max"`
-	ConnResetRate        int      `yaml:"conn_reset_rate"`
+	Enabled              bool     `yaml:"enabled,omitempty"`
+	Bind                 string   `yaml:"bind,omitempty"`
+	Advertise            string   `yaml:"advertise,omitempty"`
+	Peers                []string `yaml:"peers,omitempty"`
+	KeyFile              string   `yaml:"key_file,omitempty"`
+	SplitBrain           string   `yaml:"split_brain,omitempty"`
+	BlockedVRRPIntervals int      `yaml:"blocked_vrrp_intervals,omitempty"`
+	ConnReset            *bool    `yaml:"conn_reset,omitempty"`
+	ConnTableMax         int      `yaml:"conn_table_max,omitempty"`
+	ConnResetRate        int      `yaml:"conn_reset_rate,omitempty"`
 }
 
 // Duration is a time.Duration written in Go syntax ("100ms", "2s") in YAML.

@@ -9,6 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/vipd-project/vipd/pkg/config"
 	"github.com/vipd-project/vipd/pkg/topology"
 )
 
@@ -31,59 +32,6 @@ const (
 	CNIManifestPath = "/etc/kubernetes/cni-manifest.yaml"
 )
 
-// The vipd configuration as bootstrap renders it: the subset of vipd's schema
-// (deploy/vipd.yaml, snake_case) that the topology sets; vipd's defaults do the rest.
-type vipdConfig struct {
-	NodeName string       `yaml:"node_name"`
-	LogLevel string       `yaml:"log_level"`
-	VRRP     vipdVRRP     `yaml:"vrrp"`
-	Proxy    vipdProxy    `yaml:"proxy"`
-	Health   vipdHealth   `yaml:"health"`
-	Stats    vipdStats    `yaml:"stats"`
-	Cluster  *vipdCluster `yaml:"cluster,omitempty"`
-}
-
-type vipdVRRP struct {
-	Interface      string   `yaml:"interface"`
-	VRID           int      `yaml:"vrid"`
-	Priority       int      `yaml:"priority"`
-	Version        int      `yaml:"version"`
-	AdvertInterval string   `yaml:"advert_interval"`
-	Preempt        bool     `yaml:"preempt"`
-	VIPs           []string `yaml:"vips"`
-	UnicastPeers   []string `yaml:"unicast_peers,omitempty"`
-	UnicastSource  string   `yaml:"unicast_source,omitempty"`
-	AuthPassFile   string   `yaml:"auth_pass_file,omitempty"`
-}
-
-type vipdProxy struct {
-	Listen   string   `yaml:"listen"`
-	Backends []string `yaml:"backends"`
-	Balance  string   `yaml:"balance"`
-}
-
-type vipdHealth struct {
-	Type string   `yaml:"type"`
-	Path string   `yaml:"path,omitempty"`
-	TLS  *vipdTLS `yaml:"tls,omitempty"`
-}
-
-type vipdTLS struct {
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
-}
-
-type vipdStats struct {
-	Listen string `yaml:"listen"`
-}
-
-type vipdCluster struct {
-	Enabled    bool     `yaml:"enabled"`
-	Bind       string   `yaml:"bind"`
-	Peers      []string `yaml:"peers"`
-	KeyFile    string   `yaml:"key_file"`
-	SplitBrain string   `yaml:"split_brain"`
-}
-
 // RenderVipdConfig renders /etc/vipd/vipd.yaml for an lb host. iface is the interface that
 // carries the VIP (the topology's, or the one holding the host's address from facts).
 func RenderVipdConfig(t *topology.Topology, h topology.Host, iface string) ([]byte, error) {
@@ -97,23 +45,26 @@ func RenderVipdConfig(t *topology.Topology, h topology.Host, iface string) ([]by
 	if iface == "" {
 		return nil, fmt.Errorf("render vipd config for %s: no interface (set loadBalancer.interface, or facts found none holding %s)", h.Name, h.Address)
 	}
-	c := vipdConfig{
+	// vipd's own schema (pkg/config), written with only what the topology decides: every key
+	// left out takes vipd's default, so a default has one owner.
+	preempt := lb.Preempt == nil || *lb.Preempt
+	c := config.Config{
 		NodeName: h.Name,
 		LogLevel: "info",
-		VRRP: vipdVRRP{
+		VRRP: config.VRRP{
 			Interface:      iface,
 			VRID:           lb.VRID,
 			Priority:       t.LBPriority(h),
 			Version:        lb.VRRPVersion,
-			AdvertInterval: lb.AdvertInterval.String(),
-			Preempt:        lb.Preempt == nil || *lb.Preempt,
+			AdvertInterval: config.Duration(lb.AdvertInterval),
+			Preempt:        &preempt,
 			VIPs:           []string{t.VIPPrefix().String()},
 		},
-		Proxy: vipdProxy{
+		Proxy: &config.Proxy{
 			Listen:  ":" + strconv.Itoa(lb.APIPort),
 			Balance: lb.Balance,
 		},
-		Stats: vipdStats{Listen: ":" + strconv.Itoa(lb.StatsPort)},
+		Stats: config.Stats{Listen: ":" + strconv.Itoa(lb.StatsPort)},
 	}
 	// Unicast unless the topology says multicast: vipd then accepts adverts only from the
 	// other LB hosts (TTL 255, their MAC), so no other host on the link can take the VIP. With
@@ -136,21 +87,21 @@ func RenderVipdConfig(t *topology.Topology, h topology.Host, iface string) ([]by
 	}
 	if t.GossipEnabled() {
 		port := strconv.Itoa(lb.Gossip.Port)
-		cl := &vipdCluster{Enabled: true, Bind: net.JoinHostPort(h.Address, port), KeyFile: VipdGossipKey, SplitBrain: lb.Gossip.SplitBrain}
+		c.Cluster = config.Cluster{Enabled: true, Bind: net.JoinHostPort(h.Address, port), KeyFile: VipdGossipKey, SplitBrain: lb.Gossip.SplitBrain}
 		for _, o := range t.LBs() {
 			if o.Name != h.Name {
-				cl.Peers = append(cl.Peers, net.JoinHostPort(o.Address, port))
+				c.Cluster.Peers = append(c.Cluster.Peers, net.JoinHostPort(o.Address, port))
 			}
 		}
-		c.Cluster = cl
 	}
 	switch lb.HealthCheck {
 	case "tcp":
-		c.Health = vipdHealth{Type: "tcp"}
+		c.Health = config.Health{Type: "tcp"}
 	default:
 		// kube-apiserver's serving certificate (kubeadm's) is not issued for the LB's view of
 		// the masters, and /readyz answers anonymous requests.
-		c.Health = vipdHealth{Type: "https", Path: "/readyz", TLS: &vipdTLS{InsecureSkipVerify: true}}
+		skip := true
+		c.Health = config.Health{Type: "https", Path: "/readyz", TLS: config.TLS{InsecureSkipVerify: &skip}}
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# vipd configuration for %s, rendered by bootstrap from the topology of cluster %q.\n", h.Name, t.Cluster.Name)
@@ -161,6 +112,11 @@ func RenderVipdConfig(t *topology.Topology, h topology.Host, iface string) ([]by
 		return nil, fmt.Errorf("render vipd config for %s: %w", h.Name, err)
 	}
 	enc.Close()
+	// What vipd would refuse is not uploaded: the same loader judges the rendered file (the
+	// host's interface and files are checked by vipd check on the host, ExecStartPre).
+	if _, err := config.Parse(VipdConfigPath, b.Bytes()); err != nil {
+		return nil, fmt.Errorf("render vipd config for %s: vipd would refuse it: %w", h.Name, err)
+	}
 	return b.Bytes(), nil
 }
 
