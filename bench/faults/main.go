@@ -100,7 +100,7 @@ func run(ctx context.Context, bin string, runs int, only string, keepalived bool
 				count(rs, func(r faults.Result) int { return r.Transitions["lb1"] }),
 				count(rs, func(r faults.Result) int { return r.Transitions["lb2"] }),
 				count(rs, func(r faults.Result) int { return r.Failed }),
-				ends(rs))
+				ends(f, rs))
 		}
 	}
 	return w.Flush()
@@ -124,10 +124,10 @@ func count(rs []faults.Result, f func(faults.Result) int) string {
 	return fmt.Sprintf("%d (%d-%d)", ns[len(ns)/2], ns[0], ns[len(ns)-1])
 }
 
-func ends(rs []faults.Result) string {
+func ends(f faults.Fault, rs []faults.Result) string {
 	ok := 0
 	for _, r := range rs {
-		if len(faults.Healed(r)) == 0 {
+		if len(faults.Healed(f, r)) == 0 {
 			ok++
 		}
 	}

@@ -19,10 +19,14 @@ const (
 	MaxTwoHoldersWithGossip = 2500 * time.Millisecond
 )
 
-// Healed lists what is wrong with the end of a run: after every fault heals, exactly one host
-// must be MASTER and hold the VIP.
-func Healed(r Result) []string {
+// Healed lists what is wrong with a run of f, whatever the mode: after every fault heals,
+// exactly one host must be MASTER and hold the VIP; where lb1 is gone until the heal
+// (f.Takeover), lb2 must have taken over with exactly one transition.
+func Healed(f Fault, r Result) []string {
 	var p []string
+	if f.Takeover && r.DuringFault["lb2"] != 1 {
+		p = append(p, fmt.Sprintf("%s: lb2 made %d VRRP transitions while lb1 was gone, want exactly 1 (BACKUP -> MASTER)", r.Mode, r.DuringFault["lb2"]))
+	}
 	if r.FinalMasters != 1 {
 		p = append(p, fmt.Sprintf("%s: %d daemons MASTER after the heal, want 1", r.Mode, r.FinalMasters))
 	}
@@ -42,8 +46,8 @@ func Healed(r Result) []string {
 // for faults gossip is there to help (GossipHelps), less time on two hosts is required.
 func Compare(f Fault, off, on Result) []string {
 	var p []string
-	p = append(p, Healed(off)...)
-	p = append(p, Healed(on)...)
+	p = append(p, Healed(f, off)...)
+	p = append(p, Healed(f, on)...)
 	for _, h := range []string{"lb1", "lb2"} {
 		allowed := off.Transitions[h]
 		if f.GossipHelps && h == "lb2" {

@@ -25,6 +25,9 @@ type Fault struct {
 	GossipHelps bool
 	// GossipOnly marks faults that only concern vipd's gossip (not run for Keepalived).
 	GossipOnly bool
+	// Takeover marks faults where lb1 is gone until the heal: the backup must take over with
+	// exactly one transition (BACKUP -> MASTER) and keep the VIP (issue 8's crash).
+	Takeover bool
 }
 
 const (
@@ -44,7 +47,7 @@ func undrop(hs ...*lab.Host) error {
 // Matrix is every fault of issue 8, in the order they run.
 func Matrix() []Fault {
 	return []Fault{
-		{Name: "power loss (port down, then kill)", Hold: 3 * time.Second,
+		{Name: "power loss (port down, then kill)", Hold: 3 * time.Second, Takeover: true,
 			Inject: func(e *Env) error {
 				// A host that loses power does nothing more: freeze the daemon first so it
 				// cannot react to the port going down before it dies.
@@ -62,7 +65,7 @@ func Matrix() []Fault {
 				}
 				return e.D1.Restart()
 			}},
-		{Name: "crash (kill, then port down)", Hold: 3 * time.Second,
+		{Name: "crash (kill, then port down)", Hold: 3 * time.Second, Takeover: true,
 			Inject: func(e *Env) error {
 				if err := e.D1.Kill(); err != nil {
 					return err
@@ -75,10 +78,10 @@ func Matrix() []Fault {
 				}
 				return e.D1.Restart()
 			}},
-		{Name: "daemon SIGKILL", Hold: 3 * time.Second,
+		{Name: "daemon SIGKILL", Hold: 3 * time.Second, Takeover: true,
 			Inject: func(e *Env) error { return e.D1.Kill() },
 			Heal:   func(e *Env) error { return e.D1.Restart() }},
-		{Name: "daemon SIGTERM", Hold: 3 * time.Second,
+		{Name: "daemon SIGTERM", Hold: 3 * time.Second, Takeover: true,
 			Inject: func(e *Env) error { return e.D1.Term() },
 			Heal:   func(e *Env) error { return e.D1.Restart() }},
 		{Name: "link flap 0.5s", Hold: 500 * time.Millisecond,

@@ -23,8 +23,9 @@ type Result struct {
 	Settle time.Duration
 	// NoHolder and TwoHolders are how long the VIP was on no LB host and on both.
 	NoHolder, TwoHolders time.Duration
-	// Transitions counts VRRP state changes logged by each host's vipd (restarts included).
-	Transitions map[string]int
+	// Transitions counts VRRP state changes logged by each host's daemon (restarts included);
+	// DuringFault those from the injection until the heal.
+	Transitions, DuringFault map[string]int
 	// Requests and Failed count the client's new-TLS-connection requests through the VIP;
 	// FailFrom and FailTo are when the first failed request started and the last one ended
 	// (from the injection).
@@ -61,7 +62,7 @@ type sample struct {
 // Run injects f into the pair running in mode (starting or restarting the pair as needed) and
 // measures it.
 func (e *Env) Run(ctx context.Context, f Fault, mode Mode) (Result, error) {
-	res := Result{Fault: f.Name, Mode: mode.Name, Transitions: map[string]int{}}
+	res := Result{Fault: f.Name, Mode: mode.Name, Transitions: map[string]int{}, DuringFault: map[string]int{}}
 	if e.mode == nil || *e.mode != mode || e.Steady(ctx, 30*time.Second) != nil {
 		if err := e.Start(ctx, mode); err != nil {
 			return res, fmt.Errorf("%s, %s: start the pair: %w", f.Name, mode.Name, err)
@@ -96,6 +97,9 @@ func (e *Env) Run(ctx context.Context, f Fault, mode Mode) (Result, error) {
 		return res, fmt.Errorf("%s, %s: heal: %w", f.Name, mode.Name, err)
 	}
 	healed := time.Now()
+	for h, d := range map[string]Daemon{e.LB1.Name: e.D1, e.LB2.Name: e.D2} {
+		res.DuringFault[h] = countTransitions(d.LogPath(), offsets[d.LogPath()], d.TransitionLine())
+	}
 	for !sampler.quietSince(healed, mode.Quiet()) && time.Since(healed) < settleMax {
 		select {
 		case <-ctx.Done():
