@@ -203,6 +203,10 @@ func roundRows(what string, r roundStats, higherBetter bool, target string) []ro
 	if (higherBetter && m < 1) || (!higherBetter && m > 1) {
 		ok = "MISSED"
 	}
+	if len(rat) == 0 && len(r["vipd"]) > 0 && vm == 0 && hm == 0 {
+		return []row{{what: what, direct: med("direct"), vipd: med("vipd"), haproxy: med("haproxy"),
+			target: fmt.Sprintf("%s: met (0 in all %d rounds)", target, len(r["vipd"]))}}
+	}
 	return []row{{what: what, direct: med("direct"), vipd: med("vipd"), haproxy: med("haproxy"),
 		vd: ratio(vm, dm), hd: ratio(hm, dm), vh: f(m),
 		target: fmt.Sprintf("%s: %s (median of %d rounds' ratios; range %s-%s; %d of %d rounds)", target, ok, len(rat), f(lo), f(hi), won, len(rat))}}

@@ -68,12 +68,14 @@ type options struct {
 	connectTimeout    time.Duration
 	jsonOut, markdown string
 	rounds            int
+	storm             int
+	stormRounds       int
 	kaTime            time.Duration
 	only              map[string]bool
 }
 
 // sections of the benchmark, in the order they run (-only picks some).
-var sections = []string{"bulk", "tls", "keepalive", "idle", "faults"}
+var sections = []string{"bulk", "tls", "keepalive", "idle", "storm", "faults"}
 
 func (o *options) runs(section string) bool { return len(o.only) == 0 || o.only[section] }
 
@@ -85,6 +87,8 @@ func run() int {
 	flag.DurationVar(&o.tlsTime, "tls-time", 12*time.Second, "new-TLS-connection load per path (-rounds rounds, order rotated)")
 	flag.DurationVar(&o.kaTime, "keepalive-time", 18*time.Second, "HTTPS keep-alive load (wrk) per path (-rounds rounds, order rotated)")
 	flag.IntVar(&o.rounds, "rounds", 6, "alternating rounds of the TLS connection and keep-alive loads")
+	flag.IntVar(&o.storm, "storm", 2000, "clients connecting at once in the connection storm")
+	flag.IntVar(&o.stormRounds, "storm-rounds", 3, "rounds of the connection storm per proxy (order alternated)")
 	only := flag.String("only", "", "run only these sections, comma separated: "+strings.Join(sections, ","))
 	flag.IntVar(&o.conc, "c", 64, "concurrent clients for the TLS connection rate")
 	flag.IntVar(&o.idle, "idle", 10000, "idle connections to hold through each proxy")
@@ -193,6 +197,8 @@ type results struct {
 	IdleMem      map[string]memSplit `json:"idle_mem"`
 	IdleLoad     map[string]float64  `json:"idle_loadavg_1m"`
 
+	Storm stormResult `json:"storm"`
+
 	Kill faultResult `json:"master_kill"`
 	Cut  faultResult `json:"master_link_cut"`
 
@@ -248,6 +254,11 @@ func (b *bench) run(ctx context.Context) error {
 	if b.o.runs("idle") {
 		if err := b.idleConns(ctx, v, h); err != nil {
 			return fmt.Errorf("idle connections: %w", err)
+		}
+	}
+	if b.o.runs("storm") {
+		if err := b.connStorm(ctx, map[string]int{"vipd": v.PID, "haproxy": h.PID}); err != nil {
+			return fmt.Errorf("connection storm: %w", err)
 		}
 	}
 	if b.o.runs("faults") {

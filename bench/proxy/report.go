@@ -67,6 +67,14 @@ func (b *bench) report() error {
 	if b.o.runs("idle") {
 		rows = append(rows, b.idleRows()...)
 	}
+	if b.o.runs("storm") {
+		st := r.Storm
+		rows = append(rows, roundRows(fmt.Sprintf("connection storm, %d clients at once: s until all proxied", st.Clients), st.Secs, false, "vipd <= haproxy")...)
+		rows = append(rows, roundRows("  failed connections", st.Failed, false, "vipd <= haproxy")...)
+		rows = append(rows, roundRows("  RSS peak above before, MiB", st.PeakMiB, false, "vipd <= haproxy")...)
+		rows = append(rows, roundRows("  proxy CPU, ms", st.CPUms, false, "vipd <= haproxy")...)
+		rows = append(rows, row{"  load average", "", "", "", "", "", "", loadRange(st.Load)})
+	}
 	if b.o.runs("faults") {
 		rows = append(rows, b.faultRows()...)
 	}
