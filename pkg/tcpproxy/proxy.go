@@ -72,7 +72,8 @@ type Proxy struct {
 	capLog  rateLog
 	dialLog rateLog
 
-	bufs sync.Pool // *[]byte of bufSize, for small messages (see pump)
+	bufs     sync.Pool       // *[]byte of bufSize: the rest of a message a slow destination could not take at once
+	forceCtx context.Context // Run's: cancelled when the drain grace is over
 }
 
 type runtimeConfig struct {
@@ -284,6 +285,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	// forceCtx aborts dials in progress when the drain grace is over.
 	forceCtx, force := context.WithCancel(context.Background())
 	defer force()
+	p.forceCtx = forceCtx // set before any session starts, read by replays
 
 	bg := make(chan struct{})
 	var bgWG sync.WaitGroup
@@ -414,46 +416,7 @@ func (p *Proxy) candidates(rc *runtimeConfig) []*backendState {
 func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConfig, loops []*loop) {
 	cfg := rc.cfg
 	order := p.candidates(rc)
-	attempts := min(1+cfg.Retries, len(order))
-	d := net.Dialer{Timeout: cfg.ConnectTimeout, KeepAliveConfig: keepAliveConfig(cfg.KeepAlive)}
-	if cfg.KeepAlive < 0 {
-		d.KeepAlive = -1
-	}
-	var server *net.TCPConn
-	var be *backendState
-	for i := 0; i < attempts; i++ {
-		b := order[i]
-		conn, err := d.DialContext(forceCtx, "tcp", b.addr)
-		if err == nil {
-			server, be = conn.(*net.TCPConn), b
-			break
-		}
-		if forceCtx.Err() != nil {
-			break
-		}
-		if localResourceError(err) {
-			// Out of file descriptors or memory here: not the backend's
-			// fault, and another backend would fail the same way.
-			if sup, ok := p.dialLog.allow(); ok {
-				p.log.Error("proxy: cannot open a backend connection: local resources exhausted", "backend", b.addr, "err", err, "suppressed", sup)
-			}
-			break
-		}
-		retry := i+1 < attempts
-		p.mu.Lock()
-		b.c.connErrors++
-		if retry {
-			b.c.retries++
-			p.fe.retries++
-		}
-		p.mu.Unlock()
-		if p.health != nil {
-			p.health.ReportFailure(b.addr, err)
-		}
-		if sup, ok := p.dialLog.allow(); ok {
-			p.log.Warn("proxy: backend dial failed", "backend", b.addr, "err", err, "retry", retry, "suppressed", sup)
-		}
-	}
+	server, be, rest := p.dial(forceCtx, cfg, order[:min(1+cfg.Retries, len(order))])
 	if server == nil {
 		p.mu.Lock()
 		p.fe.total++
@@ -466,7 +429,7 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 		return
 	}
 
-	s := &session{p: p, client: c, server: server, be: be, since: time.Now()}
+	s := &session{p: p, client: c, server: server, be: be, since: time.Now(), cfg: rc, rest: rest, firstOK: true}
 	s.clientRC, _ = c.SyscallConn()
 	s.serverRC, _ = server.SyscallConn()
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
@@ -496,6 +459,49 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 	if forceCtx.Err() != nil { // drain grace ended while we dialed
 		s.abort()
 	}
+}
+
+// dial tries cands in order and returns the first connection, its backend
+// and the candidates not tried. Each failed dial is counted, reported to
+// Health (a passive check) and logged; a local resource error ends the
+// attempts (another backend would fail the same way).
+func (p *Proxy) dial(ctx context.Context, cfg Config, cands []*backendState) (*net.TCPConn, *backendState, []*backendState) {
+	d := net.Dialer{Timeout: cfg.ConnectTimeout, KeepAliveConfig: keepAliveConfig(cfg.KeepAlive)}
+	if cfg.KeepAlive < 0 {
+		d.KeepAlive = -1
+	}
+	for i, b := range cands {
+		conn, err := d.DialContext(ctx, "tcp", b.addr)
+		if err == nil {
+			return conn.(*net.TCPConn), b, cands[i+1:]
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if localResourceError(err) {
+			// Out of file descriptors or memory here: not the backend's
+			// fault, and another backend would fail the same way.
+			if sup, ok := p.dialLog.allow(); ok {
+				p.log.Error("proxy: cannot open a backend connection: local resources exhausted", "backend", b.addr, "err", err, "suppressed", sup)
+			}
+			break
+		}
+		retry := i+1 < len(cands)
+		p.mu.Lock()
+		b.c.connErrors++
+		if retry {
+			b.c.retries++
+			p.fe.retries++
+		}
+		p.mu.Unlock()
+		if p.health != nil {
+			p.health.ReportFailure(b.addr, err)
+		}
+		if sup, ok := p.dialLog.allow(); ok {
+			p.log.Warn("proxy: backend dial failed", "backend", b.addr, "err", err, "retry", retry, "suppressed", sup)
+		}
+	}
+	return nil, nil, nil
 }
 
 // sessionEnded accounts for a session whose both directions are done.
@@ -544,14 +550,16 @@ func (p *Proxy) sweepIdle(timeout time.Duration) {
 	now := time.Now()
 	p.mu.Lock()
 	var victims []*session
+	var backends []string
 	for _, s := range p.sessions {
 		if now.Sub(time.Unix(0, s.lastActive.Load())) >= timeout {
 			victims = append(victims, s)
+			backends = append(backends, s.be.addr)
 		}
 	}
 	p.mu.Unlock()
-	for _, s := range victims {
-		p.log.Info("proxy: closing idle connection", "client", s.clientAP.String(), "backend", s.be.addr, "idle_timeout", timeout)
+	for i, s := range victims {
+		p.log.Info("proxy: closing idle connection", "client", s.clientAP.String(), "backend", backends[i], "idle_timeout", timeout)
 		s.abort()
 	}
 }

@@ -54,7 +54,14 @@ type session struct {
 	bytesIn, bytesOut atomic.Uint64
 	lastActive        atomic.Int64
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// First flight, while the server has not answered (see replay.go): the
+	// client's bytes, the candidates left and the configuration to dial
+	// them; nil once answered.
+	first   []byte
+	firstOK bool
+	rest    []*backendState
+	cfg     *runtimeConfig
 	state   [2]uint8
 	bulk    [2]bool // the direction's last bursts were large (splice them)
 	reg     [2]bool // the direction's source is in the loop's epoll
@@ -115,12 +122,21 @@ func (s *session) copyInline(l *loop, d int) {
 		case err == unix.EAGAIN:
 			s.idle(d)
 			return
+		case (err != nil || n == 0) && d == toClient && s.bytesOut.Load() == 0 && s.redispatch(d):
+			return // the server failed before answering: replayed elsewhere
 		case err != nil:
 			s.fail(d)
 			return
 		case n == 0:
 			s.eof(d)
 			return
+		}
+		if s.bytesOut.Load() == 0 { // no answer yet: see replay.go
+			if d == toServer {
+				s.keepFirst(buf[:n])
+			} else {
+				s.answered()
+			}
 		}
 		w, err := l.op.run(dstRC, buf[:n], true)
 		s.count(d, int64(w))
@@ -132,6 +148,9 @@ func (s *session) copyInline(l *loop, d int) {
 			return
 		}
 		if err != nil {
+			if d == toServer && w == 0 && s.bytesOut.Load() == 0 && s.redispatch(d) {
+				return
+			}
 			s.fail(d)
 			return
 		}
@@ -203,6 +222,7 @@ func (o *rawOp) run(rc syscall.RawConn, buf []byte, write bool) (int, error) {
 // values, which Go splices through a pooled pipe (taken only while bytes
 // move). When the source is drained it re-arms the direction and ends.
 func (s *session) pumpBulk(d int, pending []byte, bp *[]byte) {
+	s.answered() // no replay of a large or slow first flight
 	src, dst, srcRC, _ := s.ends(d)
 	if len(pending) > 0 {
 		w, err := dst.Write(pending) // waits in the poller for room
@@ -384,11 +404,12 @@ func (s *session) abort() {
 		}
 	}
 	end := s.endLocked()
+	client, server := s.client, s.server // server changes on a replay
 	s.mu.Unlock()
-	_ = s.client.SetLinger(0)
-	_ = s.client.Close()
-	_ = s.server.SetLinger(0)
-	_ = s.server.Close()
+	_ = client.SetLinger(0)
+	_ = client.Close()
+	_ = server.SetLinger(0)
+	_ = server.Close()
 	if end {
 		s.end()
 	}
