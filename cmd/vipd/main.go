@@ -68,7 +68,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(), newCheckCmd(), newStatusCmd())
+	root.AddCommand(newRunCmd(), newCheckCmd(), newStatusCmd(), newReleaseCmd())
 	cli.AddVersion(root, cli.Version())
 	cli.StrictUsage(root)
 	return root
