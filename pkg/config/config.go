@@ -49,6 +49,7 @@ type Config struct {
 
 	// Secrets read by CheckHost (never logged, never in a message).
 	authPass      string
+	authHMACKey   []byte
 	statsPassword string
 }
 
@@ -69,9 +70,13 @@ type VRRP struct {
 	UnicastSource         string   `yaml:"unicast_source,omitempty"`
 	AuthPass              string   `yaml:"auth_pass,omitempty"`
 	AuthPassFile          string   `yaml:"auth_pass_file,omitempty"`
-	TrackInterface        *bool    `yaml:"track_interface,omitempty"`
-	SourceMACCheck        *bool    `yaml:"source_mac_check,omitempty"`
-	GARP                  GARP     `yaml:"garp,omitempty"`
+	// AuthHMACKeyFile turns on authenticated adverts between vipd (Keepalived's auth_hmac
+	// trailer); the file holds the key as Keepalived reads it (see vrrp.ParseHMACKey).
+	AuthHMACKeyFile string `yaml:"auth_hmac_key_file,omitempty"`
+	AuthHMACKeyID   int    `yaml:"auth_hmac_key_id,omitempty"` // 1-255, default 1
+	TrackInterface  *bool  `yaml:"track_interface,omitempty"`
+	SourceMACCheck  *bool  `yaml:"source_mac_check,omitempty"`
+	GARP            GARP   `yaml:"garp,omitempty"`
 }
 
 // GARP controls gratuitous ARP announcements of the VIP.

@@ -13,7 +13,7 @@ import (
 
 // The conversions below map the file onto each package's Config. They are total: a value the
 // file could not express is left zero (validate has reported it), never a panic. Secrets
-// (auth_pass_file, the stats password) are in the result only after CheckHost read them.
+// (auth_pass_file, auth_hmac_key_file, the stats password) are in the result only after CheckHost read them.
 
 // VRRPConfig is the vrrp: section as pkg/vrrp's Config.
 func (c *Config) VRRPConfig() vrrp.Config {
@@ -38,6 +38,9 @@ func (c *Config) VRRPConfig() vrrp.Config {
 	}
 	if v.AuthPassFile != "" {
 		out.AuthPass = c.authPass
+	}
+	if v.AuthHMACKeyFile != "" {
+		out.AuthHMACKey, out.AuthHMACKeyID = c.authHMACKey, uint8(v.AuthHMACKeyID)
 	}
 	for _, s := range v.VIPs {
 		if p, err := netip.ParsePrefix(s); err == nil {

@@ -69,6 +69,9 @@ func (c *Config) setDefaults() {
 	if v.SourceMACCheck == nil {
 		v.SourceMACCheck = boolPtr(true)
 	}
+	if v.AuthHMACKeyFile != "" {
+		num("vrrp.auth_hmac_key_id", &v.AuthHMACKeyID, 1)
+	}
 	// 5 GARPs 300 ms apart: the burst spans more than Linux's 1 s neighbour locktime.
 	num("vrrp.garp.count", &v.GARP.Count, 5)
 	dur("vrrp.garp.interval", &v.GARP.Interval, 300*time.Millisecond)

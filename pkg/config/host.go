@@ -11,6 +11,7 @@ import (
 	"github.com/vipd-project/vipd/pkg/cluster"
 	"github.com/vipd-project/vipd/pkg/health"
 	"github.com/vipd-project/vipd/pkg/secretfile"
+	"github.com/vipd-project/vipd/pkg/vrrp"
 )
 
 // ServiceUser is the user the systemd unit runs vipd as (deploy/vipd.service).
@@ -54,6 +55,16 @@ func (c *Config) checkHost(svc *account) error {
 		if s, ok := secret("vrrp.auth_pass_file", p); ok {
 			c.authPass = s
 			v.pkg(c.VRRPConfig().Validate())
+		}
+	}
+	if p := c.VRRP.AuthHMACKeyFile; p != "" {
+		if s, ok := secret("vrrp.auth_hmac_key_file", p); ok {
+			if key, err := vrrp.ParseHMACKey(s); err != nil {
+				v.add("vrrp.auth_hmac_key_file", "%s: %v", p, err)
+			} else {
+				c.authHMACKey = key
+				v.pkg(c.VRRPConfig().Validate())
+			}
 		}
 	}
 	if ba := c.Stats.BasicAuth; ba != nil && ba.PasswordFile != "" {

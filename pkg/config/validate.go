@@ -76,6 +76,15 @@ func (c *Config) validateVRRPShape(v *validator) bool {
 			v.add("vrrp.auth_pass_file", "VRRPv3 has no authentication (RFC 5798 removed it); remove auth_pass_file or set version: 2")
 		}
 	}
+	if r.AuthHMACKeyID < 0 || r.AuthHMACKeyID > 255 || r.AuthHMACKeyFile != "" && r.AuthHMACKeyID == 0 {
+		v.add("vrrp.auth_hmac_key_id", "must be 1-255, got %d", r.AuthHMACKeyID)
+	}
+	if r.AuthHMACKeyFile == "" && r.AuthHMACKeyID != 0 {
+		v.add("vrrp.auth_hmac_key_id", "set only with vrrp.auth_hmac_key_file")
+	}
+	if r.AuthHMACKeyFile != "" && (r.AuthPass != "" || r.AuthPassFile != "") {
+		v.add("vrrp.auth_hmac_key_file", "set auth_pass (or auth_pass_file) or auth_hmac_key_file, not both")
+	}
 	for i, s := range r.VIPs {
 		f := fmt.Sprintf("vrrp.vips[%d]", i)
 		p, err := netip.ParsePrefix(s)

@@ -30,10 +30,18 @@ type Config struct {
 	UnicastPeers          []netip.Addr // vrrp.unicast_peers: empty means multicast 224.0.0.18
 	UnicastSource         netip.Addr   // vrrp.unicast_source: source address (default: interface's primary IPv4)
 	AuthPass              string       // vrrp.auth_pass: v2 only, at most 8 bytes
-	TrackInterface        bool         // vrrp.track_interface: link down -> FAULT
-	GARPCount             int          // vrrp.garp.count: gratuitous ARPs per burst
-	GARPInterval          time.Duration
-	GARPRefresh           time.Duration // vrrp.garp.refresh: 0 disables the periodic refresh
+	// AuthHMACKey (vrrp.auth_hmac_key_file, 32-64 bytes; see ParseHMACKey)
+	// turns on authenticated adverts, Keepalived's auth_hmac trailer: every
+	// advert sent is signed, every advert received must carry a valid
+	// signature by this key, fresh (clocks within max(3 x advert interval,
+	// 5 s)) and not replayed. A host without the key cannot move the VIP, in
+	// multicast or unicast mode. Both routers need the same key and key id.
+	AuthHMACKey    []byte
+	AuthHMACKeyID  uint8 // vrrp.auth_hmac_key_id, 1-255 (default 1)
+	TrackInterface bool  // vrrp.track_interface: link down -> FAULT
+	GARPCount      int   // vrrp.garp.count: gratuitous ARPs per burst
+	GARPInterval   time.Duration
+	GARPRefresh    time.Duration // vrrp.garp.refresh: 0 disables the periodic refresh
 	// NoSourceMACCheck turns off the check that an advert's Ethernet
 	// source MAC is the one its source address is bound to (see the package
 	// doc). Only for peers that send from another MAC than the one their
@@ -152,6 +160,17 @@ func (c Config) Validate() error {
 	}
 	if len(c.VIPs) == 0 {
 		bad("vips", "at least one virtual IPv4 address is required")
+	}
+	if len(c.AuthHMACKey) > 0 {
+		if len(c.AuthHMACKey) < hmacKeyMin || len(c.AuthHMACKey) > hmacKeyMax {
+			bad("auth_hmac_key_file", "key is %d bytes, want %d-%d", len(c.AuthHMACKey), hmacKeyMin, hmacKeyMax)
+		}
+		if c.AuthHMACKeyID == 0 {
+			bad("auth_hmac_key_id", "must be 1-255 (got 0)")
+		}
+		if c.AuthPass != "" {
+			bad("auth_hmac_key_file", "set auth_pass or auth_hmac_key_file, not both (as Keepalived's auth_hmac and authentication)")
+		}
 	}
 	if len(c.VIPs) > 64 {
 		bad("vips", "%d addresses; at most 64", len(c.VIPs))

@@ -21,6 +21,7 @@ type rxFilter struct {
 	interval  time.Duration // v2: must match
 	maxPeer   time.Duration // v3: longest interval accepted (Config.MaxPeerAdvertInterval)
 	vips      []netip.Addr
+	hmac      *hmacVerifier // nil: no authentication trailer expected
 }
 
 func newRxFilter(cfg Config, own netip.Addr) *rxFilter {
@@ -39,6 +40,9 @@ func newRxFilter(cfg Config, own netip.Addr) *rxFilter {
 	}
 	for _, p := range cfg.VIPs {
 		f.vips = append(f.vips, p.Addr())
+	}
+	if len(cfg.AuthHMACKey) > 0 {
+		f.hmac = newHMACVerifier(cfg.AuthHMACKey, cfg.AuthHMACKeyID, hmacWindow(cfg.AdvertInterval))
 	}
 	return f
 }
@@ -80,6 +84,25 @@ func (f *rxFilter) check(raw []byte, p *Packet) (IPv4Header, string, error) {
 	if p.VRID != f.vrid {
 		e := perrN("vrid", "advert for another virtual router", int64(p.VRID), int64(f.vrid))
 		return h, e.Reason, e
+	}
+	if f.hmac != nil {
+		// Authenticated before any other field is looked at (as Keepalived).
+		n := headerLen + 4*len(p.Addrs)
+		if p.Version == 2 {
+			n += authLen
+		}
+		var tr []byte
+		switch len(payload) {
+		case n:
+		case n + hmacTrailerLen:
+			tr = payload[n:]
+		default:
+			e := perrN("auth_malformed", "advert length fits neither no trailer nor a 28-byte authentication trailer", int64(len(payload)), int64(n+hmacTrailerLen))
+			return h, e.Reason, e
+		}
+		if reason, err := f.hmac.verify(time.Now(), p.Version, p.VRID, h.Src, payload[:n], tr); reason != "" {
+			return h, reason, err
+		}
 	}
 	if p.Version == 3 && p.AdvertInterval > f.maxPeer {
 		// Adopted, it would stretch our Master_Down_Timer to 3 times it:

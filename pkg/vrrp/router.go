@@ -127,6 +127,7 @@ type Router struct {
 	m       *Machine
 	ann     *announcer
 	sendBuf []byte
+	signer  *hmacSigner // nil: adverts sent without an authentication trailer
 }
 
 type rxAdvert struct {
@@ -596,6 +597,7 @@ func (r *Router) Run(ctx context.Context) error {
 	prio, faults := r.effectiveLocked()
 	r.mu.Unlock()
 	r.m = NewMachine(r.machineConfig(cfg))
+	r.setSigner(cfg)
 	now := time.Now()
 	r.apply(now, r.m.Handle(now, Event{Kind: EvPriority, Priority: prio}))
 	if len(faults) > 0 {
@@ -731,6 +733,7 @@ func (r *Router) applyConfig(cfg Config) error {
 	r.st.AdvertInterval = cfg.AdvertInterval
 	r.mu.Unlock()
 	r.rx.Store(newRxFilter(cfg, r.primary))
+	r.setSigner(cfg)
 	now := time.Now()
 	r.apply(now, r.m.Configure(now, r.machineConfig(cfg)))
 	r.ann.configure(cfg.GARPCount, cfg.GARPInterval)
@@ -853,6 +856,20 @@ func (r *Router) notify() {
 	r.mu.Unlock()
 }
 
+// setSigner (re)creates the advert signer for cfg (Run goroutine), keeping
+// the sequence growing across a key change.
+func (r *Router) setSigner(cfg Config) {
+	var seq uint64
+	if r.signer != nil {
+		seq = r.signer.seq
+	}
+	r.signer = nil
+	if len(cfg.AuthHMACKey) > 0 {
+		r.signer = newHMACSigner(cfg.AuthHMACKey, cfg.AuthHMACKeyID)
+		r.signer.seq = seq
+	}
+}
+
 func (r *Router) sendAdvert(prio uint8) {
 	r.mu.Lock()
 	cfg := r.cfg
@@ -869,11 +886,18 @@ func (r *Router) sendAdvert(prio uint8) {
 	if len(dsts) == 0 {
 		dsts = []netip.Addr{MulticastGroup}
 	}
+	var seq uint64
+	if r.signer != nil {
+		seq = r.signer.next(time.Now()) // one per advert: the copies to each peer carry the same
+	}
 	for _, dst := range dsts {
 		b, err := p.AppendMarshal(r.sendBuf[:0], r.primary, dst)
 		if err != nil {
 			r.log.Error("marshal advert", "error", err)
 			return
+		}
+		if r.signer != nil {
+			b = r.signer.appendTrailer(b, 0, cfg.Version, cfg.VRID, r.primary, seq)
 		}
 		r.sendBuf = b
 		if err := r.conn.send(b, r.primary, dst); err != nil {
