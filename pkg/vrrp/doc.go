@@ -26,7 +26,8 @@
 // in unicast mode too, unlike Keepalived's default, so forged adverts from
 // off-link cannot move the VIP; peers must be on the same L2 segment),
 // version, type, checksum, interval (zero; v2: different from ours), vrid,
-// interval_too_long (v3: longer than MaxPeerAdvertInterval, below),
+// auth_* (with an HMAC key, below), interval_too_long (v3: longer than
+// MaxPeerAdvertInterval, below),
 // auth (v2: type or password differs), addr_count and addr_list (the advert
 // lists other VIPs than ours, as Keepalived drops them), then the source
 // MAC check below (spoofed_source, own_mac, source_unresolved,
@@ -154,6 +155,30 @@
 // its own priority, so that a master which never saw it (after a partition)
 // re-announces the VIP to clients whose ARP caches point at us; a master whose priority changes
 // advertises at once.
+//
+// # Authenticated adverts (optional)
+//
+// With Config.AuthHMACKey (vrrp.auth_hmac_key_file) every advert carries
+// the authentication trailer of Keepalived's auth_hmac (Keepalived HEAD;
+// no released Debian package has it): 28 bytes after the VRRP message, an
+// HMAC-SHA256 (truncated to 16 bytes) over a pseudo header (4, version,
+// VRID, 0, the source address), the message with its checksum read as zero
+// and the trailer's fields, with a 64-bit time-based sequence (UTC seconds,
+// 1/65536 s, counter). The format is in hmac.go, built from Keepalived's
+// source (vrrp_auth_hmac.c), and a known-answer test checks it against an
+// independent implementation; it has not been run against a Keepalived
+// binary. vipd implements Keepalived's enforce mode with time anti-replay
+// and one key: an advert without a valid trailer is dropped (auth_missing,
+// auth_malformed, auth_unknown_key, auth_bad_hmac), as is one whose time
+// is more than max(3 x advert interval, 5 s) from ours (auth_stale: the
+// routers need synchronised clocks, NTP) or whose sequence does not grow
+// past the last one verified from that source (auth_replay; marks move only
+// after the HMAC verified, and at most 8 senders are remembered, least
+// recently verified forgotten first). All of this runs before the other
+// field checks and the source MAC check. A host without the key cannot move
+// the VIP in multicast or unicast mode, even from a configured peer's
+// address (TestHMACForgedAdverts). Without a key vipd ignores a trailer and
+// reads the advert it carries.
 //
 // # The peer's advert interval: a deviation from RFC 5798
 //

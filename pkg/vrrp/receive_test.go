@@ -170,6 +170,11 @@ func TestConfigValidate(t *testing.T) {
 		{"vrrp.garp.refresh", func(c *Config) { c.GARPRefresh = time.Millisecond }},
 		{"vrrp.preempt_delay", func(c *Config) { c.PreemptDelay = time.Hour }},
 		{"vrrp.max_peer_advert_interval", func(c *Config) { c.MaxPeerAdvertInterval = 100 * time.Millisecond }},
+		{"vrrp.auth_hmac_key_file", func(c *Config) { c.AuthHMACKey, c.AuthHMACKeyID = make([]byte, 31), 1 }},
+		{"vrrp.auth_hmac_key_id", func(c *Config) { c.AuthHMACKey = make([]byte, 32) }},
+		{"vrrp.auth_hmac_key_file", func(c *Config) {
+			c.Version, c.AdvertInterval, c.AuthPass, c.AuthHMACKey, c.AuthHMACKeyID = 2, time.Second, "x", make([]byte, 32), 1
+		}},
 		{"vrrp.max_peer_advert_interval", func(c *Config) { c.MaxPeerAdvertInterval = 41 * time.Second }},
 		{"vrrp.max_peer_advert_interval", func(c *Config) {
 			c.Version, c.AdvertInterval, c.MaxPeerAdvertInterval = 2, time.Second, 3*time.Second
