@@ -39,7 +39,8 @@ func TestFirstFlightReplayed(t *testing.T) {
 	h := newFakeHealth()
 	r := startProxy(t, testConfig(dying.addr(), good.addr()), h)
 	hello := append([]byte{0x16, 0x03, 0x01, 0x01, 0x27}, bytes.Repeat([]byte{0xab}, 295)...) // a TLS handshake record
-	for i := 0; i < 6; i++ {                                                                  // round robin: every other connection goes to the dying backend first
+	// Round robin: every other connection goes to the dying backend first.
+	for i := 0; i < 6; i++ {
 		c := dial(t, r.addr())
 		if _, err := c.Write(hello); err != nil {
 			t.Fatal(err)
