@@ -17,7 +17,8 @@ const (
 
 // Config is the health-check configuration shared by all backends. Field
 // comments give the YAML name used in error messages (prefix "health.").
-// Start from DefaultConfig and override what the configuration file sets.
+// The defaults live in pkg/config (deploy/vipd.yaml shows them); the caller sets every field
+// and Validate judges it.
 type Config struct {
 	// Type is "tcp" (connect only) or "https" (GET Path). health.type
 	Type string
@@ -65,67 +66,6 @@ type Config struct {
 	// AuthErrorsAreUp counts 401 and 403 answers as UP (the apiserver is
 	// alive and answering; anonymous auth is off). health.auth_errors_are_up
 	AuthErrorsAreUp bool
-}
-
-// Defaults (HAProxy's inter 2s, rise 2, fall 3).
-const (
-	DefaultInterval     = 2 * time.Second
-	DefaultFastInterval = 500 * time.Millisecond
-	DefaultTimeout      = 1 * time.Second
-	DefaultRise         = 2
-	DefaultFall         = 3
-	DefaultJitter       = 0.1
-	DefaultPath         = "/readyz"
-)
-
-// DefaultConfig returns a TCP check with the default timings.
-func DefaultConfig() Config {
-	return Config{
-		Type:         TypeTCP,
-		Interval:     DefaultInterval,
-		FastInterval: DefaultFastInterval,
-		Timeout:      DefaultTimeout,
-		Rise:         DefaultRise,
-		Fall:         DefaultFall,
-		Jitter:       DefaultJitter,
-		Path:         DefaultPath,
-		ExpectStatus: 200,
-	}
-}
-
-// WithDefaults returns c with zero-valued fields (where zero is not a valid
-// setting) replaced by their defaults. Jitter, Port and the booleans keep
-// their zero value.
-func (c Config) WithDefaults() Config {
-	d := DefaultConfig()
-	if c.Type == "" {
-		c.Type = d.Type
-	}
-	if c.Interval == 0 {
-		c.Interval = d.Interval
-	}
-	if c.FastInterval == 0 {
-		c.FastInterval = d.FastInterval
-		if c.FastInterval > c.Interval {
-			c.FastInterval = c.Interval
-		}
-	}
-	if c.Timeout == 0 {
-		c.Timeout = d.Timeout
-	}
-	if c.Rise == 0 {
-		c.Rise = d.Rise
-	}
-	if c.Fall == 0 {
-		c.Fall = d.Fall
-	}
-	if c.Path == "" {
-		c.Path = d.Path
-	}
-	if c.ExpectStatus == 0 {
-		c.ExpectStatus = d.ExpectStatus
-	}
-	return c
 }
 
 // Bounds of the check intervals and timeout.

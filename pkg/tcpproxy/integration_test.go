@@ -19,9 +19,8 @@ func TestMasterKilledNoFailedConnections(t *testing.T) {
 	m3 := startBackend(t, "m3", nameThenEcho)
 	backends := []string{m1.addr(), m2.addr(), m3.addr()}
 
-	hcfg := health.DefaultConfig()
-	hcfg.Interval = 100 * time.Millisecond
-	hcfg.FastInterval = 50 * time.Millisecond
+	hcfg := health.Config{Type: health.TypeTCP, Interval: 100 * time.Millisecond, FastInterval: 50 * time.Millisecond,
+		Timeout: time.Second, Rise: 2, Fall: 3, Jitter: 0.1}
 	mon, err := health.New(backends, hcfg, health.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -49,15 +49,9 @@ type Config struct {
 	NoSourceMACCheck bool // vrrp.source_mac_check: false
 }
 
-// Defaults used by WithDefaults.
+// The defaults of the settings live in pkg/config (deploy/vipd.yaml shows them); the caller
+// sets every field and Validate judges it.
 const (
-	DefaultVersion        = 3
-	DefaultPriority       = 100
-	DefaultAdvertInterval = 200 * time.Millisecond // v3; v2 defaults to 1 s
-	DefaultGARPCount      = 5
-	DefaultGARPInterval   = 300 * time.Millisecond
-	DefaultGARPRefresh    = 60 * time.Second
-
 	// PeerIntervalFactor and MinPeerIntervalBound make the default bound
 	// on a peer's advert interval: 3 times ours, at least 1 s (Keepalived's
 	// advert_int 1 still pairs with a vipd at 200 ms).
@@ -78,35 +72,6 @@ func (c Config) peerIntervalBound() time.Duration {
 		return c.MaxPeerAdvertInterval
 	}
 	return DefaultMaxPeerAdvertInterval(c.AdvertInterval)
-}
-
-// WithDefaults returns c with zero values replaced by defaults (version 3,
-// priority 100, advert interval 200ms (1s for v2), 5 GARPs 300ms apart — the burst spans
-// more than the 1 s neighbour locktime of Linux peers — refreshed every 60 s).
-// Preempt's zero value (false) is not defaulted: the config layer decides.
-func (c Config) WithDefaults() Config {
-	if c.Version == 0 {
-		c.Version = DefaultVersion
-	}
-	if c.Priority == 0 {
-		c.Priority = DefaultPriority
-	}
-	if c.AdvertInterval == 0 {
-		c.AdvertInterval = DefaultAdvertInterval
-		if c.Version == 2 {
-			c.AdvertInterval = time.Second
-		}
-	}
-	if c.GARPCount == 0 {
-		c.GARPCount = DefaultGARPCount
-	}
-	if c.GARPInterval == 0 {
-		c.GARPInterval = DefaultGARPInterval
-	}
-	if c.GARPRefresh == 0 {
-		c.GARPRefresh = DefaultGARPRefresh
-	}
-	return c
 }
 
 // Validate checks c and returns all problems, each naming its YAML field.
