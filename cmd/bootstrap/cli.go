@@ -114,7 +114,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				sts := r.Status(cmd.Context())
 				fmt.Fprint(g.stdout, phases.FormatStatus(sts, r.Topology().VIPPrefix().String()))
 				for _, s := range sts {
-					if !s.Reachable || s.Error != "" {
+					if !s.Reachable || s.Error != "" || s.HalfDone != "" {
 						return silentExit(exitFailed)
 					}
 				}

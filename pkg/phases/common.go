@@ -64,7 +64,7 @@ func (commonPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Statu
 	}
 	keys := []string{topology.KubernetesKeyring, topology.ContainerdKeyring}
 	pkgs := append([]string{r.t.Packages.Containerd.Package}, kubePackages...)
-	out, _, err := r.probe(ctx, h, "common", fmt.Sprintf(commonProbeScript, strings.Join(files, " "), strings.Join(keys, " "), strings.Join(pkgs, " ")))
+	out, _, err := r.probe(ctx, h, "common", fmt.Sprintf(commonProbeScript, quoteAll(files), quoteAll(keys), quoteAll(pkgs)))
 	if err != nil {
 		return Status{}, err
 	}
@@ -203,11 +203,36 @@ func (commonPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Statu
 	return Status{Todo: todo, data: s}, nil
 }
 
-const aptInstall = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+// aptLockWait bounds how long an apt or dpkg command waits for another one (unattended-upgrades,
+// or an apt-get still running after bootstrap was killed during the common phase) to release
+// the dpkg and apt locks, in seconds.
+const aptLockWait = 300
+
+var aptInstall = fmt.Sprintf("DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=%d -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold", aptLockWait)
+
+// aptRun wraps apt-get and apt-mark commands so that a held lock is waited for (up to
+// aptLockWait seconds) instead of failing the phase: DPkg::Lock::Timeout covers dpkg's lock for
+// apt-get install, but apt-get update and apt-mark do not honour it, so a lock failure is
+// retried every second. A dpkg run left half-done by an interrupted apt-get is finished first
+// (dpkg --configure -a). Other failures are returned at once with their output.
+func aptRun(cmd string) string {
+	return fmt.Sprintf(`end=$(( $(date +%%s) + %d ))
+while :; do
+  out=$( { %s; } 2>&1 ) && { printf '%%s\n' "$out"; exit 0; }
+  rc=$?
+  case "$out" in
+  *"dpkg was interrupted"*) DEBIAN_FRONTEND=noninteractive dpkg --configure -a >&2 || true ;;
+  *"Could not get lock"*|*"Unable to lock"*|*"Unable to acquire the dpkg frontend lock"*|*"locked by another process"*) ;;
+  *) printf '%%s\n' "$out" >&2; exit $rc ;;
+  esac
+  if [ "$(date +%%s)" -ge "$end" ]; then printf 'gave up waiting %ds for the apt/dpkg lock:\n%%s\n' "$out" >&2; exit $rc; fi
+  sleep 1
+done`, aptLockWait, cmd, aptLockWait)
+}
 
 func fetchKey(url, keyring string) string {
 	return fmt.Sprintf("install -d -m 0755 /etc/apt/keyrings && curl -fsSL --retry 3 -o %[2]s.asc.tmp %[1]s && gpg --batch --yes --dearmor -o %[2]s.tmp %[2]s.asc.tmp && rm -f %[2]s.asc.tmp && chmod 0644 %[2]s.tmp && mv -f %[2]s.tmp %[2]s",
-		sshx.Quote(url), keyring)
+		sshx.Quote(url), sshx.Quote(keyring))
 }
 
 func (commonPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Status) (string, error) {
@@ -283,13 +308,13 @@ func (commonPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Statu
 			}
 			cmd = strings.Join(parts, " && ")
 		}
-		if _, err := r.change(ctx, h, "common/apt-update", cmd); err != nil {
+		if _, err := r.change(ctx, h, "common/apt-update", aptRun(cmd)); err != nil {
 			return "", err
 		}
 	}
 	ctrPkg := r.t.Packages.Containerd.Package
 	if s.ctrInstall {
-		if _, err := r.change(ctx, h, "common/containerd-install", aptInstall+" "+sshx.Quote(ctrPkg)); err != nil {
+		if _, err := r.change(ctx, h, "common/containerd-install", aptRun(aptInstall+" "+sshx.Quote(ctrPkg))); err != nil {
 			return "", err
 		}
 		done = append(done, ctrPkg)
@@ -324,14 +349,14 @@ func (commonPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Statu
 		for _, p := range kubePackages {
 			pins = append(pins, p+"="+exact)
 		}
-		cmd := "apt-mark unhold kubelet kubeadm kubectl >/dev/null 2>&1; " + aptInstall + " --allow-change-held-packages --allow-downgrades " + strings.Join(pins, " ")
+		cmd := "apt-mark unhold kubelet kubeadm kubectl >/dev/null 2>&1; " + aptRun(aptInstall+" --allow-change-held-packages --allow-downgrades "+strings.Join(pins, " "))
 		if _, err := r.change(ctx, h, "common/kubernetes-install", cmd); err != nil {
 			return "", err
 		}
 		done = append(done, "kubelet/kubeadm/kubectl "+exact)
 	}
 	if s.kubeHold {
-		if _, err := r.change(ctx, h, "common/hold", "apt-mark hold kubelet kubeadm kubectl"); err != nil {
+		if _, err := r.change(ctx, h, "common/hold", aptRun("apt-mark hold kubelet kubeadm kubectl")); err != nil {
 			return "", err
 		}
 	}
@@ -344,6 +369,15 @@ func (commonPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Statu
 		done = append(done, "finished")
 	}
 	return "prepared: " + strings.Join(done, ", "), nil
+}
+
+// quoteAll quotes each word for the shell and joins them with spaces.
+func quoteAll(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = sshx.Quote(w)
+	}
+	return strings.Join(q, " ")
 }
 
 func oneLine(s string) string {

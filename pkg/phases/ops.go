@@ -17,6 +17,7 @@ type HostStatus struct {
 	Name, Role, Address string
 	Reachable           bool
 	Error               string   // why the host is unreachable or a probe failed
+	HalfDone            string   // what an interrupted run left half-done (the next up repairs it)
 	Done                []string // phases done on the host
 	Todo                []string // phases not done
 	Node                string   // node status as the cluster reports it ("Ready"), "" when not a node
@@ -75,6 +76,9 @@ func (r *Runner) Status(ctx context.Context) []HostStatus {
 					}
 				case st.Done:
 					s.Done = append(s.Done, p.Name())
+				case st.HalfDone != "":
+					s.Todo = append(s.Todo, p.Name()+"!")
+					s.HalfDone = p.Name() + ": " + st.HalfDone
 				default:
 					s.Todo = append(s.Todo, p.Name())
 				}
@@ -125,6 +129,9 @@ func FormatStatus(sts []HostStatus, vip string) string {
 	for _, s := range sts {
 		if s.Error != "" {
 			fmt.Fprintf(&b, "%s: %s\n", s.Name, s.Error)
+		}
+		if s.HalfDone != "" {
+			fmt.Fprintf(&b, "%s: HALF-DONE %s\n", s.Name, s.HalfDone)
 		}
 	}
 	switch holders {
@@ -178,7 +185,7 @@ func (r *Runner) resetNode(ctx context.Context, h topology.Host) (string, error)
 	if !strings.Contains(out, "has ") {
 		return "nothing to reset", nil
 	}
-	cmd := "rm -f " + KubeadmConfig + " " + CNIManifestPath + " /root/.kube/config"
+	cmd := "rm -f " + KubeadmConfig + " " + CNIManifestPath + " " + JoinConfig + " /root/.kube/config"
 	if strings.Contains(out, "kubeadm") {
 		cmd = "kubeadm reset -f && " + cmd
 	}

@@ -237,10 +237,11 @@ func freshRunWorld(top *topology.Topology) *world {
 	for _, tag := range []string{"change lb/user", "change lb/dir", "change lb/systemctl", "change common/swap", "change common/modules",
 		"change common/sysctl", "change common/kubernetes-key", "change common/apt-update", "change common/containerd-install",
 		"change common/containerd-config", "change common/kubernetes-install", "change common/hold", "change common/kubelet-enable",
-		"change init/dir", "change kubeadm init", "change init/kubeconfig", "change kubectl apply (calico)", "change wait for calico", "change kubeadm join"} {
+		"change init/dir", "change kubeadm init", "change init/kubeconfig", "change kubectl apply (calico)", "change wait for calico", "change join/dir", "change kubeadm join"} {
 		w.set("*", tag, answer{})
 	}
 	w.set("*", "probe common/kubernetes-version", answer{out: "1.33.6-1.1\n"})
+	w.set(first, "probe join/etcd-members", answer{out: etcdMembers(top, first)})
 	// vipd on lb1 wins the election once started.
 	w.set(lb1, "probe lb/vip", answer{fn: func(w *world, _ string) answer {
 		if w.ran(lb1, "change lb/systemctl") {
@@ -318,24 +319,37 @@ func TestUpOnFreshHosts(t *testing.T) {
 			t.Errorf("lb1 upload %s: %q, want %q", p, modes[p], want)
 		}
 	}
-	// The join command carries the secrets; the output must not.
-	var joinCmd, workerJoin string
+	// The secrets travel in a 0600 JoinConfiguration removed after the join, never on a
+	// command line (ps, sudo's log) and never in the output.
+	token, certKey := "abcdef.0123456789abcdef", strings.Repeat("ab", 32)
 	for _, c := range w.cmds {
-		if strings.HasPrefix(c, "k8s-master-2: # change kubeadm join") {
-			joinCmd = c
+		if strings.Contains(c, token) || strings.Contains(c, "0123456789abcdef") || strings.Contains(c, certKey) {
+			t.Errorf("a join secret is on a command line: %s", c)
 		}
-		if strings.HasPrefix(c, "k8s-worker-1: # change kubeadm join") {
-			workerJoin = c
+		if strings.HasPrefix(c, "k8s-master-2: # change kubeadm join") && (!strings.Contains(c, "kubeadm join --config "+JoinConfig) || !strings.Contains(c, "rm -f "+JoinConfig)) {
+			t.Errorf("master join command: %s", c)
 		}
 	}
-	if !strings.Contains(joinCmd, "--token 'abcdef.0123456789abcdef'") || !strings.Contains(joinCmd, "--control-plane --certificate-key '"+strings.Repeat("ab", 32)+"'") ||
-		!strings.Contains(joinCmd, "--node-name 'k8s-master-2'") || !strings.Contains(joinCmd, "192.168.10.100:6443") || !strings.Contains(joinCmd, "--apiserver-advertise-address 192.168.10.139") {
-		t.Errorf("master join command: %s", joinCmd)
+	joinCfg := map[string]upload{}
+	for _, u := range w.uploads {
+		if u.path == JoinConfig {
+			joinCfg[u.host] = u
+		}
 	}
-	if strings.Contains(workerJoin, "--control-plane") || !strings.Contains(workerJoin, "--discovery-token-ca-cert-hash 'sha256:1111'") {
-		t.Errorf("worker join command: %s", workerJoin)
+	m2, wk := joinCfg["k8s-master-2"], joinCfg["k8s-worker-1"]
+	for _, u := range []upload{m2, wk} {
+		if u.mode != 0o600 || u.owner != "root:root" || !strings.Contains(string(u.data), `token: "`+token+`"`) || !strings.Contains(string(u.data), `apiServerEndpoint: "192.168.10.100:6443"`) ||
+			!strings.Contains(string(u.data), `- "sha256:1111"`) || !strings.Contains(string(u.data), `name: "`+u.host+`"`) {
+			t.Errorf("%s: join config %v %s:\n%s", u.host, u.mode, u.owner, u.data)
+		}
 	}
-	if strings.Contains(out.String(), "abcdef.0123456789abcdef") || strings.Contains(out.String(), strings.Repeat("ab", 32)) {
+	if !strings.Contains(string(m2.data), `certificateKey: "`+certKey+`"`) || !strings.Contains(string(m2.data), `advertiseAddress: "192.168.10.139"`) || !strings.Contains(string(m2.data), "bindPort: 6443") {
+		t.Errorf("master join config:\n%s", m2.data)
+	}
+	if strings.Contains(string(wk.data), "controlPlane") || strings.Contains(string(wk.data), certKey) {
+		t.Errorf("worker join config has control-plane settings:\n%s", wk.data)
+	}
+	if strings.Contains(out.String(), token) || strings.Contains(out.String(), certKey) {
 		t.Error("a join secret appears in the output")
 	}
 	// One gossip key, made by this run, on both lbs: 32 bytes in base64, 0640 root:vipd (vipd
@@ -620,23 +634,40 @@ func TestCommonSkipLogic(t *testing.T) {
 	}
 }
 
+// etcdMembers is `etcdctl member list` listing these hosts' members.
+func etcdMembers(top *topology.Topology, names ...string) string {
+	var b strings.Builder
+	for i, n := range names {
+		h, _ := top.Host(n)
+		fmt.Fprintf(&b, "%x, started, %s, https://%s:2380, https://%s:2379, false\n", 0x1000+i, n, h.Address, h.Address)
+	}
+	return b.String()
+}
+
+// A host a killed run left half-joined is not an error any more: the plan repairs it
+// (kubeadm reset -f, the stale node and etcd member removed) and `status` reports it.
 func TestJoinProbe(t *testing.T) {
 	top := refTopology(t)
 	m2, _ := top.Host("k8s-master-2")
 	cases := []struct {
-		name      string
-		kubelet   int // exit code of test -f kubelet.conf
-		nodes     string
-		wantDone  bool
-		wantErr   string
-		wantFixes []string
+		name     string
+		kubelet  int // exit code of test -f kubelet.conf
+		nodes    string
+		members  string
+		wantDone bool
+		wantHalf bool
+		wantTodo []string
 	}{
-		{"member", 0, nodesOut(top, ""), true, "", nil},
-		{"to join", 1, nodesOut(top, "k8s-master-2"), false, "", nil},
-		{"half joined: kubelet.conf but not listed", 0, nodesOut(top, "k8s-master-2"), false, "half-joined",
-			[]string{"kubeadm reset -f` on k8s-master-2", "member remove", "--only join-masters"}},
-		{"half joined: listed without kubelet.conf", 1, nodesOut(top, ""), false, "half-joined",
-			[]string{"kubectl delete node k8s-master-2", "member remove"}},
+		{"member", 0, nodesOut(top, ""), "", true, false, nil},
+		{"to join", 1, nodesOut(top, "k8s-master-2"), etcdMembers(top, "k8s-master-1", "k8s-master-3"), false, false, []string{"kubeadm join --config " + JoinConfig}},
+		{"half joined: kubelet.conf but not listed", 0, nodesOut(top, "k8s-master-2"), etcdMembers(top, "k8s-master-1", "k8s-master-3"), false, true,
+			[]string{"kubeadm reset -f", "kubeadm join"}},
+		{"half joined: kubelet.conf, stale etcd member", 0, nodesOut(top, "k8s-master-2"), etcdMembers(top, "k8s-master-1", "k8s-master-2", "k8s-master-3"), false, true,
+			[]string{"kubeadm reset -f", "etcdctl member remove 1001", "kubeadm join"}},
+		{"half joined: only a stale etcd member (reset by hand)", 1, nodesOut(top, "k8s-master-2"), etcdMembers(top, "k8s-master-1", "k8s-master-2"), false, true,
+			[]string{"etcdctl member remove 1001", "kubeadm join"}},
+		{"half joined: listed without kubelet.conf", 1, nodesOut(top, ""), etcdMembers(top, "k8s-master-1"), false, true,
+			[]string{"kubectl delete node k8s-master-2", "kubeadm join"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -644,26 +675,85 @@ func TestJoinProbe(t *testing.T) {
 			w.set("k8s-master-2", "probe join", answer{code: c.kubelet})
 			w.set("k8s-master-1", "probe cluster", answer{})
 			w.set("k8s-master-1", "probe cluster/nodes", answer{out: c.nodes})
+			w.set("k8s-master-1", "probe join/etcd-members", answer{out: c.members})
 			r, _ := newTestRunner(t, top, w, false)
 			st, err := joinMastersPhase{}.Probe(context.Background(), r, m2)
-			if c.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
-					t.Fatalf("err = %v, want %q", err, c.wantErr)
-				}
-				for _, f := range c.wantFixes {
-					if !strings.Contains(FixOf(err), f) {
-						t.Errorf("fix %q lacks %q", FixOf(err), f)
-					}
-				}
-				return
-			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.Done != c.wantDone {
-				t.Errorf("done = %v (%+v)", st.Done, st)
+			if st.Done != c.wantDone || (st.HalfDone != "") != c.wantHalf {
+				t.Errorf("done = %v, half-done = %q (%+v)", st.Done, st.HalfDone, st)
+			}
+			todo := strings.Join(st.Todo, "\n")
+			for _, want := range c.wantTodo {
+				if !strings.Contains(todo, want) {
+					t.Errorf("plan lacks %q:\n%s", want, todo)
+				}
+			}
+			if !c.wantHalf && strings.Contains(todo, "reset") {
+				t.Errorf("a reset planned on a host that is not half-joined:\n%s", todo)
 			}
 		})
+	}
+}
+
+// The repair run: kubeadm reset -f on the half-joined master, its stale etcd member removed
+// through the first master's etcd pod when reset could not, then the join; `status` reports
+// the half-done host before.
+func TestHalfJoinedMasterRepaired(t *testing.T) {
+	top := refTopology(t)
+	w := doneWorld(t, top)
+	w.set("k8s-master-2", "probe join", answer{fn: func(w *world, _ string) answer {
+		if w.ran("k8s-master-2", "change join/reset") && !w.ran("k8s-master-2", "change kubeadm join") {
+			return answer{code: 1}
+		}
+		return answer{}
+	}})
+	w.set("*", "probe cluster/nodes", answer{fn: func(w *world, _ string) answer {
+		if w.ran("k8s-master-2", "change kubeadm join") {
+			return answer{out: nodesOut(top, "")}
+		}
+		return answer{out: nodesOut(top, "k8s-master-2")}
+	}})
+	w.set("k8s-master-1", "probe join/etcd-members", answer{fn: func(w *world, _ string) answer {
+		if w.ran("k8s-master-1", "change join/etcd-member-remove") {
+			return answer{out: etcdMembers(top, "k8s-master-1", "k8s-master-3")}
+		}
+		return answer{out: etcdMembers(top, "k8s-master-1", "k8s-master-2", "k8s-master-3")}
+	}})
+	for _, tag := range []string{"change join/reset", "change join/etcd-member-remove", "change join/dir", "change kubeadm join"} {
+		w.set("*", tag, answer{})
+	}
+	w.set("k8s-master-1", "change join/token", answer{out: "kubeadm join 192.168.10.100:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:1111\n"})
+	w.set("k8s-master-1", "change join/certificate-key", answer{out: strings.Repeat("cd", 32) + "\n"})
+	r, out := newTestRunner(t, top, w, false)
+	var half []string
+	for _, s := range r.Status(context.Background()) {
+		if s.HalfDone != "" {
+			half = append(half, s.Name+": "+s.HalfDone)
+		}
+	}
+	if len(half) != 1 || !strings.Contains(half[0], "k8s-master-2: join-masters: half-joined") || !strings.Contains(half[0], "etcd has a member 1001") {
+		t.Errorf("status half-done = %q, want k8s-master-2 half-joined with its etcd member", half)
+	}
+	if err := r.Up(context.Background(), []string{PhaseJoinMasters}); err != nil {
+		t.Fatalf("up: %v\n%s", err, out)
+	}
+	calls := strings.Join(w.changes(), "\n")
+	i1, i2, i3 := strings.Index(calls, "k8s-master-2: change join/reset"), strings.Index(calls, "k8s-master-1: change join/etcd-member-remove"), strings.Index(calls, "k8s-master-2: change kubeadm join")
+	if i1 < 0 || i2 < i1 || i3 < i2 {
+		t.Errorf("want reset, member remove, join in that order:\n%s", calls)
+	}
+	for _, c := range w.cmds {
+		if strings.HasPrefix(c, "k8s-master-1: # change join/etcd-member-remove") && !strings.Contains(c, "exec 'etcd-k8s-master-1' -- etcdctl") || strings.HasPrefix(c, "k8s-master-1: # change join/etcd-member-remove") && !strings.Contains(c, "member remove '1001'") {
+			t.Errorf("member remove command: %s", c)
+		}
+	}
+	if !strings.Contains(out.String(), "[k8s-master-2] join-masters: half-joined host repaired (kubeadm reset -f, stale etcd member 1001 removed), joined as control-plane") {
+		t.Errorf("output:\n%s", out)
+	}
+	if strings.Contains(calls, "k8s-master-3: change") {
+		t.Errorf("master3, a member, was changed:\n%s", calls)
 	}
 }
 
@@ -674,8 +764,10 @@ func TestFailureReport(t *testing.T) {
 	w := doneWorld(t, top)
 	w.set("k8s-master-3", "probe join", answer{code: 1})
 	w.set("*", "probe cluster/nodes", answer{out: nodesOut(top, "k8s-master-3")})
+	w.set("k8s-master-1", "probe join/etcd-members", answer{out: etcdMembers(top, "k8s-master-1", "k8s-master-2")})
 	w.set("k8s-master-1", "change join/token", answer{out: "kubeadm join 192.168.10.100:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:1111\n"})
 	w.set("k8s-master-1", "change join/certificate-key", answer{out: strings.Repeat("cd", 32) + "\n"})
+	w.set("k8s-master-3", "change join/dir", answer{})
 	w.set("k8s-master-3", "change kubeadm join", answer{code: 1, err: "[preflight] Running pre-flight checks\nerror execution phase check-etcd: etcd cluster is not healthy: context deadline exceeded\nTo see the stack trace of this error execute with --v=5 or higher\n"})
 	r, out := newTestRunner(t, top, w, false)
 	err := r.Up(context.Background(), nil)

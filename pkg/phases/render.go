@@ -146,7 +146,7 @@ func RenderKubeadmConfig(t *topology.Topology, first topology.Host) []byte {
 	fmt.Fprintf(&b, "localAPIEndpoint:\n  advertiseAddress: %s\n  bindPort: %d\n", first.Address, port)
 	fmt.Fprintf(&b, "nodeRegistration:\n  name: %s\n  criSocket: unix:///var/run/containerd/containerd.sock\n", first.Name)
 	fmt.Fprintf(&b, "---\napiVersion: %s\nkind: ClusterConfiguration\n", api)
-	fmt.Fprintf(&b, "clusterName: %s\n", t.Cluster.Name)
+	fmt.Fprintf(&b, "clusterName: %q\n", t.Cluster.Name)
 	fmt.Fprintf(&b, "kubernetesVersion: v%s\n", t.Cluster.KubernetesVersion)
 	fmt.Fprintf(&b, "controlPlaneEndpoint: %q\n", t.APIEndpoint())
 	fmt.Fprintf(&b, "networking:\n  podSubnet: %s\n  serviceSubnet: %s\n", t.Cluster.PodCIDR, t.Cluster.ServiceCIDR)

@@ -194,7 +194,10 @@ type Status struct {
 	Done   bool
 	Detail string   // shown to the user: what is done, or what was found
 	Todo   []string // steps still to do (the plan)
-	data   any      // phase-private probe results used by Run
+	// HalfDone says what an interrupted run left half-done on the host (a rerun repairs
+	// it); `bootstrap status` reports it and exits non-zero.
+	HalfDone string
+	data     any // phase-private probe results used by Run
 }
 
 // Phase is one step of building the cluster, k0sctl style.

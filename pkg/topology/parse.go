@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -344,6 +345,9 @@ func (v *validator) validate() {
 	if perr == nil && serr == nil && pod.Overlaps(svc) {
 		v.errf("cluster.serviceCIDR", "%s overlaps cluster.podCIDR %s", svc, pod)
 	}
+	if !validName(t.Cluster.Name) {
+		v.errf("cluster.name", "%q is not a valid cluster name (lower-case letters, digits, '-' and '.')", t.Cluster.Name)
+	}
 	switch t.Cluster.CNI.Name {
 	case "calico", "none":
 	case "bridge":
@@ -376,6 +380,9 @@ func (v *validator) validate() {
 		v.errf("loadBalancer.vip", "missing: the virtual IP with its prefix length, e.g. 192.168.10.100/24")
 	} else if verr != nil || !vip.Addr().Is4() {
 		v.errf("loadBalancer.vip", "%q is not an IPv4 address with prefix length, e.g. 192.168.10.100/24", lb.VIP)
+	}
+	if lb.Interface != "" && !validInterface(lb.Interface) {
+		v.errf("loadBalancer.interface", "%q is not a network interface name (1-15 characters, no spaces, '/' or ':')", lb.Interface)
 	}
 	if lb.VRID < 1 || lb.VRID > 255 {
 		v.errf("loadBalancer.vrid", "%d is out of range 1-255", lb.VRID)
@@ -539,6 +546,15 @@ func (v *validator) validate() {
 	if strings.ContainsAny(t.Packages.KubernetesRepo, " \n") {
 		v.errf("packages.kubernetesRepo", "%q: give the repository URL only (bootstrap writes the deb line)", t.Packages.KubernetesRepo)
 	}
+	if p := t.Packages.Containerd.Package; !validPackage(p) {
+		v.errf("packages.containerd.package", "%q is not a Debian package name (lower-case letters, digits, '+', '-', '.'; no version: bootstrap installs the repository's)", p)
+	}
+	for _, f := range []struct{ field, val string }{{"packages.containerd.repo", t.Packages.Containerd.Repo}, {"packages.containerd.key", t.Packages.Containerd.Key},
+		{"packages.kubernetesKey", t.Packages.KubernetesKey}, {"cluster.cni.manifest", t.Cluster.CNI.Manifest}, {"cluster.cni.version", t.Cluster.CNI.Version}} {
+		if strings.ContainsFunc(f.val, unicode.IsControl) {
+			v.errf(f.field, "%q contains a line break or control character", f.val)
+		}
+	}
 	if r := t.Packages.Containerd.Repo; r != "" && !strings.HasPrefix(r, "deb ") {
 		v.errf("packages.containerd.repo", "%q is not an apt source line (\"deb [signed-by=%s] URL SUITE COMPONENT\")", r, ContainerdKeyring)
 	}
@@ -567,6 +583,27 @@ func (v *validator) validateSSH(field string, s SSH) {
 			v.errf(field+"."+e.f, "%q is not an environment variable name (the password itself never goes in the file)", e.v)
 		}
 	}
+}
+
+// validPackage: a Debian package name (Debian Policy 5.6.1).
+func validPackage(s string) bool {
+	if len(s) < 2 {
+		return false
+	}
+	for i, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || (i > 0 && (r == '+' || r == '-' || r == '.'))
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// validInterface: a Linux interface name (IFNAMSIZ, no whitespace, '/' or ':').
+func validInterface(s string) bool {
+	return len(s) >= 1 && len(s) <= 15 && s != "." && s != ".." && !strings.ContainsFunc(s, func(r rune) bool {
+		return r <= ' ' || r == '/' || r == ':' || r > '~'
+	})
 }
 
 func validEnvName(s string) bool {

@@ -641,6 +641,9 @@ func initCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("error execution phase mark-control-plane: %w", err)
 	}
 	fmt.Printf("[mark-control-plane] Marking the node %s as control-plane by adding the labels: [node-role.kubernetes.io/control-plane node.kubernetes.io/exclude-from-external-load-balancers]\n", cfg.NodeName)
+	if err := addEtcdMember(ctx, c, cfg.NodeName, cfg.AdvertiseAddress); err != nil {
+		return err
+	}
 	certKey := ""
 	if f.has("upload-certs") {
 		certKey = f.get("certificate-key")
@@ -820,6 +823,17 @@ func joinCmd(ctx context.Context, args []string) error {
 	}
 	cfg := &kubeadmConfig{}
 	if p := f.get("config"); p != "" {
+		// Like the real kubeadm: a config file excludes the flags it can hold.
+		var mixed []string
+		for _, n := range []string{"token", "discovery-token", "discovery-token-ca-cert-hash", "discovery-token-unsafe-skip-ca-verification", "tls-bootstrap-token",
+			"control-plane", "certificate-key", "apiserver-advertise-address", "apiserver-bind-port", "node-name", "cri-socket"} {
+			if _, ok := f.vals[n]; ok {
+				mixed = append(mixed, n)
+			}
+		}
+		if len(mixed) > 0 || len(f.pos) > 0 {
+			return exitError{1, fmt.Sprintf("can not mix '--config' with arguments %v", append(mixed, f.pos...))}
+		}
 		if cfg, err = readConfig(p); err != nil {
 			return err
 		}
@@ -959,6 +973,12 @@ func joinCmd(ctx context.Context, args []string) error {
 	}
 	reg := c
 	if controlPlane {
+		if err := addEtcdMember(ctx, c, nodeName, advertise); err != nil {
+			return err
+		}
+		if mode == "after-etcd-member-add" {
+			return exitError{1, "error execution phase control-plane-join/etcd: killed after the etcd member was added, before the node registered [failure injected by " + sim.FailOnceDir + "/join]"}
+		}
 		local := "https://" + net.JoinHostPort(advertise, "6443")
 		if err := waitReady(ctx, local, waitTimeout); err != nil {
 			return err
@@ -1000,6 +1020,40 @@ Run 'kubectl get nodes' on the control-plane to see this node join the cluster.
 	return nil
 }
 
+// addEtcdMember announces this master's etcd member (stand-in: no etcd runs; the member is
+// recorded in the cluster state). Like etcd, a second member with the same peer URL is refused.
+func addEtcdMember(ctx context.Context, c *sim.Client, name, address string) error {
+	fmt.Println("[etcd] Announced new etcd member joining to the existing etcd cluster")
+	m := sim.Member{Name: name, PeerURL: "https://" + net.JoinHostPort(address, "2380"), ClientURL: "https://" + net.JoinHostPort(address, "2379")}
+	if err := c.Do(ctx, http.MethodPost, "/standin/etcd/members", m, nil); err != nil {
+		var se *sim.StatusError
+		if errors.As(err, &se) {
+			return exitError{1, "error execution phase control-plane-join/etcd: error creating local etcd static pod manifest file: " + strings.TrimSpace(se.Body) + "\nTo see the stack trace of this error execute with --v=5 or higher"}
+		}
+		return exitError{1, "error execution phase control-plane-join/etcd: " + err.Error()}
+	}
+	return nil
+}
+
+// removeOwnEtcdMember is kubeadm reset's remove-etcd-member phase: through the cluster, the
+// member named after this node is removed; a failure is only a warning, as in the real kubeadm.
+func removeOwnEtcdMember(ctx context.Context, c *sim.Client, name string) {
+	var ms []sim.Member
+	if err := c.Do(ctx, http.MethodGet, "/standin/etcd/members", nil, &ms); err != nil {
+		fmt.Fprintf(os.Stderr, "W1126 [reset] Failed to remove etcd member: %v, please manually remove this etcd member using etcdctl\n", err)
+		return
+	}
+	for _, m := range ms {
+		if m.Name == name {
+			if err := c.Do(ctx, http.MethodDelete, "/standin/etcd/members/"+m.ID, nil, nil); err != nil {
+				fmt.Fprintf(os.Stderr, "W1126 [reset] Failed to remove etcd member: %v, please manually remove this etcd member using etcdctl\n", err)
+				return
+			}
+			fmt.Println("[reset] Removing the etcd member of this node")
+		}
+	}
+}
+
 // localAddrTowards returns the local address used to reach endpoint.
 func localAddrTowards(endpoint string) string {
 	conn, err := net.DialTimeout("udp", endpoint, time.Second)
@@ -1017,7 +1071,10 @@ func resetCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if mode := failOnce("reset"); mode != "" {
+	// "etcd-member-remove": the reset goes on but cannot remove the node's etcd member (the
+	// real kubeadm only warns then, e.g. when the cluster is unreachable).
+	resetMode := failOnce("reset")
+	if resetMode != "" && resetMode != "etcd-member-remove" {
 		return exitError{1, "error execution phase preflight: failure injected by " + sim.FailOnceDir + "/reset"}
 	}
 	fmt.Println("[reset] Reading configuration from the \"kubeadm-config\" ConfigMap in the cluster...")
@@ -1041,13 +1098,18 @@ func resetCmd(ctx context.Context, args []string) error {
 			c := sim.NewClient(kc.Server, sim.TLSConfig(kc.CAPEM, kc.CertPEM, kc.KeyPEM), 3*time.Second)
 			cctx, cancel := context.WithTimeout(ctx, 4*time.Second)
 			err = c.Do(cctx, http.MethodDelete, "/api/v1/nodes/"+ns.Name, nil, nil)
-			cancel()
-			if err == nil {
-				if ns.Role == "control-plane" {
-					fmt.Println("[reset] Removing the etcd member of this node")
+			if err == nil || isNotFound(err) {
+				if _, serr := os.Stat(sim.ManifestsDir + "/etcd.yaml"); serr == nil {
+					if resetMode == "etcd-member-remove" {
+						fmt.Fprintf(os.Stderr, "W1126 [reset] Failed to remove etcd member: context deadline exceeded [failure injected by %s/reset], please manually remove this etcd member using etcdctl\n", sim.FailOnceDir)
+					} else {
+						removeOwnEtcdMember(cctx, c, ns.Name)
+					}
 				}
+				cancel()
 				break
 			}
+			cancel()
 			fmt.Fprintf(os.Stderr, "W1126 [reset] Unable to remove node %s from the cluster: %v\n", ns.Name, err)
 		}
 	}
@@ -1072,6 +1134,11 @@ network filtering rules and kubeconfig files.
 For information on how to perform this cleanup manually, please see:
     https://k8s.io/docs/reference/setup-tools/kubeadm/kubeadm-reset/`)
 	return nil
+}
+
+func isNotFound(err error) bool {
+	var se *sim.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
 }
 
 func removeContents(dir string) {

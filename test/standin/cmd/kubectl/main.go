@@ -36,7 +36,7 @@ func main() {
 	args := os.Args[1:]
 	change := len(args) > 0 && (args[0] == "apply" || args[0] == "delete" || args[0] == "create")
 	for _, a := range args {
-		if a == "apply" || a == "delete" {
+		if a == "apply" || a == "delete" || a == "remove" {
 			change = true
 		}
 	}
@@ -101,6 +101,10 @@ func parse(args []string) (*opts, error) {
 			if name == "--context" && !hasVal {
 				i++
 			}
+		case "--":
+			// The command of `kubectl exec POD -- CMD...`: kept whole.
+			o.pos = append(o.pos, args[i:]...)
+			i = len(args)
 		default:
 			if strings.HasPrefix(a, "-") && a != "-" {
 				return nil, cliError(fmt.Sprintf("error: unknown flag: %s\nSee 'kubectl --help' for usage.", a))
@@ -163,6 +167,8 @@ func run(args []string) error {
 		return rollout(ctx, c, server, o, timeout)
 	case "wait":
 		return wait(ctx, c, server, o, timeout)
+	case "exec":
+		return execEtcdctl(ctx, c, server, o)
 	case "delete":
 		if len(o.pos) < 3 || (o.pos[1] != "node" && o.pos[1] != "nodes") {
 			return fmt.Errorf("stand-in kubectl: only `delete node NAME` is supported")
@@ -176,6 +182,51 @@ func run(args []string) error {
 		return nil
 	}
 	return fmt.Errorf("error: unknown command %q for \"kubectl\" (stand-in)", o.pos[0])
+}
+
+// execEtcdctl is `kubectl -n kube-system exec etcd-NODE -- etcdctl [flags] member list|remove ID`
+// against the stand-in's etcd members (no etcd runs; the stand-in models membership only).
+// Any other exec is refused.
+func execEtcdctl(ctx context.Context, c *sim.Client, server string, o *opts) error {
+	if len(o.pos) < 4 || o.pos[2] != "--" || o.pos[3] != "etcdctl" || !strings.HasPrefix(o.pos[1], "etcd-") {
+		return fmt.Errorf("stand-in kubectl: only `exec etcd-NODE -- etcdctl ... member list|remove ID` is supported")
+	}
+	if o.namespace != "kube-system" {
+		return cliError(fmt.Sprintf("Error from server (NotFound): pods %q not found", o.pos[1]))
+	}
+	node := strings.TrimPrefix(o.pos[1], "etcd-")
+	var n map[string]any
+	if err := c.Do(ctx, http.MethodGet, "/api/v1/nodes/"+node, nil, &n); err != nil {
+		return cliError(fmt.Sprintf("Error from server (NotFound): pods %q not found", o.pos[1]))
+	}
+	var cmd []string
+	for _, a := range o.pos[4:] {
+		if !strings.HasPrefix(a, "--") {
+			cmd = append(cmd, a)
+		}
+	}
+	switch {
+	case len(cmd) == 2 && cmd[0] == "member" && cmd[1] == "list":
+		var ms []sim.Member
+		if err := c.Do(ctx, http.MethodGet, "/standin/etcd/members", nil, &ms); err != nil {
+			return apiErr(server, err)
+		}
+		for _, m := range ms {
+			fmt.Printf("%s, started, %s, %s, %s, false\n", m.ID, m.Name, m.PeerURL, m.ClientURL)
+		}
+		return nil
+	case len(cmd) == 3 && cmd[0] == "member" && cmd[1] == "remove":
+		if err := c.Do(ctx, http.MethodDelete, "/standin/etcd/members/"+cmd[2], nil, nil); err != nil {
+			var se *sim.StatusError
+			if errors.As(err, &se) {
+				return cliError("Error: " + strings.TrimSpace(se.Body) + "\ncommand terminated with exit code 1")
+			}
+			return apiErr(server, err)
+		}
+		fmt.Printf("Member %s removed from cluster %s\n", cmd[2], sim.RandomHex(8))
+		return nil
+	}
+	return fmt.Errorf("stand-in etcdctl: %q not implemented", strings.Join(cmd, " "))
 }
 
 func client(o *opts) (*sim.Client, string, error) {

@@ -80,6 +80,53 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, map[string]string{"status": "Success"})
 	})
 	m.HandleFunc("GET /api/v1/namespaces/{ns}/pods", s.listPods)
+	m.HandleFunc("GET /standin/etcd/members", func(w http.ResponseWriter, r *http.Request) {
+		var out []Member
+		s.Store.View(func(st *State) {
+			for _, m := range st.LiveMembers() {
+				out = append(out, *m)
+			}
+		})
+		writeJSON(w, out)
+	})
+	m.HandleFunc("POST /standin/etcd/members", func(w http.ResponseWriter, r *http.Request) {
+		var in Member
+		if !readJSON(w, r, &in) {
+			return
+		}
+		dup := false
+		s.write(func(st *State) bool {
+			for _, m := range st.LiveMembers() {
+				if m.PeerURL == in.PeerURL {
+					dup = true
+					return false
+				}
+			}
+			in.ID, in.Updated = RandomHex(8), time.Now()
+			st.Members[in.ID] = &in
+			return true
+		})
+		if dup {
+			http.Error(w, "etcdserver: Peer URLs already exists", http.StatusConflict)
+			return
+		}
+		writeJSON(w, in)
+	})
+	m.HandleFunc("DELETE /standin/etcd/members/{id}", func(w http.ResponseWriter, r *http.Request) {
+		found := false
+		s.write(func(st *State) bool {
+			if m, ok := st.Members[r.PathValue("id")]; ok && !m.Deleted {
+				m.Deleted, m.Updated, found = true, time.Now(), true
+				return true
+			}
+			return false
+		})
+		if !found {
+			http.Error(w, fmt.Sprintf("etcdserver: member not found (%s)", r.PathValue("id")), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, map[string]string{"status": "Success"})
+	})
 	m.HandleFunc("GET /standin/cluster-info", func(w http.ResponseWriter, r *http.Request) {
 		ca, err := os.ReadFile(s.CACert)
 		if err != nil {

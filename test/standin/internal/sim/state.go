@@ -58,6 +58,19 @@ type Object struct {
 	Updated   time.Time `json:"updated"`
 }
 
+// Member is an etcd member of the stacked etcd the stand-in models (no etcd runs): kubeadm
+// init adds the first master's, a control-plane join adds one (before the node registers,
+// so a join killed in between leaves a stale member, kubernetes/kubeadm#2095), kubeadm
+// reset and `etcdctl member remove` (through the stand-in kubectl exec) remove one.
+type Member struct {
+	ID        string    `json:"id"` // hex, like etcdctl prints it
+	Name      string    `json:"name"`
+	PeerURL   string    `json:"peerURL"`
+	ClientURL string    `json:"clientURL"`
+	Updated   time.Time `json:"updated"`
+	Deleted   bool      `json:"deleted,omitempty"`
+}
+
 // Entry is a single last-writer-wins value (the uploaded certificate key).
 type Entry struct {
 	Value   string    `json:"value"`
@@ -75,12 +88,25 @@ type State struct {
 	Nodes       map[string]*Node   `json:"nodes"`
 	Tokens      map[string]*Token  `json:"tokens"`
 	Objects     map[string]*Object `json:"objects"`
+	Members     map[string]*Member `json:"members"` // by ID
 	CertKey     Entry              `json:"certKey"`
 }
 
 // NewState returns an empty state.
 func NewState() *State {
-	return &State{Nodes: map[string]*Node{}, Tokens: map[string]*Token{}, Objects: map[string]*Object{}}
+	return &State{Nodes: map[string]*Node{}, Tokens: map[string]*Token{}, Objects: map[string]*Object{}, Members: map[string]*Member{}}
+}
+
+// LiveMembers returns the etcd members not removed, sorted by name.
+func (s *State) LiveMembers() []*Member {
+	var out []*Member
+	for _, m := range s.Members {
+		if !m.Deleted {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // Merge folds o into s, keeping the newest version of every entry. It reports whether s changed.
@@ -108,6 +134,13 @@ func (s *State) Merge(o *State) bool {
 		if cur, ok := s.Objects[k]; !ok || v.Updated.After(cur.Updated) {
 			c := *v
 			s.Objects[k] = &c
+			changed = true
+		}
+	}
+	for k, v := range o.Members {
+		if cur, ok := s.Members[k]; !ok || v.Updated.After(cur.Updated) {
+			c := *v
+			s.Members[k] = &c
 			changed = true
 		}
 	}
@@ -179,6 +212,9 @@ func OpenStore(path string) (*Store, error) {
 		}
 		if st.state.Objects == nil {
 			st.state.Objects = map[string]*Object{}
+		}
+		if st.state.Members == nil {
+			st.state.Members = map[string]*Member{}
 		}
 	} else if !os.IsNotExist(err) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
