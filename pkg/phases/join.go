@@ -73,12 +73,16 @@ func etcdctl(master topology.Host, args string) string {
 // staleMember returns the ID of h's etcd member, asked of the first master's etcd: a member
 // named h or with h's peer URL. "" when there is none.
 func (r *Runner) staleMember(ctx context.Context, h topology.Host) (string, error) {
-	out, ok, err := r.probe(ctx, r.firstMaster(), "join/etcd-members", etcdctl(r.firstMaster(), "member list"))
+	c, err := r.Host(ctx, r.firstMaster())
 	if err != nil {
 		return "", err
 	}
-	if !ok {
-		return "", &StepError{Step: "list the etcd members on " + r.firstMaster().Name, Err: fmt.Errorf("etcdctl member list failed: %s", strings.TrimSpace(out)),
+	res, err := c.Run(ctx, probeCmd("join/etcd-members", etcdctl(r.firstMaster(), "member list")))
+	out := res.Stdout
+	if code, err := exitCode(err); err != nil {
+		return "", fmt.Errorf("probe join/etcd-members: %w", err)
+	} else if code != 0 {
+		return "", &StepError{Step: "list the etcd members on " + r.firstMaster().Name, Err: fmt.Errorf("etcdctl member list failed: %s", sshx.Tail(res.Stderr, 3)),
 			Fix: fmt.Sprintf("check the etcd pod on %s (kubectl -n kube-system get pod etcd-%s)", r.firstMaster().Name, r.firstMaster().Name)}
 	}
 	peer := "https://" + h.Address + ":2380"
@@ -92,6 +96,11 @@ func (r *Runner) staleMember(ctx context.Context, h topology.Host) (string, erro
 	return "", nil
 }
 
+// leftoversScript prints the files an interrupted kubeadm init or join leaves behind (which
+// make its next run fail its preflight checks), kubelet.conf aside.
+const leftoversScript = `for f in /etc/kubernetes/pki/ca.crt /etc/kubernetes/manifests/kube-apiserver.yaml /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/bootstrap-kubelet.conf /var/lib/etcd/member; do [ -e "$f" ] && echo "$f"; done
+`
+
 // joinRepair is what a rerun undoes before joining a host an interrupted run left half-done.
 type joinRepair struct {
 	reset      bool   // kubeadm reset -f on the host (it has kubelet.conf)
@@ -104,10 +113,11 @@ type joinRepair struct {
 // half-joined host (a join killed or failed half-way, kubernetes/kubeadm#2095): the plan
 // repairs it (kubeadm reset -f, the stale node and etcd member removed) before joining again.
 func (r *Runner) probeJoin(ctx context.Context, h topology.Host, control bool) (Status, error) {
-	_, hasKubelet, err := r.probe(ctx, h, "join", "test -f "+KubeletConf)
+	out, hasKubelet, err := r.probe(ctx, h, "join", leftoversScript+"test -f "+KubeletConf)
 	if err != nil {
 		return Status{}, err
 	}
+	leftovers := strings.Fields(out)
 	exists, nodes, err := r.clusterNodes(ctx)
 	if err != nil {
 		return Status{}, err
@@ -122,15 +132,20 @@ func (r *Runner) probeJoin(ctx context.Context, h topology.Host, control bool) (
 		return Status{}, &StepError{Step: "check membership", Err: fmt.Errorf("%s has %s but there is no cluster on %s", h.Name, KubeletConf, fm.Name),
 			Fix: fmt.Sprintf("run `kubeadm reset -f` on %s%s", h.Name, rerun)}
 	}
-	rep := &joinRepair{reset: hasKubelet, deleteNode: listed}
+	rep := &joinRepair{reset: hasKubelet || len(leftovers) > 0, deleteNode: listed}
 	if control && exists {
 		if rep.member, err = r.staleMember(ctx, h); err != nil {
 			return Status{}, err
 		}
 	}
 	var todo, found []string
-	if rep.reset {
+	switch {
+	case hasKubelet:
 		found = append(found, fmt.Sprintf("%s exists but the cluster has no node %s", KubeletConf, h.Name))
+	case len(leftovers) > 0:
+		found = append(found, "leftovers of an interrupted kubeadm join: "+strings.Join(leftovers, " "))
+	}
+	if rep.reset {
 		todo = append(todo, "kubeadm reset -f (undo the half-done join)")
 	}
 	if rep.deleteNode {

@@ -35,14 +35,34 @@ func (initPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status,
 	if exists {
 		return Status{Done: true, Detail: fmt.Sprintf("cluster exists (%d nodes)", len(nodes))}, nil
 	}
-	return Status{Todo: []string{
+	// No admin.conf: kubeadm init never got far enough to make a cluster. Files it left
+	// behind when it was interrupted would fail its preflight: reset them first.
+	out, _, err := r.probe(ctx, h, "init/leftovers", leftoversScript+"[ -e "+KubeletConf+" ] && echo "+KubeletConf+"; true")
+	if err != nil {
+		return Status{}, err
+	}
+	st := Status{Todo: []string{
 		fmt.Sprintf("upload %s (0600; controlPlaneEndpoint %s, kubernetesVersion v%s, podSubnet %s)", KubeadmConfig, r.t.APIEndpoint(), r.t.Cluster.KubernetesVersion, r.t.Cluster.PodCIDR),
 		"kubeadm init --config " + KubeadmConfig + " --upload-certs",
 		"copy " + AdminConf + " to /root/.kube/config (0600)",
-	}}, nil
+	}}
+	if left := strings.Fields(out); len(left) > 0 {
+		st.HalfDone = "leftovers of an interrupted kubeadm init: " + strings.Join(left, " ") + "; the rerun repairs it"
+		st.Detail = st.HalfDone
+		st.Todo = append([]string{"kubeadm reset -f (undo the half-done init)"}, st.Todo...)
+		st.data = true
+	}
+	return st, nil
 }
 
-func (initPhase) Run(ctx context.Context, r *Runner, h topology.Host, _ Status) (string, error) {
+func (initPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Status) (string, error) {
+	repaired := ""
+	if reset, _ := st.data.(bool); reset {
+		if _, err := r.change(ctx, h, "init/reset", "kubeadm reset -f"); err != nil {
+			return "", err
+		}
+		repaired = "half-done init undone (kubeadm reset -f), "
+	}
 	if _, err := r.change(ctx, h, "init/dir", "install -d -m 0755 /etc/kubernetes"); err != nil {
 		return "", err
 	}
@@ -59,7 +79,7 @@ func (initPhase) Run(ctx context.Context, r *Runner, h topology.Host, _ Status) 
 	if _, err := r.change(ctx, h, "init/kubeconfig", "install -d -m 0700 /root/.kube && install -m 0600 "+AdminConf+" /root/.kube/config"); err != nil {
 		return "", err
 	}
-	return "cluster initialised (controlPlaneEndpoint " + r.t.APIEndpoint() + ")", nil
+	return repaired + "cluster initialised (controlPlaneEndpoint " + r.t.APIEndpoint() + ")", nil
 }
 
 func stderrOf(err error) string {

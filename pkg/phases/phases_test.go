@@ -668,11 +668,17 @@ func TestJoinProbe(t *testing.T) {
 			[]string{"etcdctl member remove 1001", "kubeadm join"}},
 		{"half joined: listed without kubelet.conf", 1, nodesOut(top, ""), etcdMembers(top, "k8s-master-1"), false, true,
 			[]string{"kubectl delete node k8s-master-2", "kubeadm join"}},
+		{"killed before kubelet-start: leftovers only", 1, nodesOut(top, "k8s-master-2"), etcdMembers(top, "k8s-master-1"), false, true,
+			[]string{"kubeadm reset -f", "kubeadm join"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			w := newWorld()
-			w.set("k8s-master-2", "probe join", answer{code: c.kubelet})
+			left := ""
+			if strings.HasPrefix(c.name, "killed before") {
+				left = "/etc/kubernetes/pki/ca.crt\n/etc/kubernetes/manifests/kube-apiserver.yaml\n"
+			}
+			w.set("k8s-master-2", "probe join", answer{code: c.kubelet, out: left})
 			w.set("k8s-master-1", "probe cluster", answer{})
 			w.set("k8s-master-1", "probe cluster/nodes", answer{out: c.nodes})
 			w.set("k8s-master-1", "probe join/etcd-members", answer{out: c.members})
@@ -694,6 +700,32 @@ func TestJoinProbe(t *testing.T) {
 				t.Errorf("a reset planned on a host that is not half-joined:\n%s", todo)
 			}
 		})
+	}
+}
+
+// kubeadm init killed half-way (no admin.conf, but its files) is reset before init runs again.
+func TestHalfDoneInitRepaired(t *testing.T) {
+	top := refTopology(t)
+	w := freshRunWorld(top)
+	w.set("k8s-master-1", "probe init/leftovers", answer{fn: func(w *world, _ string) answer {
+		if w.ran("k8s-master-1", "change init/reset") {
+			return answer{}
+		}
+		return answer{out: "/etc/kubernetes/pki/ca.crt\n/etc/kubernetes/manifests/etcd.yaml\n"}
+	}})
+	w.set("k8s-master-1", "change init/reset", answer{})
+	r, out := newTestRunner(t, top, w, false)
+	m1 := top.Masters()[0]
+	st, err := initPhase{}.Probe(context.Background(), r, m1)
+	if err != nil || !strings.Contains(st.HalfDone, "/etc/kubernetes/manifests/etcd.yaml") || !strings.HasPrefix(st.Todo[0], "kubeadm reset -f") {
+		t.Fatalf("probe: %+v %v", st, err)
+	}
+	if _, err := (initPhase{}).Run(context.Background(), r, m1, st); err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	calls := strings.Join(w.changes(), "\n")
+	if i, j := strings.Index(calls, "change init/reset"), strings.Index(calls, "change kubeadm init"); i < 0 || j < i {
+		t.Errorf("want kubeadm reset -f before kubeadm init:\n%s", calls)
 	}
 }
 

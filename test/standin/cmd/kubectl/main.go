@@ -199,11 +199,17 @@ func execEtcdctl(ctx context.Context, c *sim.Client, server string, o *opts) err
 	if err := c.Do(ctx, http.MethodGet, "/api/v1/nodes/"+node, nil, &n); err != nil {
 		return cliError(fmt.Sprintf("Error from server (NotFound): pods %q not found", o.pos[1]))
 	}
-	var cmd []string
-	for _, a := range o.pos[4:] {
-		if !strings.HasPrefix(a, "--") {
-			cmd = append(cmd, a)
+	var cmd []string // etcdctl's arguments without its flags (--name value, --name=value)
+	rest := o.pos[4:]
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		if strings.HasPrefix(a, "-") {
+			if !strings.Contains(a, "=") {
+				i++
+			}
+			continue
 		}
+		cmd = append(cmd, a)
 	}
 	switch {
 	case len(cmd) == 2 && cmd[0] == "member" && cmd[1] == "list":
