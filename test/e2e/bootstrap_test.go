@@ -294,7 +294,7 @@ func TestBootstrap(t *testing.T) {
 	// apt and dpkg locks held on worker1 (an apt-get left running by a killed bootstrap, or
 	// unattended-upgrades) while common has to run apt-get update there: bootstrap waits for
 	// the locks instead of failing.
-	bsHoldAptLocks(ctx, t, c, "worker1", 8*time.Second)
+	bsHoldAptLocks(ctx, t, c, "worker1", 5*time.Second)
 	if _, err := c.Exec(ctx, "worker1", "rm", "-f", "/etc/apt/sources.list.d/kubernetes.list"); err != nil {
 		t.Fatal(err)
 	}
