@@ -50,7 +50,7 @@ func TestCheckRefusesWhatRunRefuses(t *testing.T) {
 		{"garp interval", head + "  garp:\n    interval: 20s\n", "6: vrrp.garp.interval: 20s out of range 0-10s"},
 		{"garp refresh", head + "  garp:\n    refresh: 500ms\n", "6: vrrp.garp.refresh: 500ms must be 0 (off) or 1s-24h"},
 		{"stats refresh", head + "stats:\n  refresh: 100ms\n", "6: stats.refresh: must be 1s-1h, got 100ms"},
-		{"cluster limits", head + cluster("  conn_table_max: 2000000\n"), "9: cluster.conn_table_max: 2000000 is outside 0-1000000"},
+		{"cluster limits", head + cluster("  conn_table_max: 2000000\n"), "9: cluster.conn_table_max: 2000000 is outside 1-1000000"},
 		{"preempt_delay bounds", head + "  preempt_delay: 2000s\n", "5: vrrp.preempt_delay: 33m20s out of range 0-1000s"},
 	}
 	for _, tc := range cases {

@@ -47,7 +47,7 @@ type Config struct {
 	ConnResetRate int `yaml:"conn_reset_rate" json:"conn_reset_rate"`
 }
 
-// Defaults used by SetDefaults.
+// Defaults used by SetDefaults and by pkg/config (one value each).
 const (
 	DefaultBind                 = "0.0.0.0:7946"
 	DefaultBlockedVRRPIntervals = 3
@@ -112,8 +112,10 @@ func (c Config) Validate() error {
 	if c.BlockedVRRPIntervals < 1 || c.BlockedVRRPIntervals > 1000 {
 		bad("blocked_vrrp_intervals", "%d is outside 1-1000", c.BlockedVRRPIntervals)
 	}
-	if c.ConnTableMax < 0 || c.ConnTableMax > 1000000 {
-		bad("conn_table_max", "%d is outside 0-1000000", c.ConnTableMax)
+	// 0 is refused, not taken as "share nothing": New's SetDefaults would turn it into the
+	// default, and a written value is never silently replaced.
+	if c.ConnTableMax < 1 || c.ConnTableMax > 1000000 {
+		bad("conn_table_max", "%d is outside 1-1000000", c.ConnTableMax)
 	}
 	if c.ConnReset && (c.ConnResetRate < 1 || c.ConnResetRate > 1000000) {
 		bad("conn_reset_rate", "%d is outside 1-1000000", c.ConnResetRate)

@@ -4,10 +4,14 @@ import (
 	"os"
 	"time"
 
+	"github.com/vipd-project/vipd/pkg/cluster"
 	"github.com/vipd-project/vipd/pkg/logx"
+	"github.com/vipd-project/vipd/pkg/stats"
 )
 
-// The defaults of every setting live here and nowhere else; deploy/vipd.yaml shows them. A
+// The defaults of every setting live here and nowhere else (the stats and cluster ones are
+// named constants of those packages, which their constructors also use); deploy/vipd.yaml
+// shows them. A
 // default replaces only an absent key (lineMap.present): a key written as 0 keeps its 0 and is
 // judged by the using package's Validate ("vrrp.priority: ... got 0"), never silently replaced.
 
@@ -127,17 +131,17 @@ func (c *Config) setDefaults() {
 		h.TLS.InsecureSkipVerify = boolPtr(h.TLS.CAFile == "")
 	}
 
-	str("stats.listen", &c.Stats.Listen, ":8404")
-	dur("stats.refresh", &c.Stats.Refresh, 5*time.Second)
+	str("stats.listen", &c.Stats.Listen, stats.DefaultListen)
+	dur("stats.refresh", &c.Stats.Refresh, stats.DefaultRefresh)
 	str("control_socket", &c.ControlSocket, DefaultControlSocket)
 
 	cl := &c.Cluster
-	str("cluster.bind", &cl.Bind, "0.0.0.0:7946")
-	str("cluster.split_brain", &cl.SplitBrain, "none")
-	num("cluster.blocked_vrrp_intervals", &cl.BlockedVRRPIntervals, 3)
+	str("cluster.bind", &cl.Bind, cluster.DefaultBind)
+	str("cluster.split_brain", &cl.SplitBrain, cluster.SplitBrainNone)
+	num("cluster.blocked_vrrp_intervals", &cl.BlockedVRRPIntervals, cluster.DefaultBlockedVRRPIntervals)
 	if cl.ConnReset == nil {
 		cl.ConnReset = boolPtr(true)
 	}
-	num("cluster.conn_table_max", &cl.ConnTableMax, 10000)
-	num("cluster.conn_reset_rate", &cl.ConnResetRate, 5000)
+	num("cluster.conn_table_max", &cl.ConnTableMax, cluster.DefaultConnTableMax)
+	num("cluster.conn_reset_rate", &cl.ConnResetRate, cluster.DefaultConnResetRate)
 }

@@ -31,6 +31,8 @@ func TestExplicitBadValuesRefused(t *testing.T) {
 		{"stats refresh 0s", minimal + "stats:\n  refresh: 0s\n", "t.yaml:6: stats.refresh: must be 1s-1h, got 0s"},
 		{"blocked intervals 0", minimal + "cluster:\n  enabled: true\n  peers: [10.0.0.2:7946]\n  key_file: /k\n  blocked_vrrp_intervals: 0\n",
 			"t.yaml:9: cluster.blocked_vrrp_intervals: 0 is outside 1-1000"},
+		{"conn_table_max 0", minimal + "cluster:\n  enabled: true\n  peers: [10.0.0.2:7946]\n  key_file: /k\n  conn_table_max: 0\n",
+			"t.yaml:9: cluster.conn_table_max: 0 is outside 1-1000000"},
 		{"log_level empty", "log_level: \"\"\n" + strings.TrimPrefix(minimal, "\n"), "t.yaml:1: log_level: \"\" is not one of"},
 		// A bad duration names its field, not only its line.
 		{"duration without unit", minimal + "  advert_interval: 1\n", "t.yaml:5: vrrp.advert_interval: \"1\" has no unit: write 1s or 1ms"},
