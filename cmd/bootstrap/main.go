@@ -8,8 +8,9 @@
 //	bootstrap status|drill|reset -f topology.yaml
 //	bootstrap kubeconfig -f topology.yaml -o FILE
 //
-// Exit codes: 0 ok, 1 a phase failed on a host, 2 bad topology or usage, 3 host key refused
-// or SSH/sudo authentication failed.
+// Exit codes: 0 ok, 1 a phase failed on a host (status: a host unreachable, a probe failed or
+// a host half-done), 2 bad topology or usage, 3 host key refused, SSH/sudo authentication
+// failed, or a host unreachable for longer than ssh.connectPatience.
 package main
 
 import (
