@@ -12,7 +12,7 @@ FUZZTIME  ?= 11s
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 
 # Installs Debian packages and Go modules the tests need (root).
-.PHONY: all deps build test unit e2e fuzz lint k8s-lab test-k8s demo demo-vrrp demo-cluster bench bench-failover bench-proxy bench-cluster bench-faults bench-bootstrap clean
+.PHONY: all deps build package test unit e2e fuzz lint k8s-lab test-k8s demo demo-vrrp demo-cluster bench bench-failover bench-proxy bench-cluster bench-faults bench-bootstrap clean
 
 all: build
 
@@ -22,6 +22,13 @@ deps:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vipd ./cmd/vipd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/bootstrap ./cmd/bootstrap
+
+# Debian packages: bin/vipd_$(VERSION)_{amd64,arm64}.deb and vipd-bootstrap_..., built with
+# nfpm as a Go library (hack/package), then checked with lintian (errors fail the build).
+PKG_ARCHES ?= amd64,arm64
+package:
+	$(GO) run ./hack/package -version '$(VERSION)' -commit '$(COMMIT)' -arch $(PKG_ARCHES) -out $(BIN)
+	lintian --fail-on error $(BIN)/*_$(subst ~,?,$(subst +,?,$(VERSION)))_*.deb
 
 # Every test: vet, unit tests (race detector on), the fuzz targets for a bounded time, and the
 # end-to-end tests in network namespaces and systemd-nspawn hosts (root; skipped otherwise).

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 pkgs=(make git iproute2 iputils-ping nftables tcpdump keepalived haproxy iperf3 wrk
       chromium openssh-server openssh-client sudo debootstrap systemd-container
-      apt-utils dpkg-dev gnupg zstd curl ca-certificates procps prometheus time openssl passwd util-linux kmod)
+      apt-utils dpkg-dev gnupg zstd curl ca-certificates procps prometheus time openssl passwd util-linux kmod
+      lintian)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

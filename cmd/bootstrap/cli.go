@@ -191,6 +191,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	root.AddCommand(up, status, drill, reset, kubeconfig)
 	cli.AddVersion(root, cli.Version())
+	cli.AddDocs(root, "1", manExitStatus)
 	cli.StrictUsage(root)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

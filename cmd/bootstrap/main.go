@@ -18,7 +18,18 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/vipd-project/vipd/pkg/cli"
 )
+
+// manExitStatus is the EXIT STATUS section of bootstrap(1).
+var manExitStatus = cli.ManSection{Title: "EXIT STATUS", Text: `0: success.
+
+1: a phase failed on a host (the report names the phase and the host), or status found an unreachable host.
+
+2: usage error: an unknown command or flag, wrong arguments, a bad topology file (file:line: field: problem).
+
+3: a host key was refused, or SSH or sudo authentication failed.`}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

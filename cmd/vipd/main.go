@@ -70,9 +70,26 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.AddCommand(newRunCmd(), newCheckCmd(), newStatusCmd(), newReleaseCmd())
 	cli.AddVersion(root, cli.Version())
+	cli.AddDocs(root, "8", manExitStatus, manFiles)
 	cli.StrictUsage(root)
 	return root
 }
+
+// Sections of vipd(8) beyond what the cobra tree says.
+var (
+	manExitStatus = cli.ManSection{Title: "EXIT STATUS", Text: `0: success.
+
+1: failure: an invalid configuration (check, run; the message names file:line: field), the daemon could not start, or it stopped with an error.
+
+2: usage error: an unknown command or flag, wrong arguments.
+
+3: vipd status: the daemon is not answering on its control socket or stats URL.`}
+	manFiles = cli.ManSection{Title: "FILES", Text: `/etc/vipd/vipd.yaml: the configuration, described in vipd.yaml(5). The package installs an example that vipd refuses until it is edited for the host and its first line is deleted.
+
+/run/vipd/vipd.sock: the control socket that vipd status asks.
+
+/lib/systemd/system/vipd.service: the unit; logs go to the journal (journalctl -u vipd, with priorities: journalctl -p warning -u vipd).`}
+)
 
 func newCheckCmd() *cobra.Command {
 	var (

@@ -255,6 +255,9 @@ func Decode(name string, b []byte) (*Config, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil, Errors{{File: name, Msg: "file is empty: see deploy/vipd.yaml for an example"}}
 	}
+	if e := exampleError(name, b); e != nil {
+		return nil, Errors{e}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil {

@@ -72,6 +72,7 @@ func TestErrorsNameFieldAndLine(t *testing.T) {
 		{"cluster key", minimal + "cluster:\n  enabled: true\n  peers: [10.0.0.2:7946]\n", "cluster.key_file: is required"},
 		{"bad yaml", "vrrp: [\n", "t.yaml"},
 		{"empty", "", "file is empty"},
+		{"package example", ExampleMarker + "\n" + minimal, "t.yaml:1: this is the example configuration installed by the package: edit it"},
 		{"log format", "log_format: xml\n" + minimal, `t.yaml:1: log_format: "xml" is not one of text, json`},
 		{"wrong type", "vrrp:\n  interface: eth0\n  vrid: abc\n  vips: [10.0.0.1/24]\n", "t.yaml:3"},
 	}
