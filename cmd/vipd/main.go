@@ -61,8 +61,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "vipd",
-		Short:         "VRRP virtual IP and TCP load balancer for a self-hosted Kubernetes API",
+		Use:   "vipd",
+		Short: "VRRP virtual IP and TCP load balancer for a self-hosted Kubernetes API",
+		Long: `vipd keeps a Kubernetes control plane reachable from one YAML file (vipd.yaml(5)): it
+elects which load-balancer host holds the virtual IP (VRRP, wire-compatible with Keepalived),
+announces it with gratuitous ARP, proxies TCP to the healthy kube-apiservers, and serves
+/stats, /metrics and /healthz. systemd runs "vipd run"; "vipd check" validates a file.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -24,6 +24,7 @@ import (
 type options struct {
 	version, commit, out, root string
 	arches                     []string
+	cmds                       []string // "vipd", "bootstrap": the commands whose packages to build
 }
 
 const (
@@ -58,7 +59,7 @@ func build(ctx context.Context, o options) ([]string, error) {
 	}
 	ldflags := fmt.Sprintf("-s -w -X github.com/vipd-project/vipd/pkg/cli.version=%s -X github.com/vipd-project/vipd/pkg/cli.commit=%s", o.version, o.commit)
 	for _, arch := range arches {
-		for _, cmd := range []string{"vipd", "bootstrap"} {
+		for _, cmd := range o.cmds {
 			// PIE (as Debian's hardening flags): address space randomisation; no library is
 			// needed, only the loader of libc6.
 			c := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildmode=pie", "-ldflags", ldflags, "-o", filepath.Join(tmp, arch, cmd), "./cmd/"+cmd)
@@ -73,7 +74,7 @@ func build(ctx context.Context, o options) ([]string, error) {
 	// Man pages and completions, from the binaries' own cobra trees.
 	host := filepath.Join(tmp, runtime.GOARCH)
 	gen := map[string][]byte{}
-	for _, cmd := range []string{"vipd", "bootstrap"} {
+	for _, cmd := range o.cmds {
 		mandir := filepath.Join(tmp, "man", cmd)
 		if _, err := run(ctx, env, filepath.Join(host, cmd), "gendocs", mandir); err != nil {
 			return nil, err
@@ -94,10 +95,13 @@ func build(ctx context.Context, o options) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vipd.yaml(5): %w", err)
 	}
+	if err := os.MkdirAll(filepath.Join(tmp, "man", "vipd"), 0o755); err != nil {
+		return nil, err
+	}
 	if err := writeGz(filepath.Join(tmp, "man", "vipd", "vipd.yaml.5.gz"), yaml5); err != nil {
 		return nil, err
 	}
-	for _, cmd := range []string{"vipd", "bootstrap"} {
+	for _, cmd := range o.cmds {
 		pages, _ := filepath.Glob(filepath.Join(tmp, "man", cmd, "*.[158]"))
 		for _, p := range pages {
 			b, err := os.ReadFile(p)
@@ -156,10 +160,14 @@ func build(ctx context.Context, o options) ([]string, error) {
 	var outs []string
 	for _, arch := range o.arches {
 		bin := filepath.Join(tmp, arch)
-		for _, info := range []*nfpm.Info{
-			vipdInfo(o, arch, bin, staged, filepath.Join(tmp, "man", "vipd"), copyright),
-			bootstrapInfo(o, arch, bin, staged, filepath.Join(tmp, "man", "bootstrap"), copyright),
-		} {
+		var infos []*nfpm.Info
+		if contains(o.cmds, "vipd") {
+			infos = append(infos, vipdInfo(o, arch, bin, staged, filepath.Join(tmp, "man", "vipd"), copyright))
+		}
+		if contains(o.cmds, "bootstrap") {
+			infos = append(infos, bootstrapInfo(o, arch, bin, staged, filepath.Join(tmp, "man", "bootstrap"), copyright))
+		}
+		for _, info := range infos {
 			info.MTime = date
 			p, err := writeDeb(info, o.out)
 			if err != nil {

@@ -24,12 +24,24 @@ func main() {
 	arch := flag.String("arch", "amd64,arm64", "Debian architectures to build, comma-separated")
 	flag.StringVar(&o.out, "out", "bin", "directory for the .deb files")
 	flag.StringVar(&o.root, "root", ".", "repository root (deploy/, cmd/)")
+	only := flag.String("packages", "vipd,vipd-bootstrap", "packages to build, comma-separated")
 	flag.Parse()
 	if o.version == "" || flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: package -version VERSION [-commit C] [-arch amd64,arm64] [-out DIR]")
 		os.Exit(2)
 	}
 	o.arches = strings.Split(*arch, ",")
+	for _, p := range strings.Split(*only, ",") {
+		switch p {
+		case "vipd":
+			o.cmds = append(o.cmds, "vipd")
+		case "vipd-bootstrap":
+			o.cmds = append(o.cmds, "bootstrap")
+		default:
+			fmt.Fprintf(os.Stderr, "package: -packages: unknown package %q (vipd, vipd-bootstrap)\n", p)
+			os.Exit(2)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	files, err := build(ctx, o)
