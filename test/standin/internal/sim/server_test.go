@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -117,5 +118,58 @@ func TestServerNodesTokensCertsApply(t *testing.T) {
 	}
 	if err := c.Do(ctx, http.MethodGet, "/api/v1/nodes/m1", nil, nil); err == nil {
 		t.Error("deleted node still served")
+	}
+}
+
+// The stand-in's etcd membership: a second member with the same peer URL is refused like
+// etcd refuses it ("Peer URLs already exists", kubernetes/kubeadm#2095); removal frees it;
+// removals replicate (Merge keeps the newest).
+func TestServerEtcdMembers(t *testing.T) {
+	c, _ := newTestServer(t)
+	ctx := context.Background()
+	add := func(name, addr string) error {
+		return c.Do(ctx, http.MethodPost, "/standin/etcd/members", Member{Name: name, PeerURL: "https://" + addr + ":2380"}, nil)
+	}
+	list := func() []Member {
+		var ms []Member
+		if err := c.Do(ctx, http.MethodGet, "/standin/etcd/members", nil, &ms); err != nil {
+			t.Fatal(err)
+		}
+		return ms
+	}
+	if err := add("m1", "10.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("m2", "10.0.0.2"); err != nil {
+		t.Fatal(err)
+	}
+	err := add("m2", "10.0.0.2")
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusConflict || !strings.Contains(se.Body, "Peer URLs already exists") {
+		t.Fatalf("second member with m2's peer URL: %v, want 409 Peer URLs already exists", err)
+	}
+	ms := list()
+	if len(ms) != 2 || ms[1].Name != "m2" || ms[1].ID == "" {
+		t.Fatalf("members %+v", ms)
+	}
+	if err := c.Do(ctx, http.MethodDelete, "/standin/etcd/members/"+ms[1].ID, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, http.MethodDelete, "/standin/etcd/members/"+ms[1].ID, nil, nil); err == nil {
+		t.Error("removing a removed member succeeded")
+	}
+	if err := add("m2", "10.0.0.2"); err != nil {
+		t.Fatalf("re-adding m2 after its removal: %v", err)
+	}
+	if ms := list(); len(ms) != 2 {
+		t.Errorf("members after remove and re-add: %+v", ms)
+	}
+	// A removal seen by a peer that still has the member wins (newest update).
+	old := NewState()
+	old.Members["a"] = &Member{ID: "a", Name: "m3", Updated: time.Unix(100, 0)}
+	newer := NewState()
+	newer.Members["a"] = &Member{ID: "a", Name: "m3", Updated: time.Unix(200, 0), Deleted: true}
+	if !old.Merge(newer) || len(old.LiveMembers()) != 0 {
+		t.Errorf("merge did not apply the newer removal: %+v", old.Members["a"])
 	}
 }
