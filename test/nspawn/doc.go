@@ -33,6 +33,14 @@
 // StartCluster adds the stand-in packages (test/standin) and writes a topology.yaml for
 // bootstrap; cmd/vipd-lab wraps it for `make demo`.
 //
+// Real-Kubernetes mode (Options.K8s, ClusterOptions.K8s): EnsureK8s builds kubeadm,
+// kubelet, kubectl, the control plane, etcd, CoreDNS, pause, the CNI plugins and crictl from
+// the Go module proxy once (cmd/k8s-build, `make k8s-lab`; cached under
+// /var/cache/vipd-lab/k8s/<version>) as pkgs.k8s.io-like .debs and docker-archive images;
+// the hosts then boot a root filesystem with KubernetesNodePackages and the lab-only
+// workarounds of k8s_lab.go, so bootstrap builds a real cluster (test/e2e
+// TestRealKubernetes, `make test-k8s`).
+//
 // Everything needs root; callers t.Skip otherwise. Lab.Close undoes everything
 // (processes ended by PID, mounts, cgroups, namespaces) even after a partial Start.
 package nspawn
