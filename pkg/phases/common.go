@@ -32,12 +32,15 @@ echo "held $(apt-mark showhold 2>/dev/null | tr '\n' ' ')"
 grep -Eq '^\s*SystemdCgroup\s*=\s*true' /etc/containerd/config.toml 2>/dev/null && echo "cgroup systemd"
 echo "containerd $(systemctl is-active containerd 2>/dev/null)"
 echo "kubelet $(systemctl is-enabled kubelet 2>/dev/null)"
+echo "sandbox $(sed -nE 's/^\s*sandbox_image\s*=\s*"(.*)"\s*$/\1/p' /etc/containerd/config.toml 2>/dev/null)"
+command -v kubeadm >/dev/null 2>&1 && echo "pause $(kubeadm config images list --kubernetes-version v%s 2>/dev/null | grep '/pause:' | head -n 1)"
 true`
 
 type commonState struct {
 	container                                                             bool
 	swap, modules, sysctl, k8sKey, k8sList, ctrKey, ctrList               bool
 	ctrInstall, ctrConfig, ctrStart, kubeInstall, kubeHold, kubeletEnable bool
+	sandbox                                                               bool
 }
 
 func (s *commonState) aptUpdate() bool {
@@ -64,7 +67,7 @@ func (commonPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Statu
 	}
 	keys := []string{topology.KubernetesKeyring, topology.ContainerdKeyring}
 	pkgs := append([]string{r.t.Packages.Containerd.Package}, kubePackages...)
-	out, _, err := r.probe(ctx, h, "common", fmt.Sprintf(commonProbeScript, quoteAll(files), quoteAll(keys), quoteAll(pkgs)))
+	out, _, err := r.probe(ctx, h, "common", fmt.Sprintf(commonProbeScript, quoteAll(files), quoteAll(keys), quoteAll(pkgs), r.t.Cluster.KubernetesVersion))
 	if err != nil {
 		return Status{}, err
 	}
@@ -74,6 +77,7 @@ func (commonPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Statu
 	var held []string
 	var swapon, fstab string
 	var cgroup, ctrActive, kubeletEnabled bool
+	var sandbox, pause string
 	for _, line := range strings.Split(out, "\n") {
 		fs := strings.Fields(line)
 		if len(fs) == 0 {
@@ -109,6 +113,14 @@ func (commonPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Statu
 			ctrActive = len(fs) == 2 && fs[1] == "active"
 		case "kubelet":
 			kubeletEnabled = len(fs) == 2 && fs[1] == "enabled"
+		case "sandbox":
+			if len(fs) == 2 {
+				sandbox = fs[1]
+			}
+		case "pause":
+			if len(fs) == 2 {
+				pause = fs[1]
+			}
 		}
 	}
 	s := &commonState{container: facts.Container != ""}
@@ -188,6 +200,13 @@ func (commonPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Statu
 	}
 	if s.kubeInstall {
 		todo = append(todo, fmt.Sprintf("apt-get install -y kubelet=%s* kubeadm=%s* kubectl=%s* (the exact version from apt-cache madison)", want, want, want))
+	}
+	// containerd's default sandbox image (pause:3.6 in 1.6) is not the one kubeadm pulls and
+	// lists for the version: on a host that cannot reach the registry (mirrored images only)
+	// every pod sandbox would fail. Set it after kubeadm is installed, from kubeadm itself.
+	if s.ctrConfig || s.kubeInstall || (pause != "" && sandbox != pause) {
+		s.sandbox = true
+		todo = append(todo, fmt.Sprintf("set containerd's sandbox_image to kubeadm's pause image (kubeadm config images list --kubernetes-version v%s); systemctl restart containerd if it changed", r.t.Cluster.KubernetesVersion))
 	}
 	if s.kubeHold || s.kubeInstall {
 		s.kubeHold = true
@@ -360,6 +379,15 @@ func (commonPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Statu
 			return "", err
 		}
 	}
+	if s.sandbox {
+		out, err := r.change(ctx, h, "common/sandbox-image", fmt.Sprintf(sandboxScript, r.t.Cluster.KubernetesVersion))
+		if err != nil {
+			return "", err
+		}
+		if p := strings.TrimSpace(out); p != "" {
+			done = append(done, "sandbox_image "+p)
+		}
+	}
 	if s.kubeletEnable {
 		if _, err := r.change(ctx, h, "common/kubelet-enable", "systemctl enable kubelet"); err != nil {
 			return "", err
@@ -379,6 +407,15 @@ func quoteAll(words []string) string {
 	}
 	return strings.Join(q, " ")
 }
+
+// sandboxScript points containerd's sandbox_image at the pause image kubeadm uses for the
+// version (printed when it changed it); nothing when kubeadm names none or it is set.
+const sandboxScript = `pause=$(kubeadm config images list --kubernetes-version v%s 2>/dev/null | grep '/pause:' | head -n 1)
+[ -n "$pause" ] || exit 0
+grep -Eq "^\s*sandbox_image\s*=\s*\"$pause\"\s*$" /etc/containerd/config.toml && exit 0
+sed -ri "s|^(\s*)sandbox_image\s*=.*|\1sandbox_image = \"$pause\"|" /etc/containerd/config.toml
+grep -Eq "^\s*sandbox_image\s*=\s*\"$pause\"\s*$" /etc/containerd/config.toml || { echo "no sandbox_image line to set in /etc/containerd/config.toml" >&2; exit 1; }
+systemctl restart containerd && echo "$pause"`
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")

@@ -242,6 +242,7 @@ func freshRunWorld(top *topology.Topology) *world {
 	}
 	w.set("*", "probe common/kubernetes-version", answer{out: "1.33.6-1.1\n"})
 	w.set(first, "probe join/etcd-members", answer{out: etcdMembers(top, first)})
+	w.set("*", "change common/sandbox-image", answer{out: "registry.k8s.io/pause:3.10\n"})
 	// vipd on lb1 wins the election once started.
 	w.set(lb1, "probe lb/vip", answer{fn: func(w *world, _ string) answer {
 		if w.ran(lb1, "change lb/systemctl") {
