@@ -50,7 +50,10 @@ func (r *Runner) secrets(ctx context.Context, control bool) (*joinSecrets, error
 		r.join = &joinSecrets{token: t[1], caHash: h[1]}
 	}
 	if control && r.join.certKey == "" {
-		out, err := r.change(ctx, fm, "join/certificate-key", "kubeadm init phase upload-certs --upload-certs")
+		// With init's configuration: without it kubeadm derives the API server's bind address
+		// from the default route (a host without one fails: `cannot use "0.0.0.0" as the bind
+		// address for the API Server`) and looks the version up on the internet.
+		out, err := r.change(ctx, fm, "join/certificate-key", fmt.Sprintf("if [ -f %[1]s ]; then kubeadm init phase upload-certs --upload-certs --config %[1]s; else kubeadm init phase upload-certs --upload-certs; fi", KubeadmConfig))
 		if err != nil {
 			return nil, err
 		}
