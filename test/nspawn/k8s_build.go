@@ -34,7 +34,7 @@ const CriToolsVersion = "v1.34.0"
 
 // k8sRecipe changes whenever the images or packages made from the binaries change, so
 // they are remade (in seconds) while the binaries stay cached.
-const k8sRecipe = "k8s-v1"
+const k8sRecipe = "k8s-v2"
 
 // k8sCommands are built from k8s.io/kubernetes at KubernetesVersion.
 var k8sCommands = []string{"kubeadm", "kubelet", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"}
@@ -473,12 +473,15 @@ func imageList(ctx context.Context, bin, version string) (k8sImages, error) {
 	return im, nil
 }
 
-// buildEtcd builds etcd at the version kubeadm pins. etcd 3.5's server module needs its
-// sibling modules at the same release (client/v2 is numbered v2.305.N for 3.5.N). etcdctl
-// is not built: the proxy does not serve etcdctl/v3 for most 3.5 releases and kubeadm does
-// not need it.
+// buildEtcd builds etcd at the version kubeadm pins, and etcdctl (the upstream image has
+// it; bootstrap runs it in the etcd pod to find a half-joined master's member). etcd 3.5's
+// modules go together (client/v2 is numbered v2.305.N for 3.5.N). The proxy does not serve
+// etcdctl/v3 for some releases (3.5.22-3.5.24 answer 403): the newest earlier 3.5 one it
+// serves is built against this release's client modules.
 func (g *goEnv) buildEtcd(ctx context.Context, bin, version string) error {
-	if _, err := os.Stat(filepath.Join(bin, "etcd")); err == nil {
+	_, e1 := os.Stat(filepath.Join(bin, "etcd"))
+	_, e2 := os.Stat(filepath.Join(bin, "etcdctl"))
+	if e1 == nil && e2 == nil {
 		return nil
 	}
 	var maj, min, pat int
@@ -500,23 +503,43 @@ replace (
 	go.etcd.io/etcd/raft/v3 => go.etcd.io/etcd/raft/v3 %[1]s
 )
 `, version, pat)
+	ctl := ""
+	for p := pat; p >= 0 && ctl == ""; p-- {
+		cand := fmt.Sprintf("v3.5.%d", p)
+		if _, err := g.fetch(ctx, "go.etcd.io/etcd/etcdctl/v3/@v/"+cand+".info"); err == nil {
+			ctl = cand
+		}
+	}
+	if ctl == "" {
+		return fmt.Errorf("etcdctl: the module proxy serves no go.etcd.io/etcd/etcdctl/v3 v3.5.x up to %s", version)
+	}
+	if ctl != version {
+		g.o.Log.Info("k8s build: etcdctl FALLBACK to an earlier release (the proxy does not serve "+version+"'s), built with "+version+"'s client modules", "version", ctl)
+	}
 	dir, err := g.module("etcd-"+version, gomod)
 	if err != nil {
 		return err
 	}
-	if err := g.run(ctx, dir, "download etcd "+version, "get", "-tool", "go.etcd.io/etcd/server/v3@"+version); err != nil {
+	if err := g.run(ctx, dir, "download etcd "+version, "get", "-tool", "go.etcd.io/etcd/server/v3@"+version, "go.etcd.io/etcd/etcdctl/v3@"+ctl); err != nil {
 		return err
 	}
-	tmp := filepath.Join(bin, "etcd.d")
-	if err := g.build(ctx, dir, tmp, "build etcd "+version, "-s -w", "go.etcd.io/etcd/server/v3"); err != nil {
-		return err
+	for name, pkg := range map[string]string{"etcd": "go.etcd.io/etcd/server/v3", "etcdctl": "go.etcd.io/etcd/etcdctl/v3"} {
+		tmp := filepath.Join(bin, name+".d")
+		if err := g.build(ctx, dir, tmp, "build "+name, "-s -w", pkg); err != nil {
+			return err
+		}
+		built, _ := filepath.Glob(filepath.Join(tmp, "*"))
+		if len(built) != 1 {
+			os.RemoveAll(tmp)
+			return fmt.Errorf("build %s: want one binary in %s, found %d", name, tmp, len(built))
+		}
+		err := os.Rename(built[0], filepath.Join(bin, name))
+		os.RemoveAll(tmp)
+		if err != nil {
+			return fmt.Errorf("build %s: %w", name, err)
+		}
 	}
-	defer os.RemoveAll(tmp)
-	built, _ := filepath.Glob(filepath.Join(tmp, "*"))
-	if len(built) != 1 {
-		return fmt.Errorf("build etcd %s: want one binary in %s, found %d", version, tmp, len(built))
-	}
-	return os.Rename(built[0], filepath.Join(bin, "etcd"))
+	return nil
 }
 
 // pauseSource is the sandbox container's program: PID 1 of every pod, it reaps zombies and

@@ -176,7 +176,7 @@ func makeImages(bin, out, rootfs string, im k8sImages) error {
 			}
 		case "etcd":
 			spec.Entrypoint = []string{"/usr/local/bin/etcd"}
-			spec.Files = []imageFile{{Src: filepath.Join(bin, "etcd"), Dst: "/usr/local/bin/etcd"}}
+			spec.Files = []imageFile{{Src: filepath.Join(bin, "etcd"), Dst: "/usr/local/bin/etcd"}, {Src: filepath.Join(bin, "etcdctl"), Dst: "/usr/local/bin/etcdctl"}}
 		case "pause":
 			// Extra tags: containerd 1.6's default sandbox_image is pause:3.6 (bootstrap writes
 			// `containerd config default`), 3.9 that of later releases.
