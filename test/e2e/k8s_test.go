@@ -164,7 +164,7 @@ func TestRealKubernetes(t *testing.T) {
 		}
 		time.Sleep(3 * time.Second)
 	}
-	t.Logf("kube-system pods Running and ready %v after up:\n%s", time.Since(t0).Round(time.Second), pods)
+	t.Logf("kube-system pods Running and ready %v after the lab started:\n%s", time.Since(t0).Round(time.Second), pods)
 	for _, p := range []string{"etcd-master1", "etcd-master3", "kube-apiserver-master2", "kube-controller-manager-master3", "kube-scheduler-master1", "coredns-", "kube-proxy-"} {
 		if !strings.Contains(pods, p) {
 			t.Errorf("no pod %s* in kube-system", p)

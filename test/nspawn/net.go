@@ -17,7 +17,8 @@ import (
 
 // makeNetwork creates the bridge namespace (bridge br0, multicast snooping off so VRRP
 // adverts flood), the operator namespace and one namespace per host, each joined by a
-// veth pair whose lab end is named host0 (operator: op0). No namespace gets a route out.
+// veth pair whose lab end is named host0 (operator: op0). No namespace gets a route out
+// (real-Kubernetes hosts get a default route to a dead end, see below).
 func (l *Lab) makeNetwork(ctx context.Context) error {
 	addNS := func(name string) error {
 		if err := run(ctx, "ip", "netns", "add", name); err != nil {
@@ -61,6 +62,21 @@ func (l *Lab) makeNetwork(ctx context.Context) error {
 	for i, h := range l.Hosts {
 		if err := attach(h.NetNS, fmt.Sprintf("%sh%d", l.Prefix, i+1), "host0", h.Addr.String()+"/"+bits); err != nil {
 			return err
+		}
+	}
+	if l.opts.K8s != nil {
+		// Real Kubernetes needs a default route, as every real host has one: without it a
+		// node cannot even connect to a Service's ClusterIP (the route lookup fails before
+		// kube-proxy's DNAT). The gateway, .1 on the bridge, is a dead end: its namespace has
+		// no other link and does not forward.
+		gw := nthAddr(l.Subnet, 1).String()
+		if err := run(ctx, "ip", append(br, "addr", "add", gw+"/"+bits, "dev", "br0")...); err != nil {
+			return err
+		}
+		for _, h := range l.Hosts {
+			if err := run(ctx, "ip", "-n", h.NetNS, "route", "add", "default", "via", gw, "dev", "host0"); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
