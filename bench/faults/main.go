@@ -76,6 +76,10 @@ func run(ctx context.Context, bin string, runs int, only string, keepalived bool
 					return err
 				}
 				fmt.Fprintf(os.Stderr, "run %d: %s\n", i+1, r)
+				if p := faults.Healed(f, r); len(p) > 0 {
+					fmt.Fprintf(os.Stderr, "  %v\n  lb1:\n    %s\n  lb2:\n    %s\n", p,
+						strings.Join(r.Log["lb1"], "\n    "), strings.Join(r.Log["lb2"], "\n    "))
+				}
 				if results[f.Name] == nil {
 					results[f.Name] = map[string][]faults.Result{}
 				}

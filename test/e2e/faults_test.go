@@ -51,6 +51,10 @@ func TestFaultMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Log(r)
+		if p := faults.Healed(f, r); len(p) > 0 {
+			t.Logf("%s, %s: %v; logs:\nlb1:\n  %s\nlb2:\n  %s", f.Name, m.Name, p,
+				strings.Join(r.Log["lb1"], "\n  "), strings.Join(r.Log["lb2"], "\n  "))
+		}
 		return r
 	}
 	off := map[string]faults.Result{}
@@ -65,8 +69,10 @@ func TestFaultMatrix(t *testing.T) {
 		}
 	}
 	for _, f := range again {
-		if p := faults.Compare(f, run(f, faults.GossipOff), run(f, faults.GossipOn)); len(p) > 0 {
-			t.Errorf("%s: gossip makes the fault worse, twice in a row:\n  %s", f.Name, strings.Join(p, "\n  "))
+		off, on := run(f, faults.GossipOff), run(f, faults.GossipOn)
+		if p := faults.Compare(f, off, on); len(p) > 0 {
+			t.Errorf("%s: gossip makes the fault worse, twice in a row:\n  %s\ngossip off, lb2:\n  %s\ngossip on, lb2:\n  %s",
+				f.Name, strings.Join(p, "\n  "), strings.Join(off.Log["lb2"], "\n  "), strings.Join(on.Log["lb2"], "\n  "))
 		}
 	}
 }

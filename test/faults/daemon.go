@@ -54,7 +54,7 @@ func (d vipdDaemon) Term() error {
 	if err := d.v.Term(); err != nil {
 		return err
 	}
-	return exited(d.v.Proc, 30*time.Second)
+	return exited(d.v.Proc, 45*time.Second) // the unit's TimeoutStopSec: drain_grace (30 s) + margin
 }
 
 func (d vipdDaemon) Freeze(stop bool) error { return d.v.Signal(freezeSig(stop)) }

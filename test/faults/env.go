@@ -208,15 +208,26 @@ func (e *Env) waitState(ctx context.Context, d Daemon, want string, within time.
 func (e *Env) Steady(ctx context.Context, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	why := ""
+	// Steady for longer than the backup's master-down interval: a backup that just started
+	// and has not yet heard (or trusted) the master's adverts looks steady until then.
+	hold := 1500 * time.Millisecond
+	if e.mode != nil && e.mode.Keepalived {
+		hold = 4500 * time.Millisecond
+	}
+	var since time.Time
 	for {
-		why = e.notSteady(ctx)
-		if why == "" {
+		why := e.notSteady(ctx)
+		switch {
+		case why != "":
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= hold:
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("pair not steady after %s: %s\nlb1:\n%s\nlb2:\n%s", within, why, tail(e.D1), tail(e.D2))
+			return fmt.Errorf("pair not steady after %s: %s\nlb1:\n%s\nlb2:\n%s", within, e.notSteady(context.Background()), tail(e.D1), tail(e.D2))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

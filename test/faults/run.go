@@ -26,6 +26,9 @@ type Result struct {
 	// Transitions counts VRRP state changes logged by each host's daemon (restarts included);
 	// DuringFault those from the injection until the heal.
 	Transitions, DuringFault map[string]int
+	// Log holds each host's log lines about state changes, cluster alarms and resignations
+	// during the run, to explain a surprising row.
+	Log map[string][]string
 	// Requests and Failed count the client's new-TLS-connection requests through the VIP;
 	// FailFrom and FailTo are when the first failed request started and the last one ended
 	// (from the injection).
@@ -62,7 +65,7 @@ type sample struct {
 // Run injects f into the pair running in mode (starting or restarting the pair as needed) and
 // measures it.
 func (e *Env) Run(ctx context.Context, f Fault, mode Mode) (Result, error) {
-	res := Result{Fault: f.Name, Mode: mode.Name, Transitions: map[string]int{}, DuringFault: map[string]int{}}
+	res := Result{Fault: f.Name, Mode: mode.Name, Transitions: map[string]int{}, DuringFault: map[string]int{}, Log: map[string][]string{}}
 	if e.mode == nil || *e.mode != mode || e.Steady(ctx, 30*time.Second) != nil {
 		if err := e.Start(ctx, mode); err != nil {
 			return res, fmt.Errorf("%s, %s: start the pair: %w", f.Name, mode.Name, err)
@@ -115,6 +118,7 @@ func (e *Env) Run(ctx context.Context, f Fault, mode Mode) (Result, error) {
 	res.NoHolder, res.TwoHolders, res.Settle = timeline(samples, t0)
 	for h, d := range map[string]Daemon{e.LB1.Name: e.D1, e.LB2.Name: e.D2} {
 		res.Transitions[h] = countTransitions(d.LogPath(), offsets[d.LogPath()], d.TransitionLine())
+		res.Log[h] = notableLines(d.LogPath(), offsets[d.LogPath()], d.TransitionLine())
 	}
 	rs := prober.Between(t0, tEnd)
 	res.Requests, res.Failed, _, _ = apiserverstub.Summary(rs)
@@ -257,4 +261,23 @@ func (r Result) String() string {
 	return fmt.Sprintf("%-40s %-10s settle %6.2fs  no holder %5.2fs  two holders %5.2fs  transitions lb1 %d lb2 %d  failed %3d/%-4d (%.2f-%.2fs)  end: %d MASTER, holders %s",
 		r.Fault, r.Mode, r.Settle.Seconds(), r.NoHolder.Seconds(), r.TwoHolders.Seconds(),
 		r.Transitions["lb1"], r.Transitions["lb2"], r.Failed, r.Requests, r.FailFrom.Seconds(), r.FailTo.Seconds(), r.FinalMasters, strings.Join(r.FinalHolders, ","))
+}
+
+// notableLines returns the log lines after offset that explain a run: state changes, cluster
+// alarms, resignations, announcements.
+func notableLines(path string, offset int64, transition string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil || int64(len(b)) < offset {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(string(b[offset:]), "\n") {
+		for _, k := range []string{transition, "alarm", "resign", "announcing", "split brain", "started"} {
+			if strings.Contains(l, k) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return out
 }
