@@ -61,8 +61,9 @@ type Deps struct {
 	OnSplitBrain func(resign bool, reason string)
 	// Reannounce is called (from the cluster's goroutine) while this node is MASTER when a
 	// peer that was MASTER at the same time stops being so (it resigned, stepped down, or went
-	// silent): clients that followed its gratuitous ARPs must be pointed back here. The
-	// wiring maps it to a gratuitous ARP burst (vrrp.Router.Announce).
+	// silent), and with resign-lower also when such a peer that will resign is first seen:
+	// clients that followed its gratuitous ARPs must be pointed back here. The wiring maps it
+	// to a gratuitous ARP burst (vrrp.Router.Announce).
 	Reannounce func(reason string)
 	// Logger; default discards.
 	Logger *slog.Logger

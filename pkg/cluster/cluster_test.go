@@ -321,13 +321,17 @@ func TestSplitBrainResignLower(t *testing.T) {
 	}
 
 	// The wiring puts lb2 in FAULT: split brain clears, lb2 stays resigned (still blocked).
-	if n := a.announced.Load(); n != 0 {
-		t.Fatalf("lb1 announced %d times before lb2 stepped down", n)
+	// Clients that followed lb2's gratuitous ARPs must be pointed back at lb1, as soon as lb1
+	// sees lb2 MASTER beside it and again once lb2 gave the VIP up: with VRRP blocked, lb1
+	// hears nothing from lb2 that would make its router announce.
+	if n := a.announced.Load(); n != 1 {
+		t.Fatalf("lb1 announced %d times while lb2 was MASTER beside it, want 1", n)
+	}
+	if n := b.announced.Load(); n != 0 {
+		t.Fatalf("lb2, the one that resigns, announced %d times", n)
 	}
 	b.local.set(func(s *NodeState) { s.VRRPState = "FAULT" })
-	// Clients that followed lb2's gratuitous ARPs must be pointed back at lb1: with VRRP
-	// blocked, lb1 hears nothing from lb2 that would make its router announce.
-	waitFor(t, 3*time.Second, "lb1 announces the VIP again once lb2 gave it up", func() bool { return a.announced.Load() > 0 })
+	waitFor(t, 3*time.Second, "lb1 announces the VIP again once lb2 gave it up", func() bool { return a.announced.Load() == 2 })
 	for _, n := range []*node{a, b} {
 		waitFor(t, 2*time.Second, n.c.cfg.NodeName+" clears split_brain", func() bool {
 			_, ok := n.alarm(AlarmSplitBrain, "")

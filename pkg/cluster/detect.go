@@ -102,9 +102,14 @@ func (c *Cluster) evaluate() {
 	var reannounce []string
 	for _, name := range names {
 		p := c.peers[name]
-		// A peer that was MASTER beside us and no longer is (resigned, stepped down,
-		// silent): its gratuitous ARPs may have taken clients with it; announce again.
+		// A peer MASTER beside us, while it lasts and once it ends (resigned, stepped down,
+		// silent): its gratuitous ARPs may have taken clients with it. The winner of
+		// resign-lower announces at once, so clients are back here before the loser drops
+		// the VIP, and again when it did.
 		if isMaster(local.VRRPState) && c.masterNowLocked(p, now) {
+			if !p.masterWithUs && c.cfg.SplitBrain == SplitBrainResignLower && !lowerThan(local, c.cfg.NodeName, p.state) {
+				reannounce = append(reannounce, name)
+			}
 			p.masterWithUs = true
 		} else if p.masterWithUs {
 			p.masterWithUs = false
@@ -206,7 +211,7 @@ func (c *Cluster) evaluate() {
 		c.hookMu.Unlock()
 	}
 	if len(reannounce) > 0 && c.deps.Reannounce != nil {
-		reason := fmt.Sprintf("%s was MASTER beside us and no longer is", strings.Join(reannounce, ", "))
+		reason := fmt.Sprintf("%s MASTER beside us, or was and no longer is", strings.Join(reannounce, ", "))
 		c.logger.Info("announcing the VIP again: "+reason, "peers", reannounce)
 		c.deps.Reannounce(reason)
 	}
