@@ -303,6 +303,17 @@ func TestBootstrap(t *testing.T) {
 		t.Fatalf("up --only common with the apt locks held: exit %d:\n%s", code, out)
 	}
 
+	// sshd on worker1 down for 9 s (a restart, an upgrade of openssh-server): `status` waits for
+	// it within ssh.connectPatience (default 30 s) instead of giving up (it gave up after 7 s).
+	if out, err := c.Exec(ctx, "worker1", "systemd-run", "--collect", "--unit", "bs-sshd-restart", "sh", "-c", "systemctl stop ssh && sleep 9 && systemctl start ssh"); err != nil {
+		t.Fatalf("restart sshd on worker1: %v %s", err, out)
+	}
+	ts := time.Now()
+	out, code = run("status while worker1's sshd restarts", c.Env, "status", "-f", topo)
+	if code != 0 || time.Since(ts) < 5*time.Second {
+		t.Errorf("status during worker1's 9 s sshd outage: exit %d after %v, want 0 after waiting for it:\n%s", code, time.Since(ts).Round(time.Millisecond), out)
+	}
+
 	holder := bsVIPHolder(ctx, t, c, vip)
 	if holder != "lb1" {
 		t.Errorf("VIP held by %q, want lb1 (priority 100)", holder)

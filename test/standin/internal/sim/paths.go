@@ -24,8 +24,11 @@ const (
 	NodeFile      = "/var/lib/standin/node.json"
 	// FailOnceDir holds fault-injection flags: a file named after a kubeadm subcommand
 	// (e.g. "join") makes its next run fail once; the file is removed by that run. Its
-	// content selects where: "preflight" (default) or "after-kubelet-start" (a half-joined
-	// node: kubelet.conf written, node not registered).
+	// content selects where: "preflight" (default), "after-kubelet-start" (a half-joined
+	// node: kubelet.conf written, node not registered) or "after-etcd-member-add" (a master
+	// half-joined with a stale etcd member). A "reset" flag with "etcd-member-remove" makes
+	// the next kubeadm reset go on without removing the node's etcd member (only a warning,
+	// as in the real kubeadm when the cluster cannot be reached).
 	FailOnceDir = "/var/lib/standin/fail-once"
 )
 
