@@ -45,6 +45,9 @@ func newRunCmd() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
+			for _, w := range cfg.Warnings { // the same warnings `vipd check` prints
+				log.Warn("config: " + w)
+			}
 			d, err := newDaemon(cfg, path, log, level)
 			if err != nil {
 				log.Error("cannot start", "err", err)
@@ -306,6 +309,9 @@ func (d *daemon) reload() {
 	d.mu.Lock()
 	d.cfg, d.fingerprint = nc, nc.Fingerprint()
 	d.mu.Unlock()
+	for _, w := range nc.Warnings {
+		log.Warn("config: " + w)
+	}
 	log.Info("configuration reloaded")
 }
 
