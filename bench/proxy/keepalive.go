@@ -207,6 +207,9 @@ func roundRows(what string, r roundStats, higherBetter bool, target string) []ro
 		return []row{{what: what, direct: med("direct"), vipd: med("vipd"), haproxy: med("haproxy"),
 			target: fmt.Sprintf("%s: met (0 in all %d rounds)", target, len(r["vipd"]))}}
 	}
+	if target == "" {
+		return []row{{what: what, direct: med("direct"), vipd: med("vipd"), haproxy: med("haproxy")}}
+	}
 	return []row{{what: what, direct: med("direct"), vipd: med("vipd"), haproxy: med("haproxy"),
 		vd: ratio(vm, dm), hd: ratio(hm, dm), vh: f(m),
 		target: fmt.Sprintf("%s: %s (median of %d rounds' ratios; range %s-%s; %d of %d rounds)", target, ok, len(rat), f(lo), f(hi), won, len(rat))}}

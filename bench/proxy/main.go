@@ -75,7 +75,7 @@ type options struct {
 }
 
 // sections of the benchmark, in the order they run (-only picks some).
-var sections = []string{"bulk", "tls", "keepalive", "idle", "storm", "faults"}
+var sections = []string{"bulk", "tls", "keepalive", "storm", "idle", "faults"}
 
 func (o *options) runs(section string) bool { return len(o.only) == 0 || o.only[section] }
 
@@ -251,14 +251,14 @@ func (b *bench) run(ctx context.Context) error {
 			return fmt.Errorf("HTTPS keep-alive rate: %w", err)
 		}
 	}
-	if b.o.runs("idle") {
-		if err := b.idleConns(ctx, v, h); err != nil {
-			return fmt.Errorf("idle connections: %w", err)
-		}
-	}
 	if b.o.runs("storm") {
 		if err := b.connStorm(ctx, map[string]int{"vipd": v.PID, "haproxy": h.PID}); err != nil {
 			return fmt.Errorf("connection storm: %w", err)
+		}
+	}
+	if b.o.runs("idle") {
+		if err := b.idleConns(ctx, v, h); err != nil {
+			return fmt.Errorf("idle connections: %w", err)
 		}
 	}
 	if b.o.runs("faults") {

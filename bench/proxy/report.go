@@ -64,16 +64,17 @@ func (b *bench) report() error {
 	}
 	rows = append(rows, row{"RSS after start, MiB", "", f1(r.RSSStartMiB["vipd"]), f1(r.RSSStartMiB["haproxy"]), "", "", ratio(r.RSSStartMiB["vipd"], r.RSSStartMiB["haproxy"]),
 		"vipd < 30 MiB idle: " + mark(r.RSSStartMiB["vipd"] < 30)})
-	if b.o.runs("idle") {
-		rows = append(rows, b.idleRows()...)
-	}
 	if b.o.runs("storm") {
 		st := r.Storm
 		rows = append(rows, roundRows(fmt.Sprintf("connection storm, %d clients at once: s until all proxied", st.Clients), st.Secs, false, "vipd <= haproxy")...)
 		rows = append(rows, roundRows("  failed connections", st.Failed, false, "vipd <= haproxy")...)
-		rows = append(rows, roundRows("  RSS peak above before, MiB", st.PeakMiB, false, "vipd <= haproxy")...)
+		rows = append(rows, roundRows("  RSS before, MiB", st.PreMiB, false, "")...)
+		rows = append(rows, roundRows("  RSS peak, MiB", st.PeakMiB, false, "vipd <= haproxy")...)
 		rows = append(rows, roundRows("  proxy CPU, ms", st.CPUms, false, "vipd <= haproxy")...)
 		rows = append(rows, row{"  load average", "", "", "", "", "", "", loadRange(st.Load)})
+	}
+	if b.o.runs("idle") {
+		rows = append(rows, b.idleRows()...)
 	}
 	if b.o.runs("faults") {
 		rows = append(rows, b.faultRows()...)

@@ -19,7 +19,8 @@ type stormResult struct {
 	Clients int        `json:"clients"`
 	Secs    roundStats `json:"secs_until_all_proxied"` // until every TLS handshake through the proxy completed
 	Failed  roundStats `json:"failed"`
-	PeakMiB roundStats `json:"rss_peak_above_before_mib"` // sampled every 10 ms
+	PeakMiB roundStats `json:"rss_peak_mib"` // sampled every 10 ms
+	PreMiB  roundStats `json:"rss_before_mib"`
 	CPUms   roundStats `json:"proxy_cpu_ms"`
 	Load    roundStats `json:"loadavg_1m"`
 }
@@ -30,7 +31,7 @@ type stormResult struct {
 // every 10 ms meanwhile.
 func (b *bench) connStorm(ctx context.Context, pids map[string]int) error {
 	r := &b.res.Storm
-	*r = stormResult{Clients: b.o.storm, Secs: roundStats{}, Failed: roundStats{}, PeakMiB: roundStats{}, CPUms: roundStats{}, Load: roundStats{}}
+	*r = stormResult{Clients: b.o.storm, Secs: roundStats{}, Failed: roundStats{}, PeakMiB: roundStats{}, PreMiB: roundStats{}, CPUms: roundStats{}, Load: roundStats{}}
 	addr := map[string]string{"vipd": hostPort(b.lbv, 6443), "haproxy": hostPort(b.lbh, 6443)}
 	for i, order := range roundOrder([]string{"vipd", "haproxy"}, b.o.stormRounds) {
 		for _, path := range order {
@@ -64,7 +65,8 @@ func (b *bench) connStorm(ctx context.Context, pids map[string]int) error {
 			t1, _ := measure.CPUTicks(pid)
 			r.Secs[path] = append(r.Secs[path], first.Secs)
 			r.Failed[path] = append(r.Failed[path], float64(first.Errors))
-			r.PeakMiB[path] = append(r.PeakMiB[path], pk-before)
+			r.PeakMiB[path] = append(r.PeakMiB[path], pk)
+			r.PreMiB[path] = append(r.PreMiB[path], before)
 			r.CPUms[path] = append(r.CPUms[path], float64(t1-t0)*10)
 			if first.Errors > 0 {
 				b.log.Warn("storm: connections failed", "path", path, "failed", first.Errors, "first", first.ErrText)
