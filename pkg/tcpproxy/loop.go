@@ -2,8 +2,10 @@ package tcpproxy
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -11,25 +13,27 @@ import (
 )
 
 // loop is an event loop: an epoll instance in which every established
-// session's two sockets wait for bytes (level-triggered: a message copied
-// inline costs its read and write, no epoll_ctl; a socket leaves the epoll
-// only while a goroutine copies it, and at EOF), and
-// one goroutine that copies small messages inline (see session.copyInline).
-// An idle connection therefore costs no goroutine and no buffer, only its
-// two sockets, its session and two epoll entries. The epoll descriptor is
+// session's two sockets wait for bytes, and one goroutine that copies small
+// messages inline (see session.copyInline). The sockets are level-triggered:
+// a message copied inline costs its read and write, no epoll_ctl; a socket
+// leaves the epoll only while a goroutine copies it, and at EOF. An idle
+// connection therefore costs no goroutine and no buffer, only its two
+// sockets, its session and two epoll entries. The epoll descriptor is
 // itself waited for in Go's poller, so the loop goroutine holds no thread
 // while nothing happens.
 type loop struct {
-	epfd int
-	f    *os.File // epfd, registered with Go's poller
-	buf  []byte   // bufSize, used by the loop goroutine only
-	op   *rawOp   // likewise
+	epfd    int
+	log     *slog.Logger
+	closing atomic.Bool
+	f       *os.File // epfd, registered with Go's poller
+	buf     []byte   // bufSize, used by the loop goroutine only
+	op      *rawOp   // likewise
 
 	mu       sync.Mutex
 	sessions map[uint64]*session // by id (epoll event data: id<<1 | direction)
 }
 
-func newLoop() (*loop, error) {
+func newLoop(log *slog.Logger) (*loop, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: create event loop: %w", os.NewSyscallError("epoll_create1", err))
@@ -38,16 +42,20 @@ func newLoop() (*loop, error) {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("proxy: create event loop: %w", err)
 	}
-	return &loop{epfd: fd, f: os.NewFile(uintptr(fd), "epoll"), buf: make([]byte, bufSize), op: newRawOp(), sessions: map[uint64]*session{}}, nil
+	return &loop{epfd: fd, log: log, f: os.NewFile(uintptr(fd), "epoll"), buf: make([]byte, bufSize), op: newRawOp(), sessions: map[uint64]*session{}}, nil
 }
 
 // close ends run (the sessions must have ended before).
-func (l *loop) close() { _ = l.f.Close() }
+func (l *loop) close() {
+	l.closing.Store(true)
+	_ = l.f.Close()
+}
 
 // run dispatches events until close.
 func (l *loop) run() {
 	rc, err := l.f.SyscallConn()
 	if err != nil {
+		l.log.Error("proxy: event loop cannot wait for events; established connections will stall", "err", err)
 		return
 	}
 	events := make([]unix.EpollEvent, 128)
@@ -69,8 +77,14 @@ func (l *loop) run() {
 	}
 	for {
 		err := rc.Read(wait)
-		if err != nil || werr != nil {
-			return // closed
+		if err == nil && werr != nil {
+			err = os.NewSyscallError("epoll_pwait", werr)
+		}
+		if err != nil {
+			if !l.closing.Load() {
+				l.log.Error("proxy: event loop stopped; established connections will stall", "err", err)
+			}
+			return
 		}
 		for _, ev := range events[:n] {
 			tok := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32

@@ -249,7 +249,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	loops := make([]*loop, runtime.GOMAXPROCS(0))
 	var loopWG sync.WaitGroup
 	for i := range loops {
-		if loops[i], err = newLoop(); err != nil {
+		if loops[i], err = newLoop(p.log); err != nil {
 			for _, x := range loops[:i] {
 				x.close()
 			}
