@@ -165,9 +165,11 @@
 // VRID, 0, the source address), the message with its checksum read as zero
 // and the trailer's fields, with a 64-bit time-based sequence (UTC seconds,
 // 1/65536 s, counter). The format is in hmac.go, built from Keepalived's
-// source (vrrp_auth_hmac.c), and a known-answer test checks it against an
-// independent implementation; it has not been run against a Keepalived
-// binary. vipd implements Keepalived's enforce mode with time anti-replay
+// source (vrrp_auth_hmac.c); a known-answer test checks it against an
+// independent implementation, and TestKeepalivedHMACInterop pairs vipd with
+// a Keepalived built from its development branch (commit 9cbce3e, opt-in:
+// VIPD_KEEPALIVED_HMAC): each accepts the other's signed adverts, and with
+// different keys each refuses them. vipd implements Keepalived's enforce mode with time anti-replay
 // and one key: an advert without a valid trailer is dropped (auth_missing,
 // auth_malformed, auth_unknown_key, auth_bad_hmac), as is one whose time
 // is more than max(3 x advert interval, 5 s) from ours (auth_stale: the

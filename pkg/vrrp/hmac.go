@@ -15,8 +15,9 @@ import (
 
 // Authenticated adverts (Config.AuthHMACKey): the authentication trailer of
 // Keepalived's auth_hmac (Keepalived HEAD, keepalived/vrrp/vrrp_auth_hmac.c;
-// no released Debian package has it), built from its source, in its enforce
-// mode with time-based anti-replay:
+// no released Debian package has it), built from its source and tested
+// against it (TestKeepalivedHMACInterop), in its enforce mode with
+// time-based anti-replay:
 //
 //	the VRRP message (header, VIPs, v2 auth data), checksum computed over it
 //	alone as usual, then 28 bytes:

@@ -40,7 +40,7 @@ func testHMACForged(t *testing.T, unicast, withKey bool) {
 	vip := l.Addr(100)
 	key, _ := ParseHMACKey("hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
 	base := Config{
-		Interface: lb1h.Iface, VRID: 51, Version: 3, AdvertInterval: 100 * time.Millisecond,
+		Interface: lb1h.Iface, VRID: 51, Version: 3, AdvertInterval: 200 * time.Millisecond,
 		Preempt: true, VIPs: []netip.Prefix{netip.PrefixFrom(vip, 24)},
 		GARPCount: 1, GARPInterval: 100 * time.Millisecond,
 	}.WithDefaults()
@@ -114,11 +114,20 @@ func testHMACForged(t *testing.T, unicast, withKey bool) {
 		}
 	}
 	sendForgedFrom(t, evil, pkts, dsts, 5*time.Millisecond)
-	time.Sleep(500 * time.Millisecond) // > Master_Down_Interval: a wrongly accepted advert would show
+	time.Sleep(time.Second) // > Master_Down_Interval: a wrongly accepted advert would show
+	d := func(s, b Status, k string) uint64 { return s.Drops[k] - b.Drops[k] }
+	if withKey {
+		// Let the receive goroutines count everything (generously: a loaded machine). A replay
+		// is auth_replay, or auth_stale if it went out more than 5 s after the capture.
+		waitFor(t, "every forged advert counted", 15*time.Second, func() bool {
+			s1, s2 := lb1.r.Status(), lb2.r.Status()
+			return d(s1, b1, "auth_missing")+d(s1, b1, "auth_bad_hmac") >= 2*n &&
+				d(s2, b2, "auth_missing")+d(s2, b2, "auth_bad_hmac")+d(s2, b2, "auth_replay")+d(s2, b2, "auth_stale") >= 2*n+3
+		})
+	}
 
 	s1, s2 := lb1.r.Status(), lb2.r.Status()
 	moved := len(s1.Transitions) != len(b1.Transitions) || len(s2.Transitions) != len(b2.Transitions) || s1.State != StateMaster
-	d := func(s, b Status, k string) uint64 { return s.Drops[k] - b.Drops[k] }
 	t.Logf("key=%v unicast=%v: lb1 drops %v, lb2 drops %v, moved %v", withKey, unicast, s1.Drops, s2.Drops, moved)
 	if !withKey {
 		if !moved {
@@ -141,8 +150,8 @@ func testHMACForged(t *testing.T, unicast, withKey bool) {
 			t.Errorf("%s: auth_bad_hmac %d, want %d", c.name, got, n)
 		}
 	}
-	if got := d(s2, b2, "auth_replay"); got != 3 {
-		t.Errorf("lb2: auth_replay %d, want the 3 replays", got)
+	if got := d(s2, b2, "auth_replay") + d(s2, b2, "auth_stale"); got != 3 {
+		t.Errorf("lb2: auth_replay+auth_stale %d, want the 3 replays", got)
 	}
 	if s2.AdvertsReceived <= b2.AdvertsReceived {
 		t.Error("lb2 accepted no genuine advert of lb1 meanwhile")

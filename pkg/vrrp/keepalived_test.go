@@ -19,6 +19,13 @@ import (
 // SIGKILL of the parent and of its VRRP child from the pid files).
 func startKeepalived(t *testing.T, h *thost, version int, body string) (stop func()) {
 	t.Helper()
+	return startKeepalivedBin(t, "keepalived", []string{"-P"}, h, version, body)
+}
+
+// startKeepalivedBin is startKeepalived with another keepalived binary and
+// its own extra flags (-P, VRRP only, exists only in builds with LVS).
+func startKeepalivedBin(t *testing.T, bin string, flags []string, h *thost, version int, body string) (stop func()) {
+	t.Helper()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "keepalived.conf")
 	cfg := fmt.Sprintf("global_defs {\n  vrrp_version %d\n  script_user root\n}\nvrrp_instance VI_1 {\n  interface %s\n%s\n}\n", version, h.Iface, body)
@@ -27,8 +34,8 @@ func startKeepalived(t *testing.T, h *thost, version int, body string) (stop fun
 	}
 	pid, vpid := filepath.Join(dir, "k.pid"), filepath.Join(dir, "v.pid")
 	var out bytes.Buffer
-	cmd := exec.Command("ip", "netns", "exec", h.NS, "keepalived", "-n", "-l", "-D", "-P",
-		"-f", conf, "-p", pid, "-r", vpid)
+	args := append([]string{"netns", "exec", h.NS, bin, "-n", "-l", "-D"}, flags...)
+	cmd := exec.Command("ip", append(args, "-f", conf, "-p", pid, "-r", vpid)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start keepalived: %v", err)
