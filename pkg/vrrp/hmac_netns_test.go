@@ -40,7 +40,7 @@ func testHMACForged(t *testing.T, unicast, withKey bool) {
 	vip := l.Addr(100)
 	key, _ := ParseHMACKey("hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
 	base := Config{
-		Interface: lb1h.Iface, VRID: 51, Version: 3, AdvertInterval: 200 * time.Millisecond,
+		Interface: lb1h.Iface, VRID: 51, Version: 3, AdvertInterval: labAdvert,
 		Preempt: true, VIPs: []netip.Prefix{netip.PrefixFrom(vip, 24)},
 		GARPCount: 1, GARPInterval: 100 * time.Millisecond,
 	}.WithDefaults()
@@ -114,7 +114,7 @@ func testHMACForged(t *testing.T, unicast, withKey bool) {
 		}
 	}
 	sendForgedFrom(t, evil, pkts, dsts, 5*time.Millisecond)
-	time.Sleep(time.Second) // > Master_Down_Interval: a wrongly accepted advert would show
+	time.Sleep(labMasterDown) // > Master_Down_Interval: a wrongly accepted advert would show
 	d := func(s, b Status, k string) uint64 { return s.Drops[k] - b.Drops[k] }
 	if withKey {
 		// Let the receive goroutines count everything (generously: a loaded machine). A replay

@@ -65,6 +65,15 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// labAdvert is the advert interval of the lab tests that check that nothing
+// moves: long enough that a loaded machine (load average 30 on 2 cores here)
+// does not starve a backup of its master's adverts for a Master_Down_Interval
+// (3 x 300 ms + skew); labMasterDown is a wait longer than that interval.
+const (
+	labAdvert     = 300 * time.Millisecond
+	labMasterDown = 4 * labAdvert
+)
+
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -174,7 +183,7 @@ func testFailover(t *testing.T, unicast bool) {
 	lb1h, lb2h, client := l.Host("lb1"), l.Host("lb2"), l.Host("client")
 	vip := l.Addr(100)
 	base := Config{
-		Interface: lb1h.Iface, VRID: 51, Version: 3, AdvertInterval: 100 * time.Millisecond,
+		Interface: lb1h.Iface, VRID: 51, Version: 3, AdvertInterval: labAdvert,
 		Preempt: true, VIPs: []netip.Prefix{netip.PrefixFrom(vip, 24)}, TrackInterface: true,
 		GARPCount: 3, GARPInterval: 100 * time.Millisecond,
 	}.WithDefaults()
@@ -208,7 +217,7 @@ func testFailover(t *testing.T, unicast bool) {
 	// Started together, both may time out before hearing the other (seen
 	// under load): the higher priority then wins within an interval. Let a
 	// Master_Down_Interval pass, then wait for the settled state again.
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(labMasterDown)
 	waitFor(t, "lb1 MASTER with the VIP, lb2 BACKUP without it", 15*time.Second, func() bool {
 		return lb1.is(StateMaster) && lb2.is(StateBackup) && lb1.hasVIP(t, vip) && !lb2.hasVIP(t, vip)
 	})
@@ -294,7 +303,7 @@ func testFailover(t *testing.T, unicast bool) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // > Master_Down_Interval: a stalled loop would show
+	time.Sleep(labMasterDown) // > Master_Down_Interval: a stalled loop would show
 	st2 := lb2.r.Status()
 	t.Logf("flood: %d packets sent in 1 s, %d counted as drops by lb2 (%v)", sent, sum(st2.Drops)-before, st2.Drops)
 	if len(st2.Transitions) != trans || st2.State != StateBackup {
@@ -309,7 +318,7 @@ func testFailover(t *testing.T, unicast bool) {
 	start := time.Now()
 	lb1.stop()
 	d = waitFor(t, "lb2 MASTER with the VIP", 15*time.Second, func() bool { return lb2.is(StateMaster) && lb2.hasVIP(t, vip) })
-	t.Logf("graceful handover: lb2 master with VIP %v after cancel (skew %v)", time.Since(start), 166*100*time.Millisecond/256)
+	t.Logf("graceful handover: lb2 master with VIP %v after cancel (skew %v)", time.Since(start), 166*labAdvert/256)
 	sawMaster := false
 	for len(changes) > 0 {
 		c := <-changes

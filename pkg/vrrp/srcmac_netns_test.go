@@ -63,7 +63,7 @@ func testForged(t *testing.T, unicast, silentBackup bool) {
 	lb1h, lb2h, evil := l.Host("lb1"), l.Host("lb2"), l.Host("evil")
 	vip := l.Addr(100)
 	base := Config{
-		Interface: lb1h.Iface, VRID: 51, Version: 3, AdvertInterval: 100 * time.Millisecond,
+		Interface: lb1h.Iface, VRID: 51, Version: 3, AdvertInterval: labAdvert,
 		Preempt: true, VIPs: []netip.Prefix{netip.PrefixFrom(vip, 24)},
 		GARPCount: 1, GARPInterval: 100 * time.Millisecond,
 	}.WithDefaults()
@@ -114,7 +114,7 @@ func testForged(t *testing.T, unicast, silentBackup bool) {
 	start := time.Now()
 	sendForgedFrom(t, evil, pkts, dsts, 5*time.Millisecond)
 	t.Logf("%d forged adverts sent in %v", len(pkts), time.Since(start))
-	time.Sleep(500 * time.Millisecond) // > Master_Down_Interval: a wrongly accepted advert would show
+	time.Sleep(labMasterDown) // > Master_Down_Interval: a wrongly accepted advert would show
 
 	s1, s2 := lb1.r.Status(), lb2.r.Status()
 	if s1.State != StateMaster || s2.State != StateBackup || !lb1.hasVIP(t, vip) || lb2.hasVIP(t, vip) {
@@ -179,7 +179,7 @@ func testForged(t *testing.T, unicast, silentBackup bool) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(400 * time.Millisecond) // > Master_Down_Interval
+	time.Sleep(labMasterDown) // > Master_Down_Interval
 	fs := lb2.r.Status()
 	t.Logf("flood: %d forged adverts in 1 s at lb2: spoofed_source +%d, unverified_source +%d, genuine adverts accepted meanwhile +%d",
 		sent, fs.Drops["spoofed_source"]-fb.Drops["spoofed_source"], fs.Drops["unverified_source"]-fb.Drops["unverified_source"], fs.AdvertsReceived-fb.AdvertsReceived)
@@ -383,7 +383,7 @@ func TestForgedPeerAfterSourceSpray(t *testing.T) {
 	lb1h, lb2h, evil := l.Host("lb1"), l.Host("lb2"), l.Host("evil")
 	vip := l.Addr(100)
 	base := Config{
-		Interface: lb1h.Iface, VRID: 51, Version: 3, AdvertInterval: 100 * time.Millisecond,
+		Interface: lb1h.Iface, VRID: 51, Version: 3, AdvertInterval: labAdvert,
 		Preempt: true, VIPs: []netip.Prefix{netip.PrefixFrom(vip, 24)},
 		GARPCount: 1, GARPInterval: 100 * time.Millisecond,
 	}.WithDefaults()
@@ -417,7 +417,7 @@ func TestForgedPeerAfterSourceSpray(t *testing.T) {
 		dsts = append(dsts, MulticastGroup)
 	}
 	sendForgedFrom(t, evil, pkts, dsts, 10*time.Millisecond)
-	time.Sleep(500 * time.Millisecond) // > Master_Down_Interval: a wrongly accepted advert would show
+	time.Sleep(labMasterDown) // > Master_Down_Interval: a wrongly accepted advert would show
 
 	s1 := lb1.r.Status()
 	if s1.State != StateMaster || !lb1.hasVIP(t, vip) || len(s1.Transitions) != len(b1.Transitions) {
