@@ -89,7 +89,9 @@ func testForged(t *testing.T, unicast, silentBackup bool) {
 	if !lb1.hasVIP(t, vip) {
 		t.Fatal("lb1 master without the VIP")
 	}
-	time.Sleep(300 * time.Millisecond)
+	// lb2 has verified lb1's adverts (its MAC resolved, bound): a few accepted.
+	waitFor(t, "lb2 hearing lb1", 15*time.Second, func() bool { return lb2.r.Status().Peers[lb1h.Addr].Adverts >= 3 })
+	time.Sleep(100 * time.Millisecond)
 
 	forge := func(src, dst netip.Addr, prio uint8) []byte {
 		p := Packet{Version: 3, Type: TypeAdvertisement, VRID: 51, Priority: prio, AdvertInterval: 100 * time.Millisecond, Addrs: []netip.Addr{vip}}
