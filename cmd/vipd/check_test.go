@@ -45,6 +45,8 @@ func TestCheckRefusesWhatRunRefuses(t *testing.T) {
 			"8: cluster.key_file: " + openKey + " is open to every user"},
 		{"bearer token mode", head + proxy + "health:\n  bearer_token_file: " + openToken + "\n",
 			"8: health.bearer_token_file: " + openToken + " is open to every user"},
+		{"client certificate unusable", head + proxy + "health:\n  tls:\n    cert_file: " + goodKey + "\n    key_file: " + goodKey + "\n",
+			"9: health.tls.cert_file: loading it with health.tls.key_file: tls:"},
 		{"keepalive below its floor", head + proxy + "  keepalive: 500ms\n", "7: proxy.keepalive: must be 1s-2h"},
 		{"duplicate unicast peers", head + "  unicast_peers: [10.77.0.2, 10.77.0.2]\n", "5: vrrp.unicast_peers[1]: 10.77.0.2 listed twice"},
 		{"garp interval", head + "  garp:\n    interval: 20s\n", "6: vrrp.garp.interval: 20s out of range 0-10s"},

@@ -93,7 +93,7 @@ func newHTTPSChecker(cfg Config) (*httpsChecker, error) {
 		}
 		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("health.tls.cert_file/key_file: %w", err)
+			return nil, fmt.Errorf("health.tls.cert_file: loading it with health.tls.key_file: %w", err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
