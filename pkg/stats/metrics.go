@@ -8,8 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metric descriptors. Names follow HAProxy's exporter (haproxy_backend_*,
-// haproxy_frontend_*) where one fits, with the vipd_ prefix.
+// Metric descriptors. The proxy's own series are the haproxy_* ones (haproxy.go); the
+// vipd_frontend_* and vipd_backend_* names that duplicate them are deprecated.
 var (
 	descBuildInfo = prometheus.NewDesc("vipd_build_info",
 		"vipd's version and node name; always 1.", []string{"version", "node"}, nil)
@@ -40,46 +40,46 @@ var (
 		"Number of active fault or tracking conditions.", nil, nil)
 
 	descFEListening = prometheus.NewDesc("vipd_frontend_listening",
-		"1 when the proxy's listener is bound.", []string{"frontend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_frontend_status. 1 when the proxy's listener is bound.", []string{"frontend"}, nil)
 	descFECur = prometheus.NewDesc("vipd_frontend_current_sessions",
-		"Current client connections.", []string{"frontend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_frontend_current_sessions. Current client connections.", []string{"frontend"}, nil)
 	descFETotal = prometheus.NewDesc("vipd_frontend_sessions_total",
-		"Client connections accepted.", []string{"frontend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_frontend_sessions_total. Client connections accepted.", []string{"frontend"}, nil)
 	descFELimit = prometheus.NewDesc("vipd_frontend_limit_sessions",
-		"Cap on concurrent client connections (0: none).", []string{"frontend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_frontend_limit_sessions. Cap on concurrent client connections (0: none).", []string{"frontend"}, nil)
 	descFEDenied = prometheus.NewDesc("vipd_frontend_limit_sessions_denied_total",
 		"Client connections refused because the cap was reached.", []string{"frontend"}, nil)
 	descFEBytesIn = prometheus.NewDesc("vipd_frontend_bytes_in_total",
-		"Bytes received from clients.", []string{"frontend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_frontend_bytes_in_total. Bytes received from clients.", []string{"frontend"}, nil)
 	descFEBytesOut = prometheus.NewDesc("vipd_frontend_bytes_out_total",
-		"Bytes sent to clients.", []string{"frontend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_frontend_bytes_out_total. Bytes sent to clients.", []string{"frontend"}, nil)
 	descFEErrors = prometheus.NewDesc("vipd_frontend_connection_errors_total",
 		"Client connections that failed (no backend reachable, accept errors).", []string{"frontend"}, nil)
 
 	descBEUp = prometheus.NewDesc("vipd_backend_up",
-		"1 when the backend is UP according to its health checks.", []string{"backend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_server_status. 1 when the backend is UP according to its health checks.", []string{"backend"}, nil)
 	descBECheckFail = prometheus.NewDesc("vipd_backend_check_failures_total",
-		"Failed health checks (active and passive).", []string{"backend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_server_check_failures_total. Failed health checks (active and passive).", []string{"backend"}, nil)
 	descBEUpDown = prometheus.NewDesc("vipd_backend_check_up_down_total",
-		"UP/DOWN transitions of the backend.", []string{"backend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_server_check_up_down_total. UP/DOWN transitions of the backend.", []string{"backend"}, nil)
 	descBELastChange = prometheus.NewDesc("vipd_backend_check_last_change_seconds",
-		"Seconds since the backend's last UP/DOWN change.", []string{"backend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_server_check_last_change_seconds. Seconds since the backend's last UP/DOWN change.", []string{"backend"}, nil)
 	descBECheckDur = prometheus.NewDesc("vipd_backend_check_duration_seconds",
-		"Duration of the last health check.", []string{"backend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_server_check_duration_seconds. Duration of the last health check.", []string{"backend"}, nil)
 	descBECur = prometheus.NewDesc("vipd_backend_current_sessions",
-		"Current connections to the backend.", []string{"backend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_server_current_sessions. Current connections to the backend.", []string{"backend"}, nil)
 	descBETotal = prometheus.NewDesc("vipd_backend_sessions_total",
-		"Connections made to the backend.", []string{"backend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_server_sessions_total. Connections made to the backend.", []string{"backend"}, nil)
 	descBEConnErr = prometheus.NewDesc("vipd_backend_connection_errors_total",
-		"Failed dials to the backend.", []string{"backend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_server_connection_errors_total. Failed dials to the backend.", []string{"backend"}, nil)
 	descBERetry = prometheus.NewDesc("vipd_backend_retry_warnings_total",
-		"Dials retried on another backend after this one failed.", []string{"backend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_server_retry_warnings_total. Dials retried on another backend after this one failed.", []string{"backend"}, nil)
 	descBEBytesIn = prometheus.NewDesc("vipd_backend_bytes_in_total",
-		"Bytes sent to the backend (client to server).", []string{"backend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_server_bytes_in_total. Bytes sent to the backend (client to server).", []string{"backend"}, nil)
 	descBEBytesOut = prometheus.NewDesc("vipd_backend_bytes_out_total",
-		"Bytes received from the backend (server to client).", []string{"backend"}, nil)
+		"Deprecated, removed in the next release: use haproxy_server_bytes_out_total. Bytes received from the backend (server to client).", []string{"backend"}, nil)
 	descBackendsUp = prometheus.NewDesc("vipd_backends_up",
-		"Number of backends UP.", nil, nil)
+		"Deprecated, removed in the next release: use haproxy_backend_active_servers. Number of backends UP.", nil, nil)
 	descBackends = prometheus.NewDesc("vipd_backends",
 		"Number of configured backends.", nil, nil)
 
@@ -116,6 +116,9 @@ func newCollector(src Source, log *slog.Logger) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range allDescs {
+		ch <- d
+	}
+	for _, d := range haDescs {
 		ch <- d
 	}
 }
@@ -180,6 +183,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	seen := make(map[string]bool, len(s.Backends))
+	uniq := make([]BackendView, 0, len(s.Backends))
 	up := 0
 	for _, b := range s.Backends {
 		if seen[b.Addr] {
@@ -187,6 +191,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		seen[b.Addr] = true
+		uniq = append(uniq, b)
 		if b.Up {
 			up++
 		}
@@ -211,6 +216,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descBackendsUp, float64(up))
 		gauge(descBackends, float64(len(seen)))
 	}
+	collectHAProxy(s, uniq, now, gauge, counter)
 
 	if cl := s.Cluster; cl != nil && cl.Enabled {
 		alive := 0

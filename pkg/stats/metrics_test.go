@@ -148,7 +148,7 @@ vipd_vrrp_state{state="BACKUP"} 0
 vipd_vrrp_state{state="FAULT"} 0
 vipd_vrrp_state{state="INIT"} 0
 vipd_vrrp_state{state="MASTER"} 1
-# HELP vipd_backend_up 1 when the backend is UP according to its health checks.
+# HELP vipd_backend_up Deprecated, removed in the next release: use haproxy_server_status. 1 when the backend is UP according to its health checks.
 # TYPE vipd_backend_up gauge
 vipd_backend_up{backend="192.168.10.138:6443"} 1
 vipd_backend_up{backend="192.168.10.139:6443"} 0
