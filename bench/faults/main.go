@@ -87,23 +87,26 @@ func run(ctx context.Context, bin string, runs int, only string, keepalived bool
 			}
 		}
 	}
-	fmt.Printf("fault matrix, %d runs per fault and mode, %s, load average %s -> %s\n\n",
+	fmt.Printf("fault matrix, %d runs per fault and mode, %s, load average %s -> %s\n",
 		runs, time.Since(start).Round(time.Second), load0, loadavg())
+	fmt.Printf("median (min-max); times from the injection; healed: runs that ended with one MASTER holding the VIP\n" +
+		"(and, where the master is gone until the heal, the backup took over with one transition)\n\n")
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "fault\tmode\tsettle s\tno holder s\ttwo holders s\ttransitions lb1\ttransitions lb2\tfailed requests\tone MASTER at end")
+	fmt.Fprintln(w, "fault\tmode\tsettle s\tno holder s\ttwo holders s\ttransitions lb1\ttransitions lb2\tfailed requests\tlast failure s\thealed")
 	for _, f := range matrix {
 		for _, m := range modes {
 			rs := results[f.Name][m.Name]
 			if len(rs) == 0 {
 				continue
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, m.Name,
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, m.Name,
 				dur(rs, func(r faults.Result) time.Duration { return r.Settle }),
 				dur(rs, func(r faults.Result) time.Duration { return r.NoHolder }),
 				dur(rs, func(r faults.Result) time.Duration { return r.TwoHolders }),
 				count(rs, func(r faults.Result) int { return r.Transitions["lb1"] }),
 				count(rs, func(r faults.Result) int { return r.Transitions["lb2"] }),
 				count(rs, func(r faults.Result) int { return r.Failed }),
+				dur(rs, func(r faults.Result) time.Duration { return r.FailTo }),
 				ends(f, rs))
 		}
 	}

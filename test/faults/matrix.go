@@ -30,6 +30,15 @@ type Fault struct {
 	Takeover bool
 }
 
+// HoldFor is how long the fault lasts in mode: the reference's Keepalived (advert_int 1)
+// needs 3.6 s instead of 0.6 s to notice a dead master, so its faults last 3 s longer.
+func (f Fault) HoldFor(m Mode) time.Duration {
+	if m.Keepalived {
+		return f.Hold + 3*time.Second
+	}
+	return f.Hold
+}
+
 const (
 	vrrpMatch   = "ip protocol 112"
 	gossipMatch = "meta l4proto { tcp, udp } th dport 7946"

@@ -76,7 +76,16 @@ func (e *Env) Run(ctx context.Context, f Fault, mode Mode) (Result, error) {
 	defer prober.Stop()
 	warm := time.Now()
 	if err := waitOK(ctx, prober, warm, 10*time.Second); err != nil {
-		return res, fmt.Errorf("%s, %s: requests through the VIP before the fault: %w", f.Name, mode.Name, err)
+		// What the last fault left behind can outlast the pair's own recovery (Keepalived
+		// sends no gratuitous ARP when the peer steps down after a partition, so the client
+		// keeps the wrong MAC): start the pair afresh, as an operator would.
+		if err := e.Start(ctx, mode); err != nil {
+			return res, fmt.Errorf("%s, %s: restart the pair: %w", f.Name, mode.Name, err)
+		}
+		warm = time.Now()
+		if err := waitOK(ctx, prober, warm, 10*time.Second); err != nil {
+			return res, fmt.Errorf("%s, %s: requests through the VIP before the fault: %w", f.Name, mode.Name, err)
+		}
 	}
 	offsets := map[string]int64{}
 	for _, d := range []Daemon{e.D1, e.D2} {
@@ -93,7 +102,7 @@ func (e *Env) Run(ctx context.Context, f Fault, mode Mode) (Result, error) {
 	case <-ctx.Done():
 		sampler.stop()
 		return res, ctx.Err()
-	case <-time.After(f.Hold):
+	case <-time.After(f.HoldFor(mode)):
 	}
 	if err := f.Heal(e); err != nil {
 		sampler.stop()
