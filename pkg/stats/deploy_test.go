@@ -98,6 +98,7 @@ func TestPrometheusAlertRules(t *testing.T) {
 		"VipdFailover":        "vipd_vrrp_state",
 		"VipdSplitBrain":      `vipd_cluster_alarm{kind="split_brain"}`,
 		"VipdBlockedVRRP":     `vipd_cluster_alarm{kind="blocked_vrrp"}`,
+		"VipdGossipKey":       `vipd_cluster_alarm{kind="gossip_key"}`,
 	} {
 		if !strings.Contains(exprs[alert], mustUse) {
 			t.Errorf("alert %s: expr %q does not use %s", alert, exprs[alert], mustUse)
@@ -161,8 +162,10 @@ tests:
         values: '0x10 1x10 0x20'
       - series: 'vipd_cluster_alarm{job="vipd",instance="lb1:8404",kind="blocked_vrrp"}'
         values: '0x40'
+      - series: 'vipd_cluster_alarm{job="vipd",instance="lb2:8404",kind="gossip_key"}'
+        values: '0x10 1x10 0x20'
     promql_expr_test:
-%s%s%s%s%s%s%s%s%s%s%s%s%s%s`, abs,
+%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s`, abs,
 		firing("40s", "VipdVIPOnNoHost", 0),
 		firing("80s", "VipdVIPOnNoHost", 1),
 		firing("140s", "VipdVIPOnNoHost", 0),
@@ -177,6 +180,9 @@ tests:
 		firing("80s", "VipdSplitBrain", 1),
 		firing("140s", "VipdSplitBrain", 0),
 		firing("80s", "VipdBlockedVRRP", 0),
+		firing("60s", "VipdGossipKey", 0),
+		firing("90s", "VipdGossipKey", 1),
+		firing("140s", "VipdGossipKey", 0),
 	)
 	path := filepath.Join(t.TempDir(), "alerts_test.yaml")
 	if err := os.WriteFile(path, []byte(test), 0o644); err != nil {
@@ -206,11 +212,14 @@ func TestGrafanaDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	var d struct {
-		Inputs []struct {
-			Name     string `json:"name"`
-			Type     string `json:"type"`
-			PluginID string `json:"pluginId"`
-		} `json:"__inputs"`
+		Inputs     []any `json:"__inputs"`
+		Templating struct {
+			List []struct {
+				Name  string `json:"name"`
+				Type  string `json:"type"`
+				Query any    `json:"query"`
+			} `json:"list"`
+		} `json:"templating"`
 		Title  string         `json:"title"`
 		UID    string         `json:"uid"`
 		Panels []grafanaPanel `json:"panels"`
@@ -218,8 +227,13 @@ func TestGrafanaDashboard(t *testing.T) {
 	if err := json.Unmarshal(raw, &d); err != nil {
 		t.Fatalf("%s: %v", dashboardFile, err)
 	}
-	if len(d.Inputs) != 1 || d.Inputs[0].Name != "DS_PROMETHEUS" || d.Inputs[0].PluginID != "prometheus" {
-		t.Errorf("__inputs = %+v, want one DS_PROMETHEUS prometheus datasource", d.Inputs)
+	// File provisioning does not fill __inputs: the panels' ${DS_PROMETHEUS} must be a
+	// datasource variable of the dashboard (which the UI import also offers to choose).
+	if len(d.Inputs) != 0 {
+		t.Errorf("__inputs = %v: file provisioning leaves ${DS_PROMETHEUS} unresolved; use the datasource variable", d.Inputs)
+	}
+	if l := d.Templating.List; len(l) == 0 || l[0].Name != "DS_PROMETHEUS" || l[0].Type != "datasource" || l[0].Query != "prometheus" {
+		t.Errorf("templating: want a first variable DS_PROMETHEUS of type datasource, query prometheus; have %+v", l)
 	}
 	if d.Title == "" || d.UID == "" {
 		t.Errorf("title %q uid %q", d.Title, d.UID)
