@@ -64,7 +64,9 @@ func TestUpScalesWithHosts(t *testing.T) {
 	t5 := upScale(t, 5, delay)
 	t20 := upScale(t, 20, delay)
 	t.Logf("up with %s per command: 3 hosts %s, 5 hosts %s, 20 hosts %s (%.2fx)", delay, t3.Round(time.Millisecond), t5.Round(time.Millisecond), t20.Round(time.Millisecond), float64(t20)/float64(t3))
-	if float64(t20) > 1.5*float64(t3) {
-		t.Errorf("20 hosts took %s, more than 1.5 x %s (3 hosts): something runs one host at a time", t20, t3)
+	// One host at a time would take ~6.7 x; 3 x leaves room for a loaded machine (the suite
+	// must pass beside stress-ng): correctness here, the 1.5 x target is bench-bootstrap's.
+	if float64(t20) > 3*float64(t3) {
+		t.Errorf("20 hosts took %s, more than 3 x %s (3 hosts): something runs one host at a time", t20, t3)
 	}
 }
