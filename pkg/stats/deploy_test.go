@@ -20,30 +20,34 @@ const (
 	dashboardFile = "../../deploy/grafana-dashboard.json"
 )
 
-var metricRef = regexp.MustCompile(`\bvipd_[a-z_]+\b`)
+var metricRef = regexp.MustCompile(`\b(vipd|haproxy)_[a-z_]+\b`)
 
 // exportedMetricNames scrapes a full fake snapshot and returns the names of
 // the vipd_ families.
-func exportedMetricNames(t *testing.T) map[string]bool {
+func exportedMetricNames(t *testing.T) map[string]string {
 	t.Helper()
 	srv := newTestServer(t, Config{}, fakeSnapshot)
-	names := map[string]bool{}
-	for name := range scrape(t, srv) {
-		if strings.HasPrefix(name, "vipd_") {
-			names[name] = true
+	names := map[string]string{} // name -> HELP
+	for name, f := range scrape(t, srv) {
+		if strings.HasPrefix(name, "vipd_") || strings.HasPrefix(name, "haproxy_") {
+			names[name] = f.GetHelp()
 		}
 	}
 	return names
 }
 
-// checkMetricRefs fails for every vipd_ name in text that /metrics does not
-// export (a typo in a rule or a panel would silently show nothing).
-func checkMetricRefs(t *testing.T, file, text string, exported map[string]bool) int {
+// checkMetricRefs fails for every vipd_ or haproxy_ name in text that /metrics does not
+// export (a typo in a rule or a panel would silently show nothing), or exports as
+// deprecated (the rule or panel would break when the name goes).
+func checkMetricRefs(t *testing.T, file, text string, exported map[string]string) int {
 	t.Helper()
 	refs := metricRef.FindAllString(text, -1)
 	for _, r := range refs {
-		if !exported[r] {
+		help, ok := exported[r]
+		if !ok {
 			t.Errorf("%s uses %s, which /metrics does not export", file, r)
+		} else if strings.HasPrefix(help, "Deprecated") {
+			t.Errorf("%s uses %s, which is deprecated: %s", file, r, help)
 		}
 	}
 	return len(refs)
@@ -93,8 +97,8 @@ func TestPrometheusAlertRules(t *testing.T) {
 	for alert, mustUse := range map[string]string{
 		"VipdVIPOnNoHost":     "vipd_vrrp_holds_vip",
 		"VipdVIPOnTwoHosts":   "vipd_vrrp_holds_vip",
-		"VipdBackendDown":     "vipd_backend_up",
-		"VipdAllBackendsDown": "vipd_backends_up",
+		"VipdBackendDown":     `haproxy_server_status{state="UP"}`,
+		"VipdAllBackendsDown": "haproxy_backend_active_servers",
 		"VipdFailover":        "vipd_vrrp_state",
 		"VipdSplitBrain":      `vipd_cluster_alarm{kind="split_brain"}`,
 		"VipdBlockedVRRP":     `vipd_cluster_alarm{kind="blocked_vrrp"}`,
@@ -146,15 +150,15 @@ tests:
         values: '0x30 1x12'
       - series: 'vipd_vrrp_state{job="vipd",instance="lb1:8404",state="MASTER"}'
         values: '1x10 0x10 1x20'
-      - series: 'vipd_backend_up{job="vipd",instance="lb1:8404",backend="10.0.0.1:6443"}'
+      - series: 'haproxy_server_status{job="vipd",instance="lb1:8404",proxy="kube-apiserver",server="10.0.0.1:6443",state="UP"}'
         values: '1x10 0x30'
-      - series: 'vipd_backend_up{job="vipd",instance="lb1:8404",backend="10.0.0.2:6443"}'
+      - series: 'haproxy_server_status{job="vipd",instance="lb1:8404",proxy="kube-apiserver",server="10.0.0.2:6443",state="UP"}'
         values: '1x40'
-      - series: 'vipd_backends_up{job="vipd",instance="lb1:8404"}'
+      - series: 'haproxy_backend_active_servers{job="vipd",instance="lb1:8404",proxy="kube-apiserver"}'
         values: '2x10 1x30'
       - series: 'vipd_backends{job="vipd",instance="lb1:8404"}'
         values: '2x40'
-      - series: 'vipd_backends_up{job="vipd",instance="lb2:8404"}'
+      - series: 'haproxy_backend_active_servers{job="vipd",instance="lb2:8404",proxy="kube-apiserver"}'
         values: '1x5 0x35'
       - series: 'vipd_backends{job="vipd",instance="lb2:8404"}'
         values: '2x40'
