@@ -175,8 +175,8 @@
 // is more than max(3 x advert interval, 5 s) from ours (auth_stale: the
 // routers need synchronised clocks, NTP) or whose sequence does not grow
 // past the last one verified from that source (auth_replay; marks move only
-// after the HMAC verified, and at most 8 senders are remembered, least
-// recently verified forgotten first). All of this runs before the other
+// after the HMAC verified, survive a reload, and at most 8 senders are
+// remembered, least recently verified forgotten first). All of this runs before the other
 // field checks and the source MAC check. A host without the key cannot move
 // the VIP in multicast or unicast mode, even from a configured peer's
 // address (TestHMACForgedAdverts). Without a key vipd ignores a trailer and

@@ -181,3 +181,25 @@ func TestRxFilterHMAC(t *testing.T) {
 		t.Errorf("signed advert, no key configured: %q", r)
 	}
 }
+
+// A reload (new rxFilter) keeps the replay marks: a captured advert is not
+// accepted again after it.
+func TestRxFilterHMACReplayAcrossReload(t *testing.T) {
+	own := netip.MustParseAddr("10.0.0.2")
+	cfg := Config{Version: 3, VRID: 51, AdvertInterval: time.Second, VIPs: []netip.Prefix{netip.PrefixFrom(hmacVIP, 24)},
+		AuthHMACKey: hmacTestKey, AuthHMACKeyID: 1}
+	p := Packet{Version: 3, VRID: 51, Priority: 200, AdvertInterval: time.Second, Addrs: []netip.Addr{hmacVIP}}
+	msg, _ := p.Marshal(hmacSrc, MulticastGroup)
+	pkt := ipPacket(255, hmacSrc, MulticastGroup, newHMACSigner(hmacTestKey, 1).appendTrailer(msg, 0, 3, 51, hmacSrc, clockSeq(time.Now())))
+	var q Packet
+	f := newRxFilter(cfg, own)
+	if _, r, err := f.check(pkt, &q); r != "" {
+		t.Fatal(r, err)
+	}
+	cfg.Priority = 50
+	g := newRxFilter(cfg, own)
+	g.inherit(f)
+	if _, r, _ := g.check(pkt, &q); r != "auth_replay" {
+		t.Fatalf("captured advert after a reload: %q, want auth_replay", r)
+	}
+}

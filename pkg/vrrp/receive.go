@@ -47,6 +47,15 @@ func newRxFilter(cfg Config, own netip.Addr) *rxFilter {
 	return f
 }
 
+// inherit takes over the state the receive path keeps in old, the filter f
+// replaces (receive goroutine only): the authentication replay marks, so
+// that a reload does not let a captured advert be replayed once more.
+func (f *rxFilter) inherit(old *rxFilter) {
+	if old != nil && f.hmac != nil && old.hmac != nil {
+		f.hmac.marks, f.hmac.clock = old.hmac.marks, old.hmac.clock
+	}
+}
+
 // check validates one received IPv4 packet and decodes it into p. It
 // returns "" for an advert to hand to the state machine, or the drop reason
 // and the error describing it.

@@ -915,6 +915,7 @@ func (r *Router) receive(done chan struct{}) {
 	defer close(done)
 	buf := make([]byte, 4096)
 	var p Packet
+	var prev *rxFilter
 	for {
 		n, err := r.conn.read(buf)
 		if err != nil {
@@ -927,6 +928,10 @@ func (r *Router) receive(done chan struct{}) {
 		}
 		now := time.Now()
 		f := r.rx.Load()
+		if f != prev {
+			f.inherit(prev) // Reconfigure replaced it: keep the replay marks
+			prev = f
+		}
 		h, reason, err := f.check(buf[:n], &p)
 		if reason != "" {
 			r.drops.drop(now, reason, h.Src, err)
