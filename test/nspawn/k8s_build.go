@@ -34,7 +34,7 @@ const CriToolsVersion = "v1.34.0"
 
 // k8sRecipe changes whenever the images or packages made from the binaries change, so
 // they are remade (in seconds) while the binaries stay cached.
-const k8sRecipe = "k8s-v2"
+const k8sRecipe = "k8s-v3"
 
 // k8sCommands are built from k8s.io/kubernetes at KubernetesVersion.
 var k8sCommands = []string{"kubeadm", "kubelet", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"}

@@ -178,9 +178,9 @@ func makeImages(bin, out, rootfs string, im k8sImages) error {
 			spec.Entrypoint = []string{"/usr/local/bin/etcd"}
 			spec.Files = []imageFile{{Src: filepath.Join(bin, "etcd"), Dst: "/usr/local/bin/etcd"}, {Src: filepath.Join(bin, "etcdctl"), Dst: "/usr/local/bin/etcdctl"}}
 		case "pause":
-			// Extra tags: containerd 1.6's default sandbox_image is pause:3.6 (bootstrap writes
-			// `containerd config default`), 3.9 that of later releases.
-			spec.Tags = append(spec.Tags, "registry.k8s.io/pause:3.6", "registry.k8s.io/pause:3.9")
+			// Only kubeadm's tag, like a host that has exactly the images kubeadm lists (an
+			// air-gapped one): containerd's default sandbox_image (pause:3.6 in 1.6) is not
+			// there, so the node runs pods only if its sandbox_image is kubeadm's.
 			spec.Entrypoint = []string{"/pause"}
 			spec.Files = []imageFile{{Src: filepath.Join(bin, "pause"), Dst: "/pause"}}
 		case "coredns":
