@@ -17,7 +17,8 @@
 //   - a topology.yaml for bootstrap pointing at all of it (Lab.WriteTopology).
 //
 // Guest facts: the lab interface is named host0 in every guest and holds the host's
-// address (no default route: nothing leaves the lab). /lib/modules does not exist in
+// address (no default route, except in real-Kubernetes mode where it leads to a dead end:
+// nothing leaves the lab). /lib/modules does not exist in
 // the guests (the kernel here has no module tree either), so `modprobe overlay` fails
 // with "Module overlay not found in directory /lib/modules/..." although overlay and
 // bridge are built into the running kernel; br_netfilter is not available, so
