@@ -73,6 +73,9 @@ func RenderPodRoutesUnit(t *topology.Topology, h topology.Host) []byte {
 	for _, r := range podRoutes(t, h) {
 		fmt.Fprintf(&b, "ExecStart=/sbin/ip route replace %s via %s\n", r[0], r[1])
 	}
+	for _, r := range podRoutes(t, h) {
+		fmt.Fprintf(&b, "ExecStop=-/sbin/ip route del %s via %s\n", r[0], r[1])
+	}
 	b.WriteString("\n[Install]\nWantedBy=multi-user.target\n")
 	return []byte(b.String())
 }

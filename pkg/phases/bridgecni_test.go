@@ -88,3 +88,32 @@ func TestBridgeCNIPhase(t *testing.T) {
 		t.Errorf("second run output:\n%s", out2)
 	}
 }
+
+// reset removes what cni bridge added (kubeadm reset leaves the CNI configuration).
+func TestResetBridge(t *testing.T) {
+	top := refTopology(t)
+	top.Cluster.CNI.Name = "bridge"
+	w := newWorld()
+	w.set("*", "probe reset", answer{out: "kubeadm\nhas /etc/kubernetes/kubelet.conf\nhas " + BridgeConflist + "\nhas " + PodRoutesUnit + "\n"})
+	w.set("lb1", "probe reset", answer{out: ""})
+	w.set("lb2", "probe reset", answer{out: ""})
+	w.set("*", "change kubeadm reset", answer{})
+	r, out := newTestRunner(t, top, w, false)
+	if err := r.Reset(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var cmd string
+	for _, c := range w.cmds {
+		if strings.HasPrefix(c, "k8s-worker-1: # change kubeadm reset") {
+			cmd = c
+		}
+	}
+	for _, want := range []string{"kubeadm reset -f", "systemctl disable --now bootstrap-pod-routes", "rm -f " + PodRoutesUnit, "rm -f " + BridgeConflist, "ip link delete cni0"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("reset of a bridge node lacks %q:\n%s", want, cmd)
+		}
+	}
+	if unit := string(RenderPodRoutesUnit(top, top.Workers()[0])); !strings.Contains(unit, "ExecStop=-/sbin/ip route del ") {
+		t.Errorf("the routes unit does not delete its routes when stopped:\n%s", unit)
+	}
+}

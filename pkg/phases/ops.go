@@ -178,7 +178,7 @@ func (r *Runner) reportFailureNoRerun(host, step string, err error, elapsed time
 }
 
 func (r *Runner) resetNode(ctx context.Context, h topology.Host) (string, error) {
-	out, _, err := r.probe(ctx, h, "reset", `command -v kubeadm >/dev/null 2>&1 && echo kubeadm; for f in /etc/kubernetes/kubelet.conf /etc/kubernetes/admin.conf `+KubeadmConfig+` /var/lib/etcd/member /etc/kubernetes/manifests/kube-apiserver.yaml; do [ -e "$f" ] && echo "has $f"; done; true`)
+	out, _, err := r.probe(ctx, h, "reset", `command -v kubeadm >/dev/null 2>&1 && echo kubeadm; for f in /etc/kubernetes/kubelet.conf /etc/kubernetes/admin.conf `+KubeadmConfig+` /var/lib/etcd/member /etc/kubernetes/manifests/kube-apiserver.yaml `+BridgeConflist+` `+PodRoutesUnit+`; do [ -e "$f" ] && echo "has $f"; done; true`)
 	if err != nil {
 		return "", err
 	}
@@ -188,6 +188,14 @@ func (r *Runner) resetNode(ctx context.Context, h topology.Host) (string, error)
 	cmd := "rm -f " + KubeadmConfig + " " + CNIManifestPath + " " + JoinConfig + " /root/.kube/config"
 	if strings.Contains(out, "kubeadm") {
 		cmd = "kubeadm reset -f && " + cmd
+	}
+	// kubeadm reset leaves the CNI configuration ("The reset process does not clean CNI
+	// configuration"): cni bridge's files, routes and bridge are bootstrap's to remove.
+	if strings.Contains(out, "has "+PodRoutesUnit) {
+		cmd += " && systemctl disable --now bootstrap-pod-routes && rm -f " + PodRoutesUnit + " && systemctl daemon-reload"
+	}
+	if strings.Contains(out, "has "+BridgeConflist) {
+		cmd += " && rm -f " + BridgeConflist + " && { ! ip link show cni0 >/dev/null 2>&1 || ip link delete cni0; }"
 	}
 	if _, err := r.change(ctx, h, "kubeadm reset", cmd); err != nil {
 		return "", err
