@@ -23,8 +23,8 @@ import (
 // like pkgs.k8s.io's, containerd and runc from Debian, the bridge CNI, and the control-plane
 // endpoint on vipd's VIP. It checks what a user would: the real kubectl through the VIP lists
 // 4 Ready nodes, every kube-system pod runs and is ready, a Service's ClusterIP reaches a pod
-// on another node, a second `up` changes nothing, and `bootstrap drill` passes against the
-// real apiservers.
+// on another node, a second `up` changes nothing, `bootstrap drill` passes against the
+// real apiservers, and `bootstrap reset` leaves no cluster, CNI file or pod route behind.
 //
 // It skips unless the real build is cached (make k8s-lab) or VIPD_K8S is set (then it
 // builds it first: about 15 minutes of 2 cores); VIPD_K8S=0 skips it even when cached.
@@ -217,6 +217,24 @@ func TestRealKubernetes(t *testing.T) {
 	}
 	if nodes, err := kubectl("get", "nodes", "--no-headers"); err != nil || strings.Count(nodes, " Ready ") != 4 {
 		t.Errorf("after the drill, kubectl get nodes through the VIP: %v\n%s", err, nodes)
+	}
+
+	// reset undoes the cluster on the real nodes, the bridge CNI's files, routes and bridge
+	// included (kubeadm reset leaves the CNI configuration).
+	out, code = run("reset", "reset", "-f", c.Topology, "--yes")
+	t.Logf("reset output:\n%s", out)
+	if code != 0 {
+		t.Errorf("reset: exit %d", code)
+	}
+	for _, h := range c.Hosts {
+		if h.Role == "lb" {
+			continue
+		}
+		left, _ := c.Exec(ctx, h.Name, "bash", "-c", `for f in /etc/kubernetes/kubelet.conf /etc/kubernetes/manifests/kube-apiserver.yaml /var/lib/etcd/member /etc/cni/net.d/10-bootstrap-bridge.conflist /etc/systemd/system/bootstrap-pod-routes.service; do [ -e "$f" ] && echo "$f"; done
+ip -4 route show | grep '^10\.10\.' ; ip link show cni0 2>/dev/null | head -1; true`)
+		if s := strings.TrimSpace(string(left)); s != "" {
+			t.Errorf("%s after reset still has:\n%s", h.Name, s)
+		}
 	}
 	failed = t.Failed()
 	t.Logf("whole test: %v", time.Since(start).Round(time.Second))
