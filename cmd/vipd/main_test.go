@@ -92,3 +92,30 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		}
 	}
 }
+
+func TestImport(t *testing.T) {
+	code, out, errs := runCLI(t, "import", "--keepalived", "../../pkg/importer/testdata/reference-keepalived.conf",
+		"--haproxy", "../../pkg/importer/testdata/reference-haproxy.cfg")
+	if code != 0 || !strings.Contains(out, "interface: ens33") {
+		t.Fatalf("code %d, err %q, out:\n%s", code, errs, out)
+	}
+	if !strings.Contains(out, "auth_pass_file: /etc/vipd/vrrp-pass") || strings.Contains(out, "123456") {
+		t.Errorf("the VRRP password is not left to a file:\n%s", out)
+	}
+	// The output passes vipd check (meant for the LB host: its interfaces and files are not here).
+	code, out, errs = runCLI(t, "import", "--keepalived", "../../pkg/importer/testdata/unicast-keepalived.conf",
+		"--haproxy", "../../pkg/importer/testdata/unicast-haproxy.cfg")
+	if code != 0 {
+		t.Fatalf("code %d, err %q", code, errs)
+	}
+	p := writeFile(t, out)
+	if code, _, errs := runCLI(t, "check", "--no-host-checks", "-c", p); code != 0 {
+		t.Fatalf("vipd check on the imported file: %d %s\n%s", code, errs, out)
+	}
+	if code, _, errs := runCLI(t, "import", "--keepalived", "/nonexistent/keepalived.conf"); code != 1 || !strings.Contains(errs, "/nonexistent/keepalived.conf") {
+		t.Errorf("missing file: %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, "import"); code != 2 || !strings.Contains(errs, "--keepalived is required") {
+		t.Errorf("no flags: %d %q", code, errs)
+	}
+}
