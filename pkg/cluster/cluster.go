@@ -174,8 +174,10 @@ type Cluster struct {
 	keyFrom     string
 	lastStateAt time.Time // when the last (decrypted) peer state arrived
 	keyLogged   map[string]time.Time
-	ctr         Counters
-	connSeq     atomic.Uint64 // sequence of connection table snapshots
+	// tableRejectLogged rate-limits the log line for refused connection tables.
+	tableRejectLogged time.Time
+	ctr               Counters
+	connSeq           atomic.Uint64 // sequence of connection table snapshots
 }
 
 type peer struct {
@@ -492,7 +494,14 @@ func (c *Cluster) handleState(w wireState) {
 		return
 	}
 	c.mu.Lock()
-	p := c.peerLocked(w.Name)
+	// Only a gossip member's state counts: a holder of the key who sends states under invented
+	// names would otherwise grow the peer table and raise a peer_lost alarm for each.
+	p := c.peers[w.Name]
+	if p == nil || !p.member {
+		c.ctr.StatesRejected++
+		c.mu.Unlock()
+		return
+	}
 	if p.hasState && w.Boot == p.state.Boot && w.Seq <= p.state.Seq {
 		c.mu.Unlock()
 		return // reordered or duplicate
@@ -520,16 +529,56 @@ func (c *Cluster) peerLocked(name string) *peer {
 	return p
 }
 
+// MaxPeerTables caps how many peers' connection tables a node keeps: an LB tier has two or
+// three hosts, and a holder of the gossip key who joins under many names must not make us
+// keep (and at takeover probe) a table for each.
+const MaxPeerTables = 8
+
+// handleConns keeps a peer's connection table for resets at takeover. Gossip messages carry no
+// authenticated sender beyond the shared key, so a table is tied to the member it names: that
+// name must be a gossip member right now whose current run (boot) sent the latest state. Only
+// connections to our own VIPs are kept (the reset probes are sent from that address), at most
+// ConnTableMax of them (decodeConns), for at most MaxPeerTables peers.
 func (c *Cluster) handleConns(t connTable) {
 	if t.Name == c.cfg.NodeName {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	reject := func(why string) {
+		c.ctr.ConnTablesRejected++
+		if now := time.Now(); now.Sub(c.tableRejectLogged) >= 10*time.Second {
+			c.tableRejectLogged = now
+			c.logger.Warn("connection table from gossip refused (logged at most every 10 s)", "peer", t.Name, "why", why,
+				"refused_total", c.ctr.ConnTablesRejected)
+		}
+	}
+	p := c.peers[t.Name]
+	switch {
+	case p == nil || !p.member:
+		reject("not a gossip member")
+		return
+	case !p.hasState || p.state.Boot != t.Boot:
+		reject("not from the member's current run")
+		return
+	case c.tables[t.Name] == nil && len(c.tables) >= MaxPeerTables:
+		reject(fmt.Sprintf("already keeping %d tables", MaxPeerTables))
+		return
+	}
 	if old := c.tables[t.Name]; old != nil && old.boot == t.Boot && t.Seq <= old.seq {
 		return
 	}
-	c.tables[t.Name] = &peerTable{conns: t.Conns, at: time.Now(), boot: t.Boot, seq: t.Seq}
+	ours := vipSet(c.local.VIPs)
+	conns := make([]Conn, 0, len(t.Conns))
+	for _, cn := range t.Conns {
+		if ours[cn.VIP.Addr().Unmap()] {
+			conns = append(conns, normConn(cn))
+		}
+	}
+	if dropped := len(t.Conns) - len(conns); dropped > 0 {
+		reject(fmt.Sprintf("%d connections to addresses that are not our VIPs", dropped))
+	}
+	c.tables[t.Name] = &peerTable{conns: conns, at: time.Now(), boot: t.Boot, seq: t.Seq}
 	c.ctr.ConnTablesReceived++
 }
 
@@ -937,6 +986,11 @@ func (c *Cluster) member(n *memberlist.Node, alive bool) {
 	p.addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	p.gossip = stateName(n.State)
 	p.lastChanged = time.Now()
+	if n.State == memberlist.StateLeft {
+		// A graceful leave (vipd stopped): it handed its clients over itself. A member that
+		// failed keeps its table for the takeover's resets (ConnTableTTL).
+		delete(c.tables, n.Name)
+	}
 	c.mu.Unlock()
 	if alive {
 		c.logger.Info("gossip peer joined", "peer", n.Name, "addr", p.addr)

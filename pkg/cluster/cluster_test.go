@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -856,5 +857,104 @@ func TestResignedNodeRejoinsWhenPeerGoesSilent(t *testing.T) {
 		time.Since(start).Round(time.Millisecond), b.c.tun.EvidenceMaxAge, b.c.tun.StaleAfter)
 	if !strings.Contains(b.logs.String(), "silent on gossip") {
 		t.Errorf("release not logged with its reason:\n%s", grepLines(b.logs.String(), "split brain"))
+	}
+}
+
+// TestKeyHolderCannotFloodTables (issue 11): a node holding the gossip key sends connection
+// tables and states under invented names, a table of its own far over the cap, and entries for
+// a VIP that is not ours. lb2 keeps no table and no peer under a name that is not a member,
+// keeps at most ConnTableMax entries of the member's table and only those for its own VIPs,
+// so a takeover probes only clients of our VIP.
+func TestKeyHolderCannotFloodTables(t *testing.T) {
+	sa, sb := baseState("lb1", 100, "10.0.0.11"), baseState("lb2", 90, "10.0.0.12")
+	sa.VRRPState = "MASTER"
+	_, b := pair(t, sa, sb, "")
+	evil := startNode(t, baseState("evil", 50, "10.0.0.66"), nodeOpt{peers: []string{b.c.Addr()}})
+	waitFor(t, 5*time.Second, "lb2 sees evil as a member", func() bool {
+		m, ok := b.member("evil")
+		return ok && m.Alive
+	})
+	var target *memberlist.Node
+	for _, n := range evil.c.ml.Members() {
+		if n.Name == "lb2" {
+			target = n
+		}
+	}
+	if target == nil {
+		t.Fatal("evil does not see lb2")
+	}
+	ourVIP := netip.MustParseAddrPort("10.0.0.100:6443")
+	foreign := netip.MustParseAddrPort("192.0.2.1:6443")
+	invented := func(i int) []Conn {
+		cs := make([]Conn, 0, 50)
+		for j := 0; j < 50; j++ {
+			cs = append(cs, Conn{Client: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, byte(i), byte(j)}), 40000), VIP: ourVIP})
+		}
+		return cs
+	}
+	for i := 0; i < 200; i++ {
+		name := fmt.Sprintf("ghost-%d", i)
+		if err := evil.c.ml.SendReliable(target, encodeConns(connTable{Name: name, Boot: 1, Seq: 1, Conns: invented(i)})); err != nil {
+			t.Fatal(err)
+		}
+		st := baseState(name, 200, "10.0.0.200")
+		st.VRRPState = "MASTER"
+		msg, err := encodeState(wireState{NodeState: st, Boot: 1, Seq: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := evil.c.ml.SendReliable(target, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Its own table (it is a member): over the cap, half for a VIP that is not ours.
+	evil.c.mu.Lock()
+	boot := evil.c.boot
+	evil.c.mu.Unlock()
+	var own []Conn
+	for i := 0; i < 3*DefaultConnTableMax; i++ {
+		vip := ourVIP
+		if i%2 == 1 {
+			vip = foreign
+		}
+		own = append(own, Conn{Client: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 8, byte(i >> 8), byte(i)}), uint16(1024+i%60000)), VIP: vip})
+	}
+	if err := evil.c.ml.SendReliable(target, encodeConns(connTable{Name: "evil", Boot: boot, Seq: 1 << 40, Conns: own})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "lb2 refused the invented tables", func() bool {
+		return b.c.View().Counters.ConnTablesRejected >= 200
+	})
+	b.c.mu.Lock()
+	var tableNames, peerNames []string
+	for n := range b.c.tables {
+		tableNames = append(tableNames, n)
+	}
+	for n := range b.c.peers {
+		peerNames = append(peerNames, n)
+	}
+	var evilConns []Conn
+	if tb := b.c.tables["evil"]; tb != nil {
+		evilConns = tb.conns
+	}
+	b.c.mu.Unlock()
+	for _, n := range append(tableNames, peerNames...) {
+		if strings.HasPrefix(n, "ghost-") {
+			t.Fatalf("lb2 keeps state for an invented name: tables %v, peers %v", tableNames, peerNames)
+		}
+	}
+	if len(tableNames) > 2 || len(peerNames) > 2 {
+		t.Fatalf("tables %v, peers %v: want at most lb1 and evil", tableNames, peerNames)
+	}
+	if len(evilConns) > DefaultConnTableMax {
+		t.Fatalf("kept %d entries of one table, cap %d", len(evilConns), DefaultConnTableMax)
+	}
+	for _, c := range evilConns {
+		if c.VIP.Addr() != ourVIP.Addr() {
+			t.Fatalf("kept an entry for %s, not one of our VIPs", c.VIP)
+		}
+	}
+	if _, ok := b.alarm(AlarmPeerLost, "ghost-1"); ok {
+		t.Fatal("an invented name raised peer_lost")
 	}
 }

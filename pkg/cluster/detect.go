@@ -40,8 +40,10 @@ type Counters struct {
 	AlarmsRaised       map[string]uint64 `json:"alarms_raised"` // by kind
 	StateSent          uint64            `json:"state_sent"`
 	StateReceived      uint64            `json:"state_received"`
+	StatesRejected     uint64            `json:"states_rejected"` // under a name that is not a gossip member
 	ConnTablesSent     uint64            `json:"conn_tables_sent"`
 	ConnTablesReceived uint64            `json:"conn_tables_received"`
+	ConnTablesRejected uint64            `json:"conn_tables_rejected"` // refused, or entries dropped (see handleConns)
 	ConnResetRuns      uint64            `json:"conn_reset_runs"`
 	ConnResetProbes    uint64            `json:"conn_reset_probes"`
 	JoinFailures       uint64            `json:"join_failures"`
@@ -80,6 +82,12 @@ func (c *Cluster) evaluate() {
 	var conds []condition
 	add := func(kind, peer, msg string, hold time.Duration) {
 		conds = append(conds, condition{alarmKey{kind, peer}, msg, hold})
+	}
+	// Tables of peers that stopped sending them are kept for one takeover, ConnTableTTL long.
+	for name, t := range c.tables {
+		if now.Sub(t.at) > c.tun.ConnTableTTL {
+			delete(c.tables, name)
+		}
 	}
 	// A peer renamed (same address, new node_name) supersedes its old name.
 	aliveAt := make(map[string]bool)
