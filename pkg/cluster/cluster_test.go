@@ -144,7 +144,7 @@ func (f *fakeResetter) get() [][]Conn {
 	return append([][]Conn(nil), f.calls...)
 }
 
-func writeKey(t *testing.T, key []byte) string {
+func writeKey(t testing.TB, key []byte) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "gossip.key")
 	if err := os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
