@@ -3,38 +3,73 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vipd-project/vipd/test/apiserverstub"
 	"github.com/vipd-project/vipd/test/lab"
 )
 
 // TestImportReplacesKeepalived: a pair running the reference's Keepalived (VRRPv2, auth PASS,
-// VRID 51, priorities 100/90, from Debian) is replaced host by host by vipd run from what
-// `vipd import` made of each host's keepalived.conf: first the backup, then the master. The
-// VIP is sampled on both hosts every 10 ms throughout: it is never on two hosts at once, never
-// missing for longer than a failover, and ends on lb1 (vipd, priority 100). The proxy half
-// of the migration is not part of this test (see pkg/importer's tests).
+// VRID 51, priorities 100/90) and HAProxy (kubeadm guide's HTTPS /readyz check) from Debian,
+// in front of three TLS kube-apiserver stand-ins, is replaced host by host by vipd run from
+// what `vipd import` made of each host's keepalived.conf and haproxy.cfg: first the backup,
+// then the master. A client sends a new TLS request through VIP:6443 every 50 ms throughout,
+// and the VIP is sampled on both hosts every 10 ms: it is never on two hosts at once, the
+// client's requests never stop for longer than a failover, and the VIP ends on lb1 (vipd).
 func TestImportReplacesKeepalived(t *testing.T) {
 	vrrpNeedRoot(t)
 	vrrpKeepalivedNeeded(t)
 	bin := vipdBin(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l := lab.New(t, lab.Options{Hosts: []string{"lb1", "lb2"}})
+	l := lab.New(t, lab.Options{Hosts: []string{"lb1", "lb2", "m1", "m2", "m3", "client"}})
 	lb1, lb2 := l.Host("lb1"), l.Host("lb2")
 	vip := l.Addr(100)
+	masters, err := apiserverstub.StartMasters(ctx, l, []*lab.Host{l.Host("m1"), l.Host("m2"), l.Host("m3")}, []net.IP{vip.AsSlice()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	haCfg := filepath.Join(l.Dir, "haproxy.cfg")
+	if err := os.WriteFile(haCfg, fmt.Appendf(nil, `global
+    maxconn 4000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 20s
+    timeout server 20s
+    timeout check 2s
+    retries 3
+frontend apiserver
+    bind *:6443
+    default_backend apiserverbackend
+backend apiserverbackend
+    option httpchk GET /readyz
+    http-check expect status 200
+    balance roundrobin
+    server m1 %s check check-ssl verify none inter 1s fall 3 rise 2
+    server m2 %s check check-ssl verify none inter 1s fall 3 rise 2
+    server m3 %s check check-ssl verify none inter 1s fall 3 rise 2
+`, masters.Addr("m1"), masters.Addr("m2"), masters.Addr("m3")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	haps := map[*lab.Host]*lab.Proc{}
 	opts := map[*lab.Host]lab.KeepalivedOptions{
 		lb1: {VIP: vip, Priority: 100, State: "MASTER"},
 		lb2: {VIP: vip, Priority: 90},
 	}
 	kas := map[*lab.Host]*lab.Keepalived{}
 	for _, h := range []*lab.Host{lb1, lb2} {
+		if haps[h], err = h.Start("haproxy", []string{"haproxy", "-db", "-f", haCfg}, ""); err != nil {
+			t.Fatal(err)
+		}
 		k, err := h.StartKeepalived(opts[h])
 		if err != nil {
 			t.Fatal(err)
@@ -47,6 +82,13 @@ func TestImportReplacesKeepalived(t *testing.T) {
 	if _, err := lb1.WaitAddr(ctx, vip, true); err != nil {
 		t.Fatalf("Keepalived on lb1 never took the VIP: %v\n%s", err, kas[lb1].Tail(20))
 	}
+
+	// A client of the API through the VIP, from before the first switch to the end.
+	time.Sleep(3 * time.Second) // HAProxy's checks: rise 2 at 1 s
+	prober := apiserverstub.StartProber(l.Host("client").Dial, masters.ClientTLS(), net.JoinHostPort(vip.String(), "6443"),
+		50*time.Millisecond, 2*time.Second)
+	defer prober.Stop()
+	t0 := time.Now()
 
 	// Sample both hosts until the end.
 	probes := map[*lab.Host]*lab.AddrProbe{}
@@ -97,12 +139,13 @@ func TestImportReplacesKeepalived(t *testing.T) {
 
 	replace := func(h *lab.Host) *lab.Proc {
 		t.Helper()
-		out, err := exec.CommandContext(ctx, bin, "import", "--keepalived", kas[h].ConfigPath).CombinedOutput()
+		out, err := exec.CommandContext(ctx, bin, "import", "--keepalived", kas[h].ConfigPath, "--haproxy", haCfg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("vipd import on %s's keepalived.conf: %v\n%s", h.Name, err, out)
 		}
 		yaml := string(out)
-		for _, want := range []string{"version: 2", "vrid: 51", "auth_pass_file: /etc/vipd/vrrp-pass", "interface: " + h.Iface} {
+		for _, want := range []string{"version: 2", "vrid: 51", "auth_pass_file: /etc/vipd/vrrp-pass", "interface: " + h.Iface,
+			"listen: \":6443\"", "path: /readyz", "insecure_skip_verify: true", "- " + masters.Addr("m3")} {
 			if !strings.Contains(yaml, want) {
 				t.Fatalf("imported %s config lacks %q:\n%s", h.Name, want, yaml)
 			}
@@ -130,6 +173,15 @@ func TestImportReplacesKeepalived(t *testing.T) {
 		if err := kas[h].Wait(10 * time.Second); err != nil {
 			t.Fatalf("keepalived on %s did not stop: %v", h.Name, err)
 		}
+		// The peer holds the VIP now: HAProxy's soft stop (SIGUSR1) lets the requests in
+		// flight finish, then vipd takes over :6443 on this host.
+		if err := haps[h].Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		_ = haps[h].Wait(10 * time.Second)
+		if haps[h].Running() {
+			t.Fatalf("haproxy on %s did not stop", h.Name)
+		}
 		p, err := h.Start("vipd", []string{bin, "run", "-c", conf}, "")
 		if err != nil {
 			t.Fatal(err)
@@ -139,7 +191,7 @@ func TestImportReplacesKeepalived(t *testing.T) {
 
 	// The backup first: the VIP stays on lb1 (Keepalived) and vipd on lb2 waits as BACKUP.
 	v2 := replace(lb2)
-	time.Sleep(4 * time.Second) // longer than Keepalived's master-down interval (3.6 s at 1 s adverts)
+	time.Sleep(5 * time.Second) // longer than Keepalived's master-down interval (3.6 s at 1 s adverts) and vipd's checks' rise
 	if has, _ := probes[lb1].Has(vip); !has {
 		t.Fatalf("after lb2 moved to vipd, the VIP left Keepalived's lb1\n%s", v2.Tail(30))
 	}
@@ -149,9 +201,18 @@ func TestImportReplacesKeepalived(t *testing.T) {
 	if _, err := lb1.WaitAddr(ctx, vip, true); err != nil {
 		t.Fatalf("vipd on lb1 never took the VIP back: %v\n%s", err, v1.Tail(30))
 	}
-	time.Sleep(2 * time.Second)
+	time.Sleep(3 * time.Second)
 	close(stop)
 	<-done
+	end := time.Now()
+	prober.WaitDone(end)
+	total, failed, byHost, errs := apiserverstub.Summary(prober.Between(t0, end))
+	longest := prober.LongestGap(t0)
+	t.Logf("client through the VIP: %d requests, %d failed %v, answered by %v; longest time without an answer %v",
+		total, failed, errs, byHost, longest.Round(time.Millisecond))
+	if total == 0 || longest > 4*time.Second {
+		t.Errorf("the client's requests stopped for %v (want less than a failover, 3.6 s at 1 s adverts)", longest)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	t.Logf("host-by-host replacement: longest time without a VIP holder %v; samples with two holders: %d; on lb2 (vipd, during lb1's switch): %d",
