@@ -27,7 +27,6 @@ type loop struct {
 	closing atomic.Bool
 	f       *os.File // epfd, registered with Go's poller
 	buf     []byte   // bufSize, used by the loop goroutine only
-	op      *rawOp   // likewise
 
 	mu       sync.Mutex
 	sessions map[uint64]*session // by id (epoll event data: id<<1 | direction)
@@ -42,7 +41,7 @@ func newLoop(log *slog.Logger) (*loop, error) {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("proxy: create event loop: %w", err)
 	}
-	return &loop{epfd: fd, log: log, f: os.NewFile(uintptr(fd), "epoll"), buf: make([]byte, bufSize), op: newRawOp(), sessions: map[uint64]*session{}}, nil
+	return &loop{epfd: fd, log: log, f: os.NewFile(uintptr(fd), "epoll"), buf: make([]byte, bufSize), sessions: map[uint64]*session{}}, nil
 }
 
 // close ends run (the sessions must have ended before).
@@ -103,11 +102,10 @@ func (l *loop) add(s *session) error {
 	l.mu.Lock()
 	l.sessions[s.id] = s
 	l.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for d := 0; d < 2; d++ {
-		s.mu.Lock()
-		s.reg[d] = true
-		s.mu.Unlock()
-		if err := l.ctl(unix.EPOLL_CTL_ADD, s, d); err != nil {
+		if err := s.addLocked(d); err != nil {
 			return err
 		}
 	}
@@ -120,19 +118,13 @@ func (l *loop) remove(s *session) {
 	l.mu.Unlock()
 }
 
-// ctl adds or removes direction d's source socket. The descriptor is used
-// under RawConn.Control, so it cannot be closed (and its number reused by
-// another connection) meanwhile; a closed connection returns an error.
-func (l *loop) ctl(op int, s *session, d int) error {
-	tok := s.id<<1 | uint64(d)
+// ctl adds fd to the epoll (level-triggered, readable) with the event data
+// tok, or removes it. Callers hold the session's mu, so fd is open.
+func (l *loop) ctl(op, fd int, tok uint64) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(uint32(tok)), Pad: int32(uint32(tok >> 32))}
-	_, _, rc, _ := s.ends(d)
-	var cerr syscall.Errno
-	err := rc.Control(func(fd uintptr) {
-		_, _, cerr = syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(l.epfd), uintptr(op), fd, uintptr(unsafe.Pointer(&ev)), 0, 0)
-	})
-	if err == nil && cerr != 0 {
-		err = os.NewSyscallError("epoll_ctl", cerr)
+	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(l.epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
+	if e != 0 {
+		return os.NewSyscallError("epoll_ctl", e)
 	}
-	return err
+	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vipd-project/vipd/pkg/health"
 )
 
@@ -429,15 +431,34 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 		return
 	}
 
-	s := &session{p: p, client: c, server: server, be: be, since: time.Now(), cfg: rc, rest: rest, firstOK: true}
-	s.clientRC, _ = c.SyscallConn()
-	s.serverRC, _ = server.SyscallConn()
+	s := &session{p: p, be: be, since: time.Now(), cfg: rc, rest: rest, firstOK: true}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		s.clientAP = a.AddrPort()
 	}
 	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
 		s.localAP = a.AddrPort()
 	}
+	// The sockets leave Go's net package (see session).
+	cfd, err1 := takeFD(c)
+	sfd, err2 := takeFD(server)
+	if err := errors.Join(err1, err2); err != nil {
+		for _, fd := range []int{cfd, sfd} {
+			if fd >= 0 {
+				_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+				_ = unix.Close(fd)
+			}
+		}
+		p.log.Warn("proxy: cannot take over a connection's sockets", "client", s.clientAP.String(), "err", err)
+		p.mu.Lock()
+		p.fe.total++
+		p.fe.connErrors++
+		p.mu.Unlock()
+		p.active.Add(-1)
+		p.wg.Done()
+		return
+	}
+	s.fd = [2]int{cfd, sfd}
+	s.clientRC, s.serverRC = &fdConn{s, 0}, &fdConn{s, 1}
 	s.lastActive.Store(s.since.UnixNano())
 	be.current.Add(1)
 	p.mu.Lock()
@@ -449,9 +470,7 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 	p.mu.Unlock()
 	s.l = loops[s.id%uint64(len(loops))]
 	if err := s.l.add(s); err != nil {
-		if forceCtx.Err() == nil {
-			p.log.Warn("proxy: cannot register a connection with the event loop", "client", s.clientAP.String(), "err", err)
-		}
+		p.log.Warn("proxy: cannot register a connection with the event loop", "client", s.clientAP.String(), "err", err)
 		s.abort()
 		s.l.remove(s) // in case abort ended the session before add
 		return

@@ -26,11 +26,9 @@ import (
 // 0.3-2 KiB; a post-quantum key share ~1.5 KiB more).
 const maxFirstFlight = 16 << 10
 
-// keepFirst records b, just read from the client, while the server has not
-// answered.
-func (s *session) keepFirst(b []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// keepFirstLocked records b, just read from the client, while the server
+// has not answered.
+func (s *session) keepFirstLocked(b []byte) {
 	if !s.firstOK {
 		return
 	}
@@ -47,104 +45,98 @@ func tlsRecord(b []byte) bool {
 	return len(b) < 2 || (b[0] == 0x16 && b[1] == 0x03)
 }
 
-// answered is called when the server sent its first bytes: no replay from
-// now on.
-func (s *session) answered() {
-	s.mu.Lock()
-	s.dropFirstLocked()
-	s.mu.Unlock()
-}
-
+// dropFirstLocked ends the replay window (the server answered, or the
+// first flight cannot be replayed).
 func (s *session) dropFirstLocked() {
-	s.firstOK, s.first, s.rest, s.cfg = false, nil, nil, nil
+	if s.firstOK || s.first != nil {
+		s.firstOK, s.first, s.rest, s.cfg = false, nil, nil, nil
+	}
 }
 
-// redispatch is called by the loop when the server failed (reset, closed,
-// or a write to it failed) in direction d before answering. If the first
-// flight can be replayed, it takes both directions out of the loop, starts
-// the replay and returns true; otherwise false (the caller fails the
-// session as usual).
-func (s *session) redispatch(d int) bool {
-	s.mu.Lock()
+// redispatchLocked is called by the loop when the server failed (reset,
+// closed, or a write to it failed) in direction d before answering. If the
+// first flight can be replayed, it takes both directions out of the loop,
+// closes the server's socket and returns the replay to start after mu is
+// released; otherwise nil (the caller fails the session as usual).
+func (s *session) redispatchLocked(d int) func() {
 	o := 1 - d
-	if !s.firstOK || len(s.rest) == 0 || s.aborted || s.state[d] != active || s.state[o] != armed {
-		s.mu.Unlock()
-		return false
+	if !s.firstOK || len(s.rest) == 0 || s.aborted || s.state[o] != armed {
+		return nil
 	}
-	s.state[o] = active
-	reg := s.reg
-	s.reg = [2]bool{}
+	s.state[d], s.state[o] = active, active
+	s.delLocked(d)
+	s.delLocked(o)
+	if fd := s.fd[toClient]; fd >= 0 { // the server's socket
+		_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		_ = unix.Close(fd)
+		s.fd[toClient] = -1
+	}
 	first, rest, rc := s.first, s.rest, s.cfg
-	s.mu.Unlock()
-	for x := range reg {
-		if reg[x] {
-			_ = s.l.ctl(unix.EPOLL_CTL_DEL, s, x)
-		}
-	}
-	go s.replay(first, rest, rc)
-	return true
+	return func() { go s.replay(first, rest, rc) }
 }
 
-// replay closes the failed server connection, dials the next candidates
-// and writes the first flight to the one that answers the dial; then both
-// directions go back to the loop.
+// replay dials the next candidates and writes the first flight to the one
+// that answers the dial; then both directions go back to the loop.
 func (s *session) replay(first []byte, rest []*backendState, rc *runtimeConfig) {
 	p := s.p
-	old, failed := s.server, s.be
-	_ = old.SetLinger(0)
-	_ = old.Close()
-	if p.health != nil {
-		p.health.ReportFailure(failed.addr, errors.New("closed a connection before answering"))
-	}
 	p.mu.Lock()
+	failed := s.be
 	failed.c.retries++
 	p.fe.retries++
 	p.mu.Unlock()
+	if p.health != nil {
+		p.health.ReportFailure(failed.addr, errors.New("closed a connection before answering"))
+	}
 	if sup, ok := p.dialLog.allow(); ok {
 		p.log.Warn("proxy: backend closed a connection before answering; replaying the client's first flight to the next backend",
 			"backend", failed.addr, "client", s.clientAP.String(), "bytes", len(first), "suppressed", sup)
 	}
 	server, be, left := p.dial(p.forceCtx, rc.cfg, rest)
-	if server == nil {
-		s.replayFailed()
-		return
-	}
-	serverRC, _ := server.SyscallConn()
-	failed.current.Add(-1)
-	be.current.Add(1)
-	p.mu.Lock()
-	s.be = be
-	be.c.total++
-	p.mu.Unlock()
-	s.mu.Lock()
-	s.server, s.serverRC, s.rest = server, serverRC, left
-	aborted := s.aborted
-	s.mu.Unlock()
-	if aborted {
-		_ = server.SetLinger(0)
-		_ = server.Close()
-		s.replayFailed()
-		return
-	}
-	if len(first) > 0 {
-		if _, err := server.Write(first); err != nil {
-			s.abort()
-			s.replayFailed()
-			return
+	fd := -1
+	if server != nil {
+		var err error
+		if len(first) > 0 {
+			_, err = server.Write(first)
+		}
+		if err != nil {
+			_ = server.SetLinger(0)
+			_ = server.Close()
+		} else {
+			fd, _ = takeFD(server)
 		}
 	}
-	s.rearm(toServer, false)
-	s.rearm(toClient, false)
-}
-
-// replayFailed aborts the session whose both directions the replay held.
-func (s *session) replayFailed() {
-	s.abort()
+	if fd >= 0 {
+		failed.current.Add(-1)
+		be.current.Add(1)
+		p.mu.Lock()
+		s.be = be
+		be.c.total++
+		p.mu.Unlock()
+	}
 	s.mu.Lock()
-	s.state = [2]uint8{done, done}
-	end := s.endLocked()
+	var then func()
+	switch {
+	case fd < 0 || s.aborted:
+		if fd >= 0 {
+			_ = unix.Close(fd)
+		}
+		s.abortLocked()
+		s.state[toServer] = done
+		then = s.finishLocked(toClient)
+	default:
+		s.fd[toClient], s.rest = fd, left
+		s.state = [2]uint8{armed, armed}
+		for d := 0; d < 2; d++ {
+			if err := s.addLocked(d); err != nil {
+				s.abortLocked()
+				s.state[toServer] = done
+				then = s.finishLocked(toClient)
+				break
+			}
+		}
+	}
 	s.mu.Unlock()
-	if end {
-		s.end()
+	if then != nil {
+		then()
 	}
 }
