@@ -5,24 +5,28 @@
 // Decisions:
 //
 //   - Established connections live in event loops (one epoll instance and
-//     goroutine per P, see loop.go): each socket waits there for bytes,
-//     level-triggered and one-shot, so an idle connection costs no goroutine,
-//     no stack and no buffer: its two sockets, its session and two epoll
-//     entries (~2 KiB of RSS against ~15 KiB with two parked goroutines per
-//     connection; HAProxy ~3 KiB). Small messages (API requests and answers,
-//     watch events) are copied by the loop itself with a nonblocking read
-//     into its 16 KiB buffer and a write: 2 raw syscalls, no goroutine
-//     woken, where a splice costs a pipe round trip plus a probe. A write
-//     the destination cannot take at once, and a transfer that fills the
-//     buffer maxInline times in a row, go to a goroutine for as long as
-//     bytes move: it writes the rest waiting in Go's poller, and moves large
-//     bursts with Linux splice(2) (io.CopyN(dst, src, n) between the bare
-//     *net.TCPConn values, n the bytes queued (SIOCINQ), which Go splices
-//     through a pooled pipe taken only while bytes move; one io.Copy per
-//     direction for the connection's life would hold a 1 MiB pipe per
-//     direction all along, charged to fs.pipe-user-pages-soft, see
-//     pipe(7)). Half-close is forwarded both ways with TCPConn.CloseWrite;
-//     an error in either direction (a reset) aborts both sides with a reset.
+//     goroutine per P, see loop.go), and their sockets leave Go's net
+//     package: the session owns the two raw descriptors (no netFD, address
+//     objects or poll descriptor per socket, and one epoll registration, not
+//     Go's poller's too). Each socket waits in the loop for bytes,
+//     level-triggered, so an idle connection costs no goroutine, no stack
+//     and no buffer: its session, two descriptors and two epoll entries
+//     (~0.8 KiB of RSS; ~14 KiB with two parked goroutines per connection;
+//     HAProxy ~2.6-3.3 KiB). Small messages (API requests and answers, watch
+//     events) are copied by the loop itself with a nonblocking read into its
+//     16 KiB buffer and a write: 2 raw syscalls, no goroutine woken, where a
+//     splice costs a pipe round trip plus a probe. A write the destination
+//     cannot take at once, and a transfer that fills the buffer maxInline
+//     times in a row, go to a goroutine for as long as bytes move, with Go
+//     views (duplicate descriptors) of the two sockets: it writes the rest
+//     waiting in Go's poller, and moves large bursts with Linux splice(2)
+//     (io.CopyN(dst, src, n) between the bare *net.TCPConn values, n the
+//     bytes queued (SIOCINQ), which Go splices through a pooled pipe taken
+//     only while bytes move; one io.Copy per direction for the connection's
+//     life would hold a 1 MiB pipe per direction all along, charged to
+//     fs.pipe-user-pages-soft, see pipe(7)). Half-close is forwarded both
+//     ways (shutdown SHUT_WR); an error in either direction (a reset) aborts
+//     both sides with a reset (SO_LINGER 0).
 //   - Backend choice: the UP backends (as the Health says) in round-robin
 //     (or least-connections) order, followed by the backends not UP, as a
 //     last resort. A failed dial is reported to Health.ReportFailure (a

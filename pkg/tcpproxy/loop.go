@@ -18,7 +18,7 @@ import (
 // a message copied inline costs its read and write, no epoll_ctl; a socket
 // leaves the epoll only while a goroutine copies it, and at EOF. An idle
 // connection therefore costs no goroutine and no buffer, only its two
-// sockets, its session and two epoll entries. The epoll descriptor is
+// sockets (raw descriptors, see session), its session and two epoll entries. The epoll descriptor is
 // itself waited for in Go's poller, so the loop goroutine holds no thread
 // while nothing happens.
 type loop struct {

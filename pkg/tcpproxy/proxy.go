@@ -227,7 +227,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 
 	cfg := p.cfg.Load().cfg
 	if limit, need := ensureFileLimit(cfg.MaxConns); limit < need {
-		p.log.Warn("proxy: file descriptor limit too low for proxy.max_conns (each connection needs up to 4: 2 sockets, 2 splice pipe fds while bytes move); raise LimitNOFILE",
+		p.log.Warn("proxy: file descriptor limit too low for proxy.max_conns (each connection needs 2 sockets, and 4 more per direction while a large transfer moves); raise LimitNOFILE",
 			"limit", limit, "need", need, "max_conns", cfg.MaxConns)
 	}
 	lc := net.ListenConfig{KeepAliveConfig: keepAliveConfig(cfg.KeepAlive)}

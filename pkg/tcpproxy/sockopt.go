@@ -42,8 +42,9 @@ func keepAliveConfig(ka time.Duration) net.KeepAliveConfig {
 }
 
 // fdsPerConn is the file descriptors one proxied connection needs: the
-// client and backend sockets, plus, while bytes move, one splice pipe
-// (2 fds) per direction (an idle connection holds only its 2 sockets).
+// client and backend sockets (an idle connection holds only these), plus,
+// while a goroutine copies a direction (large transfers, a slow reader),
+// its duplicates of the two sockets and a splice pipe (4 more).
 const fdsPerConn = 4
 
 // ensureFileLimit raises RLIMIT_NOFILE (soft, and hard when permitted) to
