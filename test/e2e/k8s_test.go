@@ -24,7 +24,7 @@ import (
 // endpoint on vipd's VIP. It checks what a user would: the real kubectl through the VIP lists
 // 4 Ready nodes, every kube-system pod runs and is ready, a Service's ClusterIP reaches a pod
 // on another node, a second `up` changes nothing, `bootstrap drill` passes against the
-// real apiservers, and `bootstrap reset` leaves no cluster, CNI file or pod route behind.
+// real apiservers, `bootstrap status` shows every node Ready, and `bootstrap reset` leaves no cluster, CNI file or pod route behind.
 //
 // It skips unless the real build is cached (make k8s-lab) or VIPD_K8S is set (then it
 // builds it first: about 15 minutes of 2 cores); VIPD_K8S=0 skips it even when cached.
@@ -207,6 +207,18 @@ func TestRealKubernetes(t *testing.T) {
 	}
 	for _, h := range c.Hosts {
 		k8sCheckUnchanged(ctx, t, c, h.Name, marks[h.Name])
+	}
+
+	// status on the real cluster: every host reachable and done, every node Ready.
+	out, code = run("status", "status", "-f", c.Topology)
+	t.Logf("status output:\n%s", out)
+	if code != 0 || strings.Contains(out, "HALF-DONE") {
+		t.Errorf("status: exit %d, want 0 and no half-done host", code)
+	}
+	for _, n := range []string{"master1", "master2", "master3", "worker1"} {
+		if !regexp.MustCompile(`(?m)^` + n + `\s.*\sReady\b`).MatchString(out) {
+			t.Errorf("status does not show %s Ready", n)
+		}
 	}
 
 	// drill against the real apiservers.
