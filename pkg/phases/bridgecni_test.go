@@ -117,3 +117,27 @@ func TestResetBridge(t *testing.T) {
 		t.Errorf("the routes unit does not delete its routes when stopped:\n%s", unit)
 	}
 }
+
+// status lists cni among a node's done phases with cni bridge (it runs on every node).
+func TestStatusBridge(t *testing.T) {
+	top := refTopology(t)
+	top.Cluster.CNI.Name = "bridge"
+	w := doneWorld(t, top)
+	for _, n := range top.Nodes() {
+		w.set(n.Name, "probe cni/bridge", answer{out: "file " + BridgeConflist + " " + sha(RenderBridgeConflist(top, n)) + "\nfile " + PodRoutesUnit + " " + sha(RenderPodRoutesUnit(top, n)) + "\nenabled enabled\n"})
+	}
+	r, _ := newTestRunner(t, top, w, false)
+	for _, s := range r.Status(context.Background()) {
+		done := strings.Join(s.Done, ",")
+		switch s.Role {
+		case "worker":
+			if done != "common,cni,join-workers" {
+				t.Errorf("%s done %q, want common,cni,join-workers", s.Name, done)
+			}
+		case "master":
+			if !strings.Contains(done, "cni") {
+				t.Errorf("%s done %q, want cni among them", s.Name, done)
+			}
+		}
+	}
+}

@@ -57,14 +57,19 @@ func (r *Runner) Status(ctx context.Context) []HostStatus {
 				phases = []Phase{commonPhase{}}
 				if h.Name == r.firstMaster().Name {
 					phases = append(phases, initPhase{})
-					if r.t.Cluster.CNI.Name != "none" {
-						phases = append(phases, cniPhase{})
-					}
-				} else {
+				}
+				if runsOn(r, cniPhase{}, h) {
+					phases = append(phases, cniPhase{})
+				}
+				if h.Name != r.firstMaster().Name {
 					phases = append(phases, joinMastersPhase{})
 				}
 			case topology.RoleWorker:
-				phases = []Phase{commonPhase{}, joinWorkersPhase{}}
+				phases = []Phase{commonPhase{}}
+				if runsOn(r, cniPhase{}, h) {
+					phases = append(phases, cniPhase{})
+				}
+				phases = append(phases, joinWorkersPhase{})
 			}
 			for _, p := range phases {
 				st, err := p.Probe(ctx, r, h)
@@ -614,4 +619,15 @@ func DrillPassed(rs []DrillResult) bool {
 		}
 	}
 	return true
+}
+
+// runsOn tells whether a phase runs on h (cni: the first master, or every node with cni
+// bridge).
+func runsOn(r *Runner, p Phase, h topology.Host) bool {
+	for _, o := range p.Hosts(r) {
+		if o.Name == h.Name {
+			return true
+		}
+	}
+	return false
 }
