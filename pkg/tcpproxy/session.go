@@ -28,6 +28,9 @@ const (
 const (
 	bufSize   = 16 << 10
 	maxInline = 4
+	// bulkLinger is how long a bulk direction's goroutine waits for the
+	// next burst before the direction goes back to the loop.
+	bulkLinger = 50 * time.Millisecond
 )
 
 // State of one direction.
@@ -313,7 +316,18 @@ func (s *session) pumpBulk(d int, src, dst *net.TCPConn, pending []byte, bp *[]b
 	}
 	largest := 0
 	for {
-		avail, eof, err := probe(srcRC)
+		avail, eof, err := probe(srcRC, false)
+		if err == nil && !eof && avail == 0 {
+			// Drained: a stream pauses for microseconds between bursts;
+			// wait a little in Go's poller before handing the direction
+			// back to the loop (that round trip costs two new views).
+			_ = src.SetReadDeadline(time.Now().Add(bulkLinger))
+			avail, eof, err = probe(srcRC, true)
+			_ = src.SetReadDeadline(time.Time{})
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				avail, eof, err = 0, false, nil
+			}
+		}
 		switch {
 		case err != nil:
 			s.stop(d, outFail, false)
@@ -374,8 +388,9 @@ func (s *session) stop(d, outcome int, bulk bool) {
 }
 
 // probe returns the bytes queued on the socket (SIOCINQ), or its peer's
-// FIN (a MSG_PEEK read of 0), without waiting.
-func probe(rc syscall.RawConn) (avail int, eof bool, err error) {
+// FIN (a MSG_PEEK read of 0); with wait, it waits in Go's poller for one of
+// them (or the connection's read deadline).
+func probe(rc syscall.RawConn, wait bool) (avail int, eof bool, err error) {
 	var perr error
 	cerr := rc.Read(func(fd uintptr) bool {
 		n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
@@ -394,6 +409,7 @@ func probe(rc syscall.RawConn) (avail int, eof bool, err error) {
 			case err == unix.EINTR:
 				continue
 			case err == unix.EAGAIN:
+				return !wait
 			case err != nil:
 				perr = err
 			case r == 0:
