@@ -410,7 +410,13 @@ func TestConnectionCap(t *testing.T) {
 			t.Fatalf("connection over the cap got %d bytes, err %v; want closed at once", n, err)
 		}
 	}
-	st := r.p.Stats()
+	// The refusal is counted after the close the client sees: wait for it (a loaded machine
+	// read 2 here once).
+	var st Stats
+	waitFor(t, 5*time.Second, "3 refusals counted", func() bool {
+		st = r.p.Stats()
+		return st.Frontend.RefusedByCap >= 3
+	})
 	if st.Frontend.RefusedByCap != 3 || st.Frontend.CurrentSessions != 2 || st.Frontend.MaxConns != 2 {
 		t.Fatalf("frontend %+v", st.Frontend)
 	}

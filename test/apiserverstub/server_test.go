@@ -112,7 +112,12 @@ func TestProber(t *testing.T) {
 	p := StartProber(d.DialContext, &tls.Config{RootCAs: ca.Pool()}, ln.Addr().String(), 10*time.Millisecond, time.Second)
 	defer p.Stop()
 	start := time.Now()
-	time.Sleep(300 * time.Millisecond)
+	// At least 10 requests done while serving (a loaded machine managed 8 in 300 ms once).
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if total, _, _, _ := Summary(p.Between(start, time.Now())); total >= 12 {
+			break
+		}
+	}
 	down := time.Now()
 	cancel() // the server goes away: requests fail from now on
 	if err := <-done; err != nil {
