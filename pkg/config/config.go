@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -205,9 +206,28 @@ func (e *Error) Error() string {
 		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
 	}
 	if e.Field == "" {
-		return fmt.Sprintf("%s: %s", loc, e.Msg)
+		return fmt.Sprintf("%s: %s", loc, oneLine(e.Msg))
 	}
-	return fmt.Sprintf("%s: %s: %s", loc, e.Field, e.Msg)
+	return fmt.Sprintf("%s: %s: %s", loc, oneLine(e.Field), oneLine(e.Msg))
+}
+
+// oneLine escapes control characters (a newline inside a quoted YAML value that an error
+// message repeats): every error stays one "file:line: ..." line, and a config file cannot
+// write lines of its own into the journal.
+func oneLine(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // Errors is every problem found in one file.
