@@ -57,7 +57,7 @@ lint:
 	$(STATICCHECK) ./...
 
 # The real-Kubernetes lab (root): kubeadm, kubelet, kubectl, the control plane, etcd, CoreDNS,
-# pause, the CNI plugins and crictl built from the Go module proxy (niced, ~15 min of 2 cores
+# pause, the CNI plugins and crictl built from the Go module proxy (niced, ~30 min on 2 busy cores
 # the first time, nothing once cached under /var/cache/vipd-lab/k8s), as pkgs.k8s.io-like
 # .debs and docker-archive images. test-k8s then runs TestRealKubernetes: `bootstrap up` of a
 # real 2 LB + 3 master + 1 worker cluster behind vipd (not part of `make test`).

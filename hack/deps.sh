@@ -30,7 +30,7 @@ done
 go mod download
 command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # The real-Kubernetes lab (make test-k8s; not part of make test) only on request: it builds
-# Kubernetes from the Go module proxy, about 15 minutes of 2 cores the first time.
+# Kubernetes from the Go module proxy, about 30 minutes on 2 busy cores the first time.
 if [ -n "${VIPD_K8S:-}" ] && [ "${VIPD_K8S}" != 0 ]; then
   go run ./test/nspawn/cmd/k8s-build
 fi

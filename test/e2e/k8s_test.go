@@ -24,10 +24,11 @@ import (
 // endpoint on vipd's VIP. It checks what a user would: the real kubectl through the VIP lists
 // 4 Ready nodes, every kube-system pod runs and is ready, a Service's ClusterIP reaches a pod
 // on another node, a second `up` changes nothing, `bootstrap drill` passes against the
-// real apiservers, `bootstrap status` shows every node Ready, and `bootstrap reset` leaves no cluster, CNI file or pod route behind.
+// real apiservers, `bootstrap status` shows every node Ready, and `bootstrap reset` leaves
+// no cluster, CNI file or pod route behind.
 //
 // It skips unless the real build is cached (make k8s-lab) or VIPD_K8S is set (then it
-// builds it first: about 15 minutes of 2 cores); VIPD_K8S=0 skips it even when cached.
+// builds it first: about 30 minutes on 2 busy cores); VIPD_K8S=0 skips it even when cached.
 // `make test-k8s` runs it.
 func TestRealKubernetes(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -38,7 +39,7 @@ func TestRealKubernetes(t *testing.T) {
 	}
 	b, cached := nspawn.CachedK8s(nspawn.K8sBuildOptions{})
 	if !cached && os.Getenv("VIPD_K8S") == "" {
-		t.Skip("no cached real Kubernetes build (make k8s-lab builds it, ~15 min) and VIPD_K8S is not set")
+		t.Skip("no cached real Kubernetes build (make k8s-lab builds it, ~30 min) and VIPD_K8S is not set")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()

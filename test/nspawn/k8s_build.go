@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -112,8 +111,8 @@ func loadK8s(dir, version string) (*K8sBuild, error) {
 	return b, nil
 }
 
-// EnsureK8s returns the cached real Kubernetes, building what is missing: about 15 minutes
-// of 2 cores the first time (the k8s binaries dominate), seconds when only the images or
+// EnsureK8s returns the cached real Kubernetes, building what is missing: about 30 minutes
+// on 2 busy cores the first time (the k8s binaries dominate), seconds when only the images or
 // packages changed, nothing when complete. Everything comes from the Go module proxy
 // (GOPROXY) and Debian (the kube-proxy image's iptables, from the node root filesystem).
 // Module and build caches live under CacheDir/k8s/go, so a rerun after a failure resumes.
@@ -582,6 +581,3 @@ func (g *goEnv) buildPause(ctx context.Context, bin string) error {
 	}
 	return g.build(ctx, dir, bin, "build pause", "-s -w", ".")
 }
-
-// ErrK8sNotBuilt is returned by callers that need the cached build and find none.
-var ErrK8sNotBuilt = errors.New("the real Kubernetes of the lab is not built: run `make k8s-lab` (about 15 minutes the first time)")

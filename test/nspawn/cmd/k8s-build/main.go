@@ -3,7 +3,7 @@
 // kubernetes-cni .debs named and versioned like pkgs.k8s.io's, and the control-plane
 // images (apiserver, controller-manager, scheduler, kube-proxy, etcd, CoreDNS, pause) as
 // docker-archive tarballs. Everything is built from the Go module proxy, niced; the first
-// run takes about 15 minutes of 2 cores, a rerun nothing. `make k8s-lab` runs it. Root only
+// run takes about 30 minutes on 2 busy cores, a rerun nothing. `make k8s-lab` runs it. Root only
 // (the node root filesystem is built with debootstrap).
 //
 //	k8s-build [-version 1.33.6] [-cache /var/cache/vipd-lab]
