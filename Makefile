@@ -40,7 +40,7 @@ unit:
 SHELL := /bin/bash
 
 e2e: build
-	VIPD_BIN=$(abspath $(BIN)/vipd) BOOTSTRAP_BIN=$(abspath $(BIN)/bootstrap) $(GO) test -p 1 -count=1 -timeout 25m -v $(E2E_PKGS) 2>&1 | tee $(BIN)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+	VIPD_BIN=$(abspath $(BIN)/vipd) BOOTSTRAP_BIN=$(abspath $(BIN)/bootstrap) $(GO) test -p 1 -count=1 -timeout 50m -v $(E2E_PKGS) 2>&1 | tee $(BIN)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
 
 # Each fuzz target runs FUZZTIME (11 s: the targets together stay under ~45 s): the VRRP packet decoder, the
 # vipd config loader, the topology loader and the gossip message decoder. Findings land in the package's testdata/fuzz.

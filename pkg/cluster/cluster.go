@@ -463,16 +463,34 @@ func (c *Cluster) wireLocal(st NodeState) wireState {
 	return w
 }
 
+// memberNodes returns the other gossip members (alive or suspect) as fresh copies made from
+// what the event delegate recorded. memberlist's Members() hands out pointers to its own node
+// records, which its goroutines rewrite without a lock a reader could take (the race detector
+// caught SendReliable reading one while a gossip packet updated it).
+func (c *Cluster) memberNodes() []*memberlist.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*memberlist.Node
+	for _, p := range c.peers {
+		if !p.member {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(p.addr)
+		if err != nil {
+			continue
+		}
+		out = append(out, &memberlist.Node{Name: p.name, Addr: net.IP(ap.Addr().AsSlice()), Port: ap.Port()})
+	}
+	return out
+}
+
 func (c *Cluster) sendState(st NodeState) {
 	msg, err := encodeState(c.wireLocal(st))
 	if err != nil {
 		c.logger.Error("gossip state not sent", "err", err)
 		return
 	}
-	for _, n := range c.ml.Members() {
-		if n.Name == c.cfg.NodeName || n.State != memberlist.StateAlive && n.State != memberlist.StateSuspect {
-			continue
-		}
+	for _, n := range c.memberNodes() {
 		if len(msg) > 1200 {
 			err = c.ml.SendReliable(n, msg)
 		} else {
@@ -602,10 +620,7 @@ func (c *Cluster) connLoop(ctx context.Context) {
 			continue
 		}
 		last, lastSent = bytes.Clone(body), time.Now()
-		for _, n := range c.ml.Members() {
-			if n.Name == c.cfg.NodeName || n.State != memberlist.StateAlive {
-				continue
-			}
+		for _, n := range c.memberNodes() {
 			if err := c.ml.SendReliable(n, msg); err != nil {
 				c.logger.Debug("connection table not sent", "peer", n.Name, "err", err)
 				last = nil // retry next tick
@@ -697,10 +712,8 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 // missingPeers resolves the configured peers and returns those no alive member answers at.
 func (c *Cluster) missingPeers() []string {
 	alive := make(map[string]bool)
-	for _, n := range c.ml.Members() {
-		if n.State == memberlist.StateAlive || n.State == memberlist.StateSuspect {
-			alive[net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))] = true
-		}
+	for _, n := range c.memberNodes() {
+		alive[net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))] = true
 	}
 	var missing []string
 	resolved := make(map[string][]string, len(c.cfg.Peers))
