@@ -107,12 +107,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Per host: reachable, role, phases done, node status, VIP holder",
+		Short: "Per host: reachable, role, phases done, node status, VIP holder; nodes of the file not in the cluster and the reverse",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withRunner(cmd.Context(), false, func(r *phases.Runner) error {
 				sts := r.Status(cmd.Context())
 				fmt.Fprint(g.stdout, phases.FormatStatus(sts, r.Topology().VIPPrefix().String()))
+				fmt.Fprint(g.stdout, phases.FormatDiff(r.Diff(cmd.Context()), g.file))
 				for _, s := range sts {
 					if !s.Reachable || s.Error != "" || s.HalfDone != "" {
 						return silentExit(exitFailed)
