@@ -38,7 +38,7 @@ func TestCheckReportsFieldAndLine(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit code %d, want 1", code)
 	}
-	if !strings.Contains(errs, p+":5:") || !strings.Contains(errs, `unknown key "prioritty"`) {
+	if !strings.Contains(errs, p+":5:") || !strings.Contains(errs, `unknown key "vrrp.prioritty"`) {
 		t.Fatalf("error does not name the file, line and key: %q", errs)
 	}
 	p = writeFile(t, "vrrp:\n  interface: eth0\n  vrid: 300\n  vips: [10.0.0.1/24]\n")

@@ -18,15 +18,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
+	"github.com/vipd-project/vipd/pkg/yamlpos"
 	"gopkg.in/yaml.v3"
 )
 
@@ -35,18 +34,18 @@ const DefaultPath = "/etc/vipd/vipd.yaml"
 
 // Config is the whole vipd configuration file.
 type Config struct {
-	NodeName      string   `yaml:"node_name,omitempty"`
-	LogLevel      string   `yaml:"log_level,omitempty"`
-	LogFormat     string   `yaml:"log_format,omitempty"`
-	VRRP          VRRP     `yaml:"vrrp,omitempty"`
-	Proxy         *Proxy   `yaml:"proxy,omitempty"`
-	Health        Health   `yaml:"health,omitempty"`
-	Stats         Stats    `yaml:"stats,omitempty"`
-	ControlSocket string   `yaml:"control_socket,omitempty"`
-	Cluster       Cluster  `yaml:"cluster,omitempty"`
-	path          string   // file it was read from
-	lines         lineMap  // field path -> line
-	Warnings      []string `yaml:"-"`
+	NodeName      string        `yaml:"node_name,omitempty"`
+	LogLevel      string        `yaml:"log_level,omitempty"`
+	LogFormat     string        `yaml:"log_format,omitempty"`
+	VRRP          VRRP          `yaml:"vrrp,omitempty"`
+	Proxy         *Proxy        `yaml:"proxy,omitempty"`
+	Health        Health        `yaml:"health,omitempty"`
+	Stats         Stats         `yaml:"stats,omitempty"`
+	ControlSocket string        `yaml:"control_socket,omitempty"`
+	Cluster       Cluster       `yaml:"cluster,omitempty"`
+	path          string        // file it was read from
+	lines         yamlpos.Lines // field path -> line
+	Warnings      []string      `yaml:"-"`
 
 	// Secrets read by CheckHost (never logged, never in a message).
 	authPass      string
@@ -200,35 +199,7 @@ type Error struct {
 	Msg   string
 }
 
-func (e *Error) Error() string {
-	loc := e.File
-	if e.Line > 0 {
-		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
-	}
-	if e.Field == "" {
-		return fmt.Sprintf("%s: %s", loc, oneLine(e.Msg))
-	}
-	return fmt.Sprintf("%s: %s: %s", loc, oneLine(e.Field), oneLine(e.Msg))
-}
-
-// oneLine escapes control characters (a newline inside a quoted YAML value that an error
-// message repeats): every error stays one "file:line: ..." line, and a config file cannot
-// write lines of its own into the journal.
-func oneLine(s string) string {
-	if !strings.ContainsFunc(s, unicode.IsControl) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+func (e *Error) Error() string { return yamlpos.Format(e.File, e.Line, e.Field, e.Msg) }
 
 // Errors is every problem found in one file.
 type Errors []*Error
@@ -270,8 +241,7 @@ func Decode(name string, b []byte) (*Config, error) {
 	if err := yaml.Unmarshal(b, &root); err != nil {
 		return nil, c.decodeErrors(err)
 	}
-	c.lines = lineMap{}
-	c.lines.walk("", &root)
+	c.lines = yamlpos.Index(&root, nil)
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil, Errors{{File: name, Msg: "file is empty: see deploy/vipd.yaml for an example"}}
 	}
@@ -306,39 +276,15 @@ func (c *Config) Path() string { return c.path }
 // decodeErrors turns a YAML decoding error into one Error per problem, each with its line and,
 // when a key starts on that line, the field ("vrrp.advert_interval").
 func (c *Config) decodeErrors(err error) Errors {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		var out Errors
-		for _, m := range te.Errors {
-			out = append(out, c.decodeError(m))
+	var out Errors
+	for _, d := range c.lines.DecodeErrors(err) {
+		if d.UnknownKey != "" {
+			out = append(out, &Error{File: c.path, Line: d.Line, Msg: fmt.Sprintf("unknown key %q (check the spelling against deploy/vipd.yaml)", d.UnknownKey)})
+			continue
 		}
-		return out
+		out = append(out, &Error{File: c.path, Line: d.Line, Field: d.Field, Msg: d.Message})
 	}
-	return Errors{c.decodeError(err.Error())}
-}
-
-func (c *Config) decodeError(msg string) *Error {
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	msg = strings.TrimSpace(msg)
-	line := 0
-	// yaml.v3 reports "line N: ..."; lift the line number into Error.Line.
-	if strings.HasPrefix(msg, "line ") {
-		rest := msg[len("line "):]
-		if i := strings.IndexByte(rest, ':'); i > 0 {
-			if n, err := strconv.Atoi(rest[:i]); err == nil {
-				line = n
-				msg = strings.TrimSpace(rest[i+1:])
-			}
-		}
-	}
-	if strings.Contains(msg, "not found in type") {
-		// "field foo not found in type config.VRRP" -> "unknown key \"foo\""
-		f := strings.Fields(msg)
-		if len(f) >= 2 && f[0] == "field" {
-			return &Error{File: c.path, Line: line, Msg: fmt.Sprintf("unknown key %q (check the spelling against deploy/vipd.yaml)", f[1])}
-		}
-	}
-	return &Error{File: c.path, Line: line, Field: c.lines.fieldAt(line), Msg: msg}
+	return out
 }
 
 // Fingerprint hashes the settings that must match across the LB peers (VIP, VRID, version,

@@ -56,7 +56,7 @@ func TestErrorsNameFieldAndLine(t *testing.T) {
 	cases := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", minimal + "  vrdi: 5\n", `t.yaml:5: unknown key "vrdi"`},
+		{"unknown key", minimal + "  vrdi: 5\n", `t.yaml:5: unknown key "vrrp.vrdi"`},
 		{"vrid range", "vrrp:\n  interface: eth0\n  vrid: 300\n  vips: [10.0.0.1/24]\n", "t.yaml:3: vrrp.vrid: must be 1-255, got 300"},
 		{"vip without prefix", "vrrp:\n  interface: eth0\n  vips:\n    - 10.0.0.1\n", "t.yaml:4: vrrp.vips[0]: \"10.0.0.1\" has no prefix length"},
 		{"duration without unit", minimal + "  advert_interval: 1\n", "t.yaml:5"},

@@ -12,7 +12,7 @@ import (
 // The defaults of every setting live here and nowhere else (the stats and cluster ones are
 // named constants of those packages, which their constructors also use); deploy/vipd.yaml
 // shows them. A
-// default replaces only an absent key (lineMap.present): a key written as 0 keeps its 0 and is
+// default replaces only an absent key (yamlpos.Lines.Present): a key written as 0 keeps its 0 and is
 // judged by the using package's Validate ("vrrp.priority: ... got 0"), never silently replaced.
 
 // Defaults that other code names (bootstrap renders them, tests compare against them).
@@ -29,7 +29,7 @@ func intPtr(i int) *int                { return &i }
 func durPtr(d time.Duration) *Duration { v := Duration(d); return &v }
 
 func (c *Config) setDefaults() {
-	absent := func(field string) bool { return !c.lines.present(field) }
+	absent := func(field string) bool { return !c.lines.Present(field) }
 	str := func(field string, p *string, def string) {
 		if absent(field) {
 			*p = def

@@ -122,7 +122,7 @@ type validator struct {
 }
 
 func (v *validator) add(field, format string, args ...any) {
-	v.errs = append(v.errs, &Error{File: v.c.path, Line: v.c.lines.find(field), Field: field, Msg: fmt.Sprintf(format, args...)})
+	v.errs = append(v.errs, &Error{File: v.c.path, Line: v.c.lines.Find(field), Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
 // fieldPrefix matches the "section.key[i]: " a package's Validate starts each problem with.
@@ -152,7 +152,7 @@ func (c *Config) fromPackage(err error) Errors {
 		if field == "vrrp.auth_pass" && c.VRRP.AuthPassFile != "" && c.VRRP.AuthPass == "" {
 			field = "vrrp.auth_pass_file" // the password came from the file
 		}
-		out = append(out, &Error{File: c.path, Line: c.lines.find(field), Field: field, Msg: m[2]})
+		out = append(out, &Error{File: c.path, Line: c.lines.Find(field), Field: field, Msg: m[2]})
 	}
 	return out
 }

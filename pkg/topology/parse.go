@@ -8,11 +8,11 @@ import (
 	"net/netip"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
+	"github.com/vipd-project/vipd/pkg/yamlpos"
 	"gopkg.in/yaml.v3"
 )
 
@@ -24,26 +24,7 @@ type Problem struct {
 	Message string
 }
 
-func (p Problem) String() string {
-	var b strings.Builder
-	if p.File != "" {
-		b.WriteString(p.File)
-		b.WriteString(":")
-	}
-	if p.Line > 0 {
-		b.WriteString(strconv.Itoa(p.Line))
-		b.WriteString(":")
-	}
-	if b.Len() > 0 {
-		b.WriteString(" ")
-	}
-	if p.Field != "" {
-		b.WriteString(p.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(p.Message)
-	return b.String()
-}
+func (p Problem) String() string { return yamlpos.Format(p.File, p.Line, p.Field, p.Message) }
 
 // Error is returned by Parse and Load when the topology is invalid; it lists every problem.
 type Error struct {
@@ -76,14 +57,18 @@ func Load(path string) (*Topology, []Problem, error) {
 func Parse(data []byte, file string) (*Topology, []Problem, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, nil, &Error{Problems: []Problem{{File: file, Message: cleanYAMLError(err)}}}
+		return nil, nil, &Error{Problems: decodeProblems(file, nil, err)}
 	}
 	if root.Kind == 0 {
 		return nil, nil, &Error{Problems: []Problem{{File: file, Message: "the file is empty"}}}
 	}
-	pos := map[string]int{}
+	// Every key path's line, and a refusal of literal passwords wherever they are.
 	var secrets []Problem
-	walk(&root, "", pos, &secrets, file)
+	pos := yamlpos.Index(&root, func(path string, k, val *yaml.Node) {
+		if isLiteralSecretKey(k.Value) && !(val.Kind == yaml.ScalarNode && val.Value == "") {
+			secrets = append(secrets, Problem{File: file, Line: k.Line, Field: path, Message: secretMessage(k.Value)})
+		}
+	})
 	if len(secrets) > 0 {
 		return nil, nil, &Error{Problems: secrets}
 	}
@@ -92,7 +77,7 @@ func Parse(data []byte, file string) (*Topology, []Problem, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&t); err != nil && !errors.Is(err, io.EOF) {
-		return nil, nil, &Error{Problems: []Problem{{File: file, Message: cleanYAMLError(err)}}}
+		return nil, nil, &Error{Problems: decodeProblems(file, pos, err)}
 	}
 	t.File = file
 	t.applyDefaults()
@@ -104,53 +89,17 @@ func Parse(data []byte, file string) (*Topology, []Problem, error) {
 	return &t, v.warns, nil
 }
 
-func cleanYAMLError(err error) string {
-	s := err.Error()
-	s = strings.TrimPrefix(s, "yaml: unmarshal errors:\n  ")
-	s = strings.TrimPrefix(s, "yaml: ")
-	s = strings.ReplaceAll(s, "\n  ", "; ")
-	s = strings.ReplaceAll(s, "in type topology.", "in section ")
-	return s
-}
-
-// walk records the line of every key path ("hosts[1].ssh.user") and refuses literal
-// passwords wherever they are.
-func walk(n *yaml.Node, path string, pos map[string]int, secrets *[]Problem, file string) {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			walk(c, path, pos, secrets, file)
+// decodeProblems turns a yaml.v3 error into problems with their line and field.
+func decodeProblems(file string, pos yamlpos.Lines, err error) []Problem {
+	var out []Problem
+	for _, d := range pos.DecodeErrors(err) {
+		msg := strings.ReplaceAll(d.Message, "in type topology.", "in section ")
+		if d.UnknownKey != "" {
+			msg = fmt.Sprintf("unknown key %q (check the spelling against deploy/topology.yaml)", d.UnknownKey)
 		}
-	case yaml.MappingNode:
-		if path != "" {
-			if _, ok := pos[path]; !ok {
-				pos[path] = n.Line
-			}
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], n.Content[i+1]
-			p := k.Value
-			if path != "" {
-				p = path + "." + k.Value
-			}
-			pos[p] = k.Line
-			if isLiteralSecretKey(k.Value) && !(val.Kind == yaml.ScalarNode && val.Value == "") {
-				*secrets = append(*secrets, Problem{File: file, Line: k.Line, Field: p, Message: secretMessage(k.Value)})
-			}
-			walk(val, p, pos, secrets, file)
-		}
-	case yaml.SequenceNode:
-		if path != "" {
-			if _, ok := pos[path]; !ok {
-				pos[path] = n.Line
-			}
-		}
-		for i, c := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			pos[p] = c.Line
-			walk(c, p, pos, secrets, file)
-		}
+		out = append(out, Problem{File: file, Line: d.Line, Field: d.Field, Message: msg})
 	}
+	return out
 }
 
 // isLiteralSecretKey reports whether a key looks like it holds a password itself
@@ -284,26 +233,14 @@ func (t *Topology) applyDefaults() {
 
 type validator struct {
 	t     *Topology
-	pos   map[string]int
+	pos   yamlpos.Lines
 	file  string
 	errs  []Problem
 	warns []Problem
 }
 
 // line returns the line of the field, or of its closest parent present in the file.
-func (v *validator) line(field string) int {
-	for f := field; f != ""; {
-		if l, ok := v.pos[f]; ok {
-			return l
-		}
-		i := strings.LastIndexAny(f, ".[")
-		if i < 0 {
-			break
-		}
-		f = f[:i]
-	}
-	return 0
-}
+func (v *validator) line(field string) int { return v.pos.Find(field) }
 
 func (v *validator) errf(field, format string, args ...any) {
 	v.errs = append(v.errs, Problem{File: v.file, Line: v.line(field), Field: field, Message: fmt.Sprintf(format, args...)})

@@ -54,7 +54,7 @@ func TestValidation(t *testing.T) {
 		{name: "unknown role", yaml: strings.Replace(base, "role: worker", "role: wroker", 1),
 			wantErr: []string{"9: hosts[3].role: unknown role \"wroker\" (master, worker or lb)"}},
 		{name: "unknown key", yaml: base + "sshh:\n  user: x\n",
-			wantErr: []string{"field sshh not found"}},
+			wantErr: []string{`topology.yaml:12: unknown key "sshh"`}},
 		{name: "literal password", yaml: base + "ssh:\n  user: ops\n  password: \"1\"\n",
 			wantErr: []string{"14: ssh.password: a literal password is not accepted", "ssh.passwordEnv"}},
 		{name: "literal sudo password per host", yaml: strings.Replace(base, "{name: w1, address: 192.168.10.142, role: worker}", "{name: w1, address: 192.168.10.142, role: worker, ssh: {sudoPassword: x}}", 1),
@@ -92,7 +92,7 @@ func TestValidation(t *testing.T) {
 		{name: "gossip with one lb", yaml: strings.Replace(strings.Replace(base, "  - {name: lb2, address: 192.168.10.143, role: lb}\n", "", 1), "  vip: 192.168.10.100/24\n", "  vip: 192.168.10.100/24\n  gossip: {enabled: true}\n", 1),
 			wantErr: []string{"loadBalancer.gossip.enabled: gossip needs at least two lb hosts"}},
 		{name: "gossip key in the file", yaml: strings.Replace(base, "  vip: 192.168.10.100/24\n", "  vip: 192.168.10.100/24\n  gossip: {key: abc}\n", 1),
-			wantErr: []string{"field key not found"}},
+			wantErr: []string{`unknown key "loadBalancer.gossip.key"`}},
 		{name: "ssh address for all hosts", yaml: base + "ssh:\n  address: 10.0.0.1\n",
 			wantErr: []string{"13: ssh.address: only a host's ssh block"}},
 	}

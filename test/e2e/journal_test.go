@@ -146,7 +146,7 @@ func TestJournalPriorities(t *testing.T) {
 			t.Errorf("journalctl -p warning -u vipd lacks %q", w)
 		}
 	}
-	for _, want := range []string{"source MAC check off", "reload refused", `/etc/vipd/vipd.yaml:11: unknown key "prioritty"`} {
+	for _, want := range []string{"source MAC check off", "reload refused", `/etc/vipd/vipd.yaml:11: unknown key "stats.prioritty"`} {
 		if !strings.Contains(warnView, want) {
 			t.Errorf("journalctl -p warning -u vipd lacks %q", want)
 		}
