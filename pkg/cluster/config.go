@@ -4,12 +4,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 
+	"github.com/vipd-project/vipd/pkg/hostport"
 	"github.com/vipd-project/vipd/pkg/secretfile"
 )
 
@@ -97,7 +96,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for i, p := range c.Peers {
-		if err := checkPeer(p); err != nil {
+		if _, _, err := hostport.Dial(p); err != nil {
 			bad(fmt.Sprintf("peers[%d]", i), "%v", err)
 		}
 	}
@@ -143,20 +142,6 @@ func parseAdvertise(s string) (netip.Addr, int, error) {
 		return netip.Addr{}, 0, fmt.Errorf("%q is not ip or ip:port", s)
 	}
 	return a, 0, nil
-}
-
-func checkPeer(s string) error {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Errorf("%q is not host:port (example 192.168.10.143:7946)", s)
-	}
-	if host == "" {
-		return fmt.Errorf("%q has no host", s)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("%q: port must be 1-65535", s)
-	}
-	return nil
 }
 
 // LoadKey reads the gossip key from path: 16, 24 or 32 bytes (AES-128/192/256), either as base64

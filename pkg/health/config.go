@@ -3,10 +3,10 @@ package health
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vipd-project/vipd/pkg/hostport"
 )
 
 // Check types.
@@ -133,7 +133,7 @@ func ValidateBackends(field string, backends []string) error {
 	var errs []error
 	seen := map[string]int{}
 	for i, b := range backends {
-		if err := ValidateHostPort(b); err != nil {
+		if _, _, err := hostport.Dial(b); err != nil {
 			errs = append(errs, fmt.Errorf("%s[%d]: %w", field, i, err))
 			continue
 		}
@@ -144,27 +144,4 @@ func ValidateBackends(field string, backends []string) error {
 		seen[b] = i
 	}
 	return errors.Join(errs...)
-}
-
-// ValidateHostPort checks that s is "host:port" with a non-empty host and a
-// port in 1-65535.
-func ValidateHostPort(s string) error {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Errorf("%q is not host:port", s)
-	}
-	if host == "" {
-		return fmt.Errorf("%q has no host", s)
-	}
-	if strings.ContainsAny(host, " \t/") {
-		return fmt.Errorf("%q: bad host %q", s, host)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		return fmt.Errorf("%q: port %q is not a number", s, port)
-	}
-	if p < 1 || p > 65535 {
-		return fmt.Errorf("%q: port %d out of range (port must be 1-65535)", s, p)
-	}
-	return nil
 }

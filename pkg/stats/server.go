@@ -10,15 +10,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vipd-project/vipd/pkg/hostport"
 )
 
 // Defaults for Config.
@@ -56,12 +56,8 @@ type BasicAuth struct {
 // Validate reports every invalid field, naming it as in the YAML file.
 func (c Config) Validate() error {
 	var errs []error
-	if host, port, err := net.SplitHostPort(c.Listen); err != nil {
-		errs = append(errs, fmt.Errorf("stats.listen: %q is not [address]:port (e.g. :8404)", c.Listen))
-	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		errs = append(errs, fmt.Errorf("stats.listen: %q: port must be 1-65535", c.Listen))
-	} else if _, err := netip.ParseAddr(host); host != "" && err != nil {
-		errs = append(errs, fmt.Errorf("stats.listen: %q: %q is not an IP address", c.Listen, host))
+	if _, _, err := hostport.Listen(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("stats.listen: %w", err))
 	}
 	// The page reloads itself this often: below 1 s it is a load on the daemon, above an hour
 	// it is a stale page.

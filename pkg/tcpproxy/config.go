@@ -3,12 +3,10 @@ package tcpproxy
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/vipd-project/vipd/pkg/health"
+	"github.com/vipd-project/vipd/pkg/hostport"
 )
 
 // Balance algorithms.
@@ -65,7 +63,7 @@ func (c Config) Validate() error {
 	bad := func(field, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("proxy.%s: %s", field, fmt.Sprintf(format, a...)))
 	}
-	if _, err := listenHost(c.Listen); err != nil {
+	if _, _, err := hostport.Listen(c.Listen); err != nil {
 		bad("listen", "%v", err)
 	}
 	if len(c.Backends) == 0 {
@@ -109,32 +107,11 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// listenHost parses Listen and returns its host address (invalid Addr when
-// the host is empty, meaning all addresses).
-func listenHost(listen string) (netip.Addr, error) {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%q is not host:port", listen)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 0 || p > 65535 {
-		return netip.Addr{}, fmt.Errorf("%q: port %q out of range 0-65535", listen, port)
-	}
-	if host == "" {
-		return netip.Addr{}, nil
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%q: host %q is not an IP address", listen, host)
-	}
-	return a, nil
-}
-
 // freebind reports whether IP_FREEBIND is used for c.Listen.
 func (c Config) freebind() bool {
 	if c.Freebind {
 		return true
 	}
-	a, err := listenHost(c.Listen)
+	a, _, err := hostport.Listen(c.Listen)
 	return err == nil && a.IsValid() && !a.IsUnspecified()
 }
