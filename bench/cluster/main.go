@@ -28,11 +28,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/vipd-project/vipd/bench/internal/measure"
 	"io"
 	"net"
 	"net/netip"
@@ -45,6 +43,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/vipd-project/vipd/bench/internal/measure"
 
 	"github.com/vipd-project/vipd/pkg/stats"
 	"github.com/vipd-project/vipd/test/lab"
@@ -267,15 +267,11 @@ func (b *bench) stopPair() {
 type snap = stats.Snapshot
 
 func getSnap(ctx context.Context, v *lab.Vipd) (*snap, error) {
-	body, err := v.Get(ctx, "/stats.json")
+	s, err := v.Stats(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var s snap
-	if err := json.Unmarshal(body, &s); err != nil {
-		return nil, fmt.Errorf("%s: decode /stats.json: %w", v.Host.Name, err)
-	}
-	return &s, nil
+	return &s.Snapshot, nil
 }
 
 func waitSnap(ctx context.Context, v *lab.Vipd, what string, ok func(*snap) bool) error {

@@ -498,15 +498,11 @@ func (b *bench) startVipd(ctx context.Context, name string, port int, backends [
 }
 
 func vipdSnap(ctx context.Context, v *lab.Vipd) (*stats.Snapshot, error) {
-	body, err := v.Get(ctx, "/stats.json")
+	s, err := v.Stats(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var s stats.Snapshot
-	if err := json.Unmarshal(body, &s); err != nil {
-		return nil, fmt.Errorf("decode /stats.json: %w", err)
-	}
-	return &s, nil
+	return &s.Snapshot, nil
 }
 
 // startHAProxy writes the config and starts `haproxy -f CONF -db` in lbh; it waits until every

@@ -115,15 +115,11 @@ func (d *demo) startLB(h *lab.Host, prio int) (*lab.Vipd, error) {
 
 // snap fetches /stats.json from v (inside its host) in pkg/stats's model.
 func snap(ctx context.Context, v *lab.Vipd) (*stats.Snapshot, error) {
-	body, err := v.Get(ctx, "/stats.json")
+	s, err := v.Stats(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var s stats.Snapshot
-	if err := json.Unmarshal(body, &s); err != nil {
-		return nil, fmt.Errorf("%s: decode /stats.json: %w", v.Host.Name, err)
-	}
-	return &s, nil
+	return &s.Snapshot, nil
 }
 
 // waitSnap polls /stats.json every 50 ms until ok accepts it; it returns the snapshot and when

@@ -115,15 +115,11 @@ func proxyRewrite(v *lab.Vipd, cfg proxyLBConfig) error {
 
 // proxySnap fetches /stats.json and decodes it into pkg/stats's model (the stable interface).
 func proxySnap(ctx context.Context, v *lab.Vipd) (*stats.Snapshot, error) {
-	body, err := v.Get(ctx, "/stats.json")
+	s, err := v.Stats(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var s stats.Snapshot
-	if err := json.Unmarshal(body, &s); err != nil {
-		return nil, fmt.Errorf("%s: decode /stats.json: %w: %.300s", v.Host.Name, err, body)
-	}
-	return &s, nil
+	return &s.Snapshot, nil
 }
 
 // proxyBackend returns the backend view of addr, or nil when the snapshot does not list it.

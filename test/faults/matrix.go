@@ -1,11 +1,9 @@
 package faults
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
-	"github.com/vipd-project/vipd/pkg/stats"
 	"github.com/vipd-project/vipd/test/lab"
 )
 
@@ -143,10 +141,7 @@ func Matrix() []Fault {
 // clusterHealthy says why a daemon's gossip view is not healthy ("" if it is): two members
 // alive, no alarm.
 func clusterHealthy(s *lab.Stats) string {
-	var snap stats.Snapshot
-	if err := json.Unmarshal(s.Raw, &snap); err != nil {
-		return "decode /stats.json: " + err.Error()
-	}
+	snap := s.Snapshot
 	if snap.Cluster == nil {
 		return "no cluster section"
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vipd-project/vipd/pkg/stats"
 )
 
 // VipdOptions describe one vipd instance in a lab host. Zero values take the defaults noted.
@@ -147,31 +149,16 @@ func (v *Vipd) Restart() error {
 // Term sends SIGTERM (graceful stop).
 func (v *Vipd) Term() error { return v.Signal(syscall.SIGTERM) }
 
-// Stats is the part of /stats.json the tests read.
+// Stats is /stats.json decoded into pkg/stats's model (the one owner of that format), with
+// the raw body beside it.
 type Stats struct {
-	Node string `json:"node"`
-	VRRP struct {
-		State             string            `json:"state"`
-		Priority          int               `json:"priority"`
-		EffectivePriority int               `json:"effective_priority"`
-		MasterAddr        string            `json:"master_addr"`
-		VIPs              []string          `json:"vips"`
-		HoldsVIP          bool              `json:"holds_vip"`
-		ProtoVersion      int               `json:"proto_version"`
-		AdvertSeconds     float64           `json:"advert_interval_seconds"`
-		TransitionsTotal  uint64            `json:"transitions_total"`
-		AdvertsSent       uint64            `json:"adverts_sent"`
-		AdvertsReceived   uint64            `json:"adverts_received"`
-		GARPsSent         uint64            `json:"garps_sent"`
-		Drops             map[string]uint64 `json:"drops"`
-		Faults            []string          `json:"faults"`
-	} `json:"vrrp"`
+	stats.Snapshot
 	Raw json.RawMessage `json:"-"`
 }
 
 // Advert returns the advertisement interval the daemon runs with.
 func (s *Stats) Advert() time.Duration {
-	return time.Duration(s.VRRP.AdvertSeconds * float64(time.Second)).Round(time.Millisecond)
+	return s.VRRP.AdvertInterval.Std().Round(time.Millisecond)
 }
 
 // DropsTotal sums the drop counters.
