@@ -95,9 +95,14 @@ func backendViews(ps tcpproxy.Stats, hs []health.BackendStatus) []stats.BackendV
 			BytesOut:      b.BytesOut,
 			ConnErrors:    b.ConnErrors,
 			Retries:       b.Retries,
+			Admin:         b.Admin.State.String(),
+			Weight:        b.Admin.Weight,
+			DrainEnds:     b.Admin.GraceEnd,
 		}
 		switch {
-		case b.Removed:
+		case b.Admin.State == tcpproxy.AdminMaint:
+			v.Status = stats.BackendMaint
+		case b.Admin.State == tcpproxy.AdminDrain, b.Removed:
 			v.Status = stats.BackendDrain
 		case h.State == health.StateUnknown:
 			v.Status = stats.BackendUnknown

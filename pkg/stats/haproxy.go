@@ -41,6 +41,7 @@ var (
 	descHABERetry    = haDesc("backend_retry_warnings_total", "Total number of retry warnings.", haFE)
 
 	descHASrvStatus    = haDesc("server_status", "Current status of the service, per state label value.", []string{"proxy", "server", "state"})
+	descHASrvWeight    = haDesc("server_weight", "Service weight.", haSrv)
 	descHASrvCur       = haDesc("server_current_sessions", "Number of current sessions.", haSrv)
 	descHASrvSessions  = haDesc("server_sessions_total", "Total number of sessions.", haSrv)
 	descHASrvBytesIn   = haDesc("server_bytes_in_total", "Current total of incoming bytes.", haSrv)
@@ -55,7 +56,7 @@ var (
 	haDescs = []*prometheus.Desc{
 		descHAFEStatus, descHAFECur, descHAFELimit, descHAFESessions, descHAFEConns, descHAFEBytesIn, descHAFEBytesOut,
 		descHABEStatus, descHABEActive, descHABECur, descHABESessions, descHABEBytesIn, descHABEBytesOut, descHABEConnErr, descHABERetry,
-		descHASrvStatus, descHASrvCur, descHASrvSessions, descHASrvBytesIn, descHASrvBytesOut, descHASrvConnErr, descHASrvRetry,
+		descHASrvStatus, descHASrvWeight, descHASrvCur, descHASrvSessions, descHASrvBytesIn, descHASrvBytesOut, descHASrvConnErr, descHASrvRetry,
 		descHASrvCheckFail, descHASrvUpDown, descHASrvLastChg, descHASrvCheckDur,
 	}
 
@@ -63,9 +64,13 @@ var (
 	haServerStates = []string{"DOWN", "UP", "MAINT", "DRAIN", "NOLB"}
 )
 
-// haServerState maps a backend's status to HAProxy's server states.
+// haServerState maps a backend's status to HAProxy's server states: disabled is MAINT,
+// drained (and weight 0 while UP, as HAProxy shows it) is DRAIN.
 func haServerState(b BackendView) string {
-	if b.Status == "DRAIN" {
+	switch {
+	case b.Status == BackendMaint:
+		return "MAINT"
+	case b.Status == BackendDrain, b.Up && b.Admin != "" && b.Weight == 0:
 		return "DRAIN"
 	}
 	if b.Up {
@@ -107,6 +112,9 @@ func collectHAProxy(s Snapshot, backends []BackendView, now time.Time,
 		retries += b.Retries
 		for _, state := range haServerStates {
 			gauge(descHASrvStatus, b2f(st == state), p, b.Addr, state)
+		}
+		if b.Admin != "" {
+			gauge(descHASrvWeight, float64(b.Weight), p, b.Addr)
 		}
 		gauge(descHASrvCur, float64(b.CurrentConns), p, b.Addr)
 		counter(descHASrvSessions, b.TotalConns, p, b.Addr)

@@ -199,3 +199,23 @@ haproxy_backend_sessions_total{proxy="kube-apiserver"} %d
 		t.Fatalf("fixture: want some backends UP and some not, got %d of %d", active, len(s.Backends))
 	}
 }
+
+// A drained backend is haproxy_server_status{state="DRAIN"} 1 and a disabled one
+// {state="MAINT"} 1, as HAProxy's exporter shows `set server ... state drain|maint`; weight 0
+// while UP is DRAIN too (HAProxy's rule); the weight is haproxy_server_weight.
+func TestHAProxyAdminStates(t *testing.T) {
+	for _, c := range []struct {
+		b    BackendView
+		want string
+	}{
+		{BackendView{Up: true, Admin: "READY", Weight: 1}, "UP"},
+		{BackendView{Up: false, Admin: "READY", Weight: 1}, "DOWN"},
+		{BackendView{Up: true, Admin: "DRAIN", Status: BackendDrain, Weight: 1}, "DRAIN"},
+		{BackendView{Up: false, Admin: "MAINT", Status: BackendMaint, Weight: 1}, "MAINT"},
+		{BackendView{Up: true, Admin: "READY", Weight: 0}, "DRAIN"},
+	} {
+		if got := haServerState(c.b); got != c.want {
+			t.Errorf("%+v: state %s, want %s", c.b, got, c.want)
+		}
+	}
+}

@@ -155,7 +155,8 @@ const (
 	BackendUp      = "UP"
 	BackendDown    = "DOWN"
 	BackendUnknown = "UNKNOWN" // not checked yet
-	BackendDrain   = "DRAIN"   // removed by a reload, connections finishing
+	BackendDrain   = "DRAIN"   // drained (vipd backend drain, or weight 0) or removed by a reload: no new connections
+	BackendMaint   = "MAINT"   // disabled (vipd backend disable): no new connections, open ones closed
 )
 
 // BackendView is one proxy backend with its health.
@@ -164,9 +165,18 @@ type BackendView struct {
 	Addr string `json:"addr"`
 	// Up is what the proxy uses: true when the health checker says UP.
 	Up bool `json:"up"`
-	// Status refines Up for display: UP, DOWN, UNKNOWN (never checked) or
-	// DRAIN. Empty means UP or DOWN according to Up.
+	// Status refines Up for display: UP, DOWN, UNKNOWN (never checked),
+	// DRAIN or MAINT (the administrative state wins over health). Empty means
+	// UP or DOWN according to Up.
 	Status string `json:"status,omitempty"`
+	// Admin is the run-time administrative state set over the control
+	// socket (vipd backend drain/disable/enable): READY, DRAIN or MAINT.
+	// Weight is the backend's weight (0-256, 1 unless set by vipd backend
+	// weight). DrainEnds is, while draining with a grace, when the open
+	// connections will be closed.
+	Admin     string    `json:"admin,omitempty"`
+	Weight    int       `json:"weight"`
+	DrainEnds time.Time `json:"drain_ends,omitzero"`
 	// Since is when the backend entered its current state.
 	Since time.Time `json:"since,omitzero"`
 	// LastCheck is when the last check finished; LastResult says how it

@@ -140,7 +140,7 @@ func backendClass(status string) string {
 		return "up"
 	case BackendDown:
 		return "down"
-	case BackendDrain:
+	case BackendDrain, BackendMaint:
 		return "drain"
 	default:
 		return "unknown"

@@ -51,6 +51,8 @@ type Proxy struct {
 	cfg atomic.Pointer[runtimeConfig]
 	rr  atomic.Uint64
 
+	wrrMu sync.Mutex // weighted round-robin's current weights (admin.go)
+
 	ready     chan struct{}
 	readyOnce sync.Once
 
@@ -95,6 +97,7 @@ type counters struct {
 type backendState struct {
 	addr    string
 	current atomic.Int64
+	adm     admin // run-time drain/disable/weight (admin.go)
 	// under Proxy.mu:
 	c counters
 }
@@ -129,9 +132,15 @@ func (p *Proxy) apply(cfg Config) {
 		b := p.backends[a]
 		if b == nil {
 			b = &backendState{addr: a}
+			b.adm.weight.Store(DefaultWeight)
 			p.backends[a] = b
 		}
 		rc.backends = append(rc.backends, b)
+	}
+	for a, b := range p.backends {
+		if !slices.Contains(cfg.Backends, a) {
+			b.adm.resetLocked() // a backend the file no longer lists loses its run-time state
+		}
 	}
 	p.mu.Unlock()
 	p.cfg.Store(rc)
@@ -379,12 +388,17 @@ func (p *Proxy) Run(ctx context.Context) error {
 }
 
 // candidates returns the dial order: UP backends first (rotated for
-// round-robin, sorted by current sessions for leastconn), then the others.
+// round-robin, sorted by current sessions for leastconn, by weight when
+// weights differ), then the others. A backend drained, disabled or at
+// weight 0 is never a candidate.
 func (p *Proxy) candidates(rc *runtimeConfig) []*backendState {
 	n := len(rc.backends)
 	up := make([]*backendState, 0, n)
 	var down []*backendState
 	for _, b := range rc.backends {
+		if !b.adm.accepting() {
+			continue
+		}
 		if p.health == nil || p.health.IsUp(b.addr) {
 			up = append(up, b)
 		} else {
@@ -402,12 +416,15 @@ func (p *Proxy) candidates(rc *runtimeConfig) []*backendState {
 	}
 	rotate(up)
 	rotate(down)
+	p.weighted(up, rc.cfg.Balance == LeastConn)
 	if rc.cfg.Balance == LeastConn {
 		cur := make(map[*backendState]int64, len(up))
 		for _, b := range up {
 			cur[b] = b.current.Load()
 		}
-		sort.SliceStable(up, func(i, j int) bool { return cur[up[i]] < cur[up[j]] })
+		sort.SliceStable(up, func(i, j int) bool {
+			return lessLoaded(cur[up[i]], int64(up[i].adm.weight.Load()), cur[up[j]], int64(up[j].adm.weight.Load()))
+		})
 	}
 	return append(up, down...)
 }

@@ -37,7 +37,9 @@ type BackendStats struct {
 	// Up as reported by Health when the snapshot was taken.
 	Up bool
 	// Removed: no longer configured but connections remain.
-	Removed         bool
+	Removed bool
+	// Admin is the run-time administrative state (READY for a removed one).
+	Admin BackendAdmin
 	CurrentSessions int64
 	TotalSessions   uint64
 	// ConnErrors: failed dials to this backend.
@@ -111,12 +113,14 @@ func (p *Proxy) Stats() Stats {
 		seen[b] = true
 		x := bs(b)
 		x.Up = p.health == nil || p.health.IsUp(b.addr)
+		x.Admin = b.adm.snapshotLocked(b.addr)
 		st.Backends = append(st.Backends, x)
 	}
 	for _, b := range p.backends {
 		if !seen[b] && b.current.Load() > 0 {
 			x := bs(b)
 			x.Removed = true
+			x.Admin = b.adm.snapshotLocked(b.addr)
 			st.Backends = append(st.Backends, x)
 		}
 	}
@@ -135,8 +139,9 @@ func (p *Proxy) Conns() []ConnInfo {
 }
 
 // CanServe reports whether this host can serve: the listener is bound, the
-// proxy is not shutting down, and at least MinHealthy backends are UP. The
-// reason is a short sentence for logs and /stats.
+// proxy is not shutting down, and at least MinHealthy backends are UP and
+// taking connections (not drained, disabled or at weight 0). The reason is a
+// short sentence for logs and /stats.
 func (p *Proxy) CanServe() (bool, string) {
 	p.mu.Lock()
 	bound, lerr, stopping := p.ln != nil, p.listenErr, p.stopping
@@ -150,17 +155,25 @@ func (p *Proxy) CanServe() (bool, string) {
 		return false, "listener not bound"
 	}
 	rc := p.cfg.Load()
-	up := 0
+	up, held := 0, 0
 	for _, b := range rc.backends {
+		if !b.adm.accepting() {
+			held++
+			continue
+		}
 		if p.health == nil || p.health.IsUp(b.addr) {
 			up++
 		}
 	}
+	admin := ""
+	if held > 0 {
+		admin = fmt.Sprintf(" (%d drained, disabled or at weight 0)", held)
+	}
 	minH := rc.cfg.MinHealthy
 	if up < minH {
-		return false, fmt.Sprintf("%d of %d backends UP, need %d (proxy.min_healthy_backends)", up, len(rc.backends), minH)
+		return false, fmt.Sprintf("%d of %d backends UP%s, need %d (proxy.min_healthy_backends)", up, len(rc.backends), admin, minH)
 	}
-	return true, fmt.Sprintf("%d of %d backends UP", up, len(rc.backends))
+	return true, fmt.Sprintf("%d of %d backends UP%s", up, len(rc.backends), admin)
 }
 
 // OnServingChange registers fn, called with the result of CanServe each
