@@ -72,7 +72,7 @@ announces it with gratuitous ARP, proxies TCP to the healthy kube-apiservers, an
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(), newCheckCmd(), newStatusCmd(), newReleaseCmd(), newImportCmd())
+	root.AddCommand(newRunCmd(), newCheckCmd(), newStatusCmd(), newReleaseCmd(), newImportCmd(), newBackendCmd())
 	cli.AddVersion(root, cli.Version())
 	cli.AddDocs(root, "8", manExitStatus, manFiles)
 	cli.StrictUsage(root)
@@ -83,14 +83,16 @@ announces it with gratuitous ARP, proxies TCP to the healthy kube-apiservers, an
 var (
 	manExitStatus = cli.ManSection{Title: "EXIT STATUS", Text: `0: success.
 
-1: failure: an invalid configuration (check, run; the message names file:line: field), the daemon could not start, or it stopped with an error.
+1: failure: an invalid configuration (check, run; the message names file:line: field), the daemon could not start, or it stopped with an error; vipd backend and vipd maintenance: the change failed or was refused, or the daemon is not answering (the message names the backend).
 
 2: usage error: an unknown command or flag, wrong arguments.
 
 3: vipd status: the daemon is not answering on its control socket or stats URL.`}
 	manFiles = cli.ManSection{Title: "FILES", Text: `/etc/vipd/vipd.yaml: the configuration, described in vipd.yaml(5). The package installs an example that vipd refuses until it is edited for the host and its first line is deleted.
 
-/run/vipd/vipd.sock: the control socket that vipd status asks.
+/run/vipd/vipd.sock: the control socket that vipd status, vipd backend and vipd maintenance use.
+
+/var/lib/vipd/state.json: state_file, what vipd backend and vipd maintenance set at run time, kept across restarts.
 
 /lib/systemd/system/vipd.service: the unit; logs go to the journal (journalctl -u vipd, with priorities: journalctl -p warning -u vipd).`}
 )

@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -90,6 +87,9 @@ type daemon struct {
 	stats   *stats.Server
 	cluster *cluster.Cluster // nil unless cluster.enabled
 	sbTrack *vrrp.Track      // FAULT while the cluster says resign (split_brain: resign-lower)
+
+	stateMu sync.Mutex  // serializes writes of state_file (state.go)
+	maint   atomic.Bool // maintenance mode (vipd maintenance on): stay BACKUP
 }
 
 func newDaemon(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
@@ -111,6 +111,7 @@ func newDaemon(cfg *config.Config, path string, log *slog.Logger, level *slog.Le
 		d.track.Set(true, "proxy starting") // cleared once the listener is bound and backends are UP
 		d.proxy.OnServingChange(func(ok bool, reason string) { d.track.Set(!ok, reason) })
 	}
+	d.loadState() // what vipd backend/maintenance set before a restart
 	if err := d.newCluster(); err != nil {
 		d.router.Close()
 		return nil, err
@@ -309,76 +310,17 @@ func (d *daemon) reload() {
 	d.mu.Lock()
 	d.cfg, d.fingerprint = nc, nc.Fingerprint()
 	d.mu.Unlock()
+	if _, err := os.Stat(nc.StateFile); err == nil {
+		// Backends the file no longer lists lost their run-time state in the proxy: forget
+		// them in state_file too.
+		if err := d.saveState(); err != nil {
+			log.Error("cannot update state_file after the reload", "state_file", nc.StateFile, "err", err)
+		}
+	}
 	for _, w := range nc.Warnings {
 		log.Warn("config: " + w)
 	}
 	log.Info("configuration reloaded")
-}
-
-// serveControl answers `vipd status` on the local control socket (mode 0660: root and the
-// vipd group).
-func (d *daemon) serveControl(ctx context.Context) (net.Listener, error) {
-	path := d.cfg.ControlSocket
-	ln, err := listenControl(path)
-	if err != nil {
-		return nil, err
-	}
-	ours, _ := os.Lstat(path)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /stats.json", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(d.snapshot())
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		_ = srv.Serve(ln)
-	}()
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-		// Only the socket this daemon made: not a file someone put there since.
-		if st, err := os.Lstat(path); err == nil && ours != nil && os.SameFile(st, ours) {
-			_ = os.Remove(path)
-		}
-	}()
-	return ln, nil
-}
-
-// listenControl binds the control socket at path (mode 0660). It removes a stale socket left
-// by an earlier run, but never anything else: control_socket set to an existing regular file,
-// directory or symlink is refused and the file left as it is. A socket a running vipd still
-// answers on is not taken over either.
-func listenControl(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, err
-	}
-	st, err := os.Lstat(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
-		return nil, err
-	case st.Mode().Type() != os.ModeSocket:
-		return nil, fmt.Errorf("control_socket: %s exists and is not a socket (mode %s); refusing to remove it", path, st.Mode())
-	default:
-		if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("control_socket: %s is in use by another process (a vipd already running?)", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, err
-		}
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
 }
 
 func monotonicUsec() int64 {

@@ -42,6 +42,7 @@ type Config struct {
 	Health        Health        `yaml:"health,omitempty"`
 	Stats         Stats         `yaml:"stats,omitempty"`
 	ControlSocket string        `yaml:"control_socket,omitempty"`
+	StateFile     string        `yaml:"state_file,omitempty"`
 	Cluster       Cluster       `yaml:"cluster,omitempty"`
 	path          string        // file it was read from
 	lines         yamlpos.Lines // field path -> line

@@ -22,6 +22,7 @@ const (
 	DefaultVersion        = 3
 	DefaultAdvertInterval = 200 * time.Millisecond // v3; v2 counts whole seconds: 1 s
 	DefaultControlSocket  = "/run/vipd/vipd.sock"
+	DefaultStateFile      = "/var/lib/vipd/state.json"
 )
 
 func boolPtr(b bool) *bool             { return &b }
@@ -134,6 +135,7 @@ func (c *Config) setDefaults() {
 	str("stats.listen", &c.Stats.Listen, stats.DefaultListen)
 	dur("stats.refresh", &c.Stats.Refresh, stats.DefaultRefresh)
 	str("control_socket", &c.ControlSocket, DefaultControlSocket)
+	str("state_file", &c.StateFile, DefaultStateFile)
 
 	cl := &c.Cluster
 	str("cluster.bind", &cl.Bind, cluster.DefaultBind)

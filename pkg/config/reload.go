@@ -22,6 +22,7 @@ func RestartRequired(old, nc *Config) []string {
 	}
 	diff("node_name", old.NodeName, nc.NodeName)
 	diff("control_socket", old.ControlSocket, nc.ControlSocket)
+	diff("state_file", old.StateFile, nc.StateFile) // read once at start
 	diff("log_format", old.LogFormat, nc.LogFormat) // the logger's handler is built at start
 
 	// The router's sockets, its VIP set and its identity on the link are fixed at start.

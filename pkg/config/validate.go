@@ -51,6 +51,9 @@ func (c *Config) validate() Errors {
 	if !strings.HasPrefix(c.ControlSocket, "/") {
 		v.add("control_socket", "%q must be an absolute path", c.ControlSocket)
 	}
+	if !strings.HasPrefix(c.StateFile, "/") {
+		v.add("state_file", "%q must be an absolute path", c.StateFile)
+	}
 	v.pkg(c.ClusterConfig().Validate())
 	v.sort()
 	return v.errs

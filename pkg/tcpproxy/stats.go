@@ -39,7 +39,7 @@ type BackendStats struct {
 	// Removed: no longer configured but connections remain.
 	Removed bool
 	// Admin is the run-time administrative state (READY for a removed one).
-	Admin BackendAdmin
+	Admin           BackendAdmin
 	CurrentSessions int64
 	TotalSessions   uint64
 	// ConnErrors: failed dials to this backend.

@@ -78,7 +78,8 @@ stats:
   listen: ":8404"
   refresh: 2s
 control_socket: %s
-`, c.Socket)
+state_file: %s
+`, c.Socket, filepath.Join(filepath.Dir(c.Socket), "state.json"))
 	return b.String()
 }
 

@@ -87,6 +87,8 @@ func (h *Host) VipdConfig(o VipdOptions, socket string) string {
 		fmt.Fprintf(&b, "  garp:\n    refresh: %s\n", o.GARPRefresh)
 	}
 	fmt.Fprintf(&b, "stats:\n  listen: \"127.0.0.1:8404\"\ncontrol_socket: %s\n", socket)
+	// Run-time state (vipd backend ..., vipd maintenance) beside the socket: never the host's.
+	fmt.Fprintf(&b, "state_file: %s\n", filepath.Join(filepath.Dir(socket), "state.json"))
 	if o.ExtraYAML != "" {
 		b.WriteString(strings.TrimRight(o.ExtraYAML, "\n") + "\n")
 	}
