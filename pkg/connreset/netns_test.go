@@ -2,16 +2,12 @@ package connreset
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -19,15 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/vipd-project/vipd/test/lab"
 )
 
-// lab is three hosts (client, lb1, lb2) on a bridge that lives in a fourth namespace.
-type lab struct {
-	t      *testing.T
-	prefix string
-	ns     map[string]netns.NsHandle // "c", "a", "b"
-}
+// clab is three hosts of the project's netns harness (test/lab): client "c" (labClient) and
+// the two LBs "a" and "b", on a bridge that lives in a namespace of its own.
+type clab struct{ *lab.Lab }
 
 const (
 	labVIP    = "10.231.0.100"
@@ -43,66 +36,16 @@ func ipCmd(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t *testing.T) *clab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, raw sockets)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2")
-	}
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	l := &lab{t: t, prefix: "vt" + hex.EncodeToString(b)[:5], ns: map[string]netns.NsHandle{}}
-	sw := l.prefix + "s"
-	for _, n := range []string{sw, l.prefix + "c", l.prefix + "a", l.prefix + "b"} {
-		ipCmd(t, "netns", "add", n)
-		name := n
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	}
-	ipCmd(t, "-n", sw, "link", "add", "br0", "type", "bridge")
-	ipCmd(t, "-n", sw, "link", "set", "br0", "up")
-	addrs := map[string]string{"c": labClient, "a": "10.231.0.1", "b": "10.231.0.2"}
-	for _, h := range []string{"c", "a", "b"} {
-		ns := l.prefix + h
-		ipCmd(t, "-n", sw, "link", "add", "p"+h, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		ipCmd(t, "-n", sw, "link", "set", "p"+h, "master", "br0", "up")
-		ipCmd(t, "-n", ns, "link", "set", "lo", "up")
-		ipCmd(t, "-n", ns, "addr", "add", addrs[h]+"/24", "dev", "eth0")
-		ipCmd(t, "-n", ns, "link", "set", "eth0", "up")
-		hd, err := netns.GetFromName(ns)
-		if err != nil {
-			t.Fatalf("open netns %s: %v", ns, err)
-		}
-		l.ns[h] = hd
-		t.Cleanup(func() { hd.Close() })
-	}
-	return l
+	return &clab{lab.New(t, lab.Options{Hosts: []string{"c", "a", "b"}, Subnet: netip.MustParsePrefix("10.231.0.0/24"), HostBase: 10})}
 }
 
+// ns is host h's namespace name, for ip -n.
+func (l *clab) ns(h string) string { return l.Host(h).NS }
+
 // in runs fn on a thread switched into host h's namespace; sockets fn creates live there.
-func (l *lab) in(h string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(l.ns[h]); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", h, err)
-			return
-		}
-		err = fn()
-		if serr := netns.Set(orig); serr == nil {
-			runtime.UnlockOSThread() // else the thread dies with the goroutine
-		}
-		errc <- err
-	}()
-	return <-errc
-}
+func (l *clab) in(h string, fn func() error) error { return l.Host(h).Do(fn) }
 
 type readResult struct {
 	idx int
@@ -118,7 +61,7 @@ func TestResetAfterFailover(t *testing.T) {
 	l := newLab(t)
 	const tracked = 1000
 	vip := netip.MustParseAddr(labVIP)
-	ipCmd(t, "-n", l.prefix+"a", "addr", "add", labVIP+"/24", "dev", "eth0")
+	ipCmd(t, "-n", l.ns("a"), "addr", "add", labVIP+"/24", "dev", "eth0")
 
 	// lb1: a server that accepts and never answers.
 	var ln net.Listener
@@ -179,10 +122,10 @@ func TestResetAfterFailover(t *testing.T) {
 	}
 
 	// Failover: lb1 is cut off (no FIN), lb2 takes the VIP, the client learns lb2's MAC (GARP).
-	ipCmd(t, "-n", l.prefix+"a", "link", "set", "eth0", "down")
-	ipCmd(t, "-n", l.prefix+"b", "addr", "add", labVIP+"/24", "dev", "eth0")
-	macB := strings.Fields(ipCmd(t, "-n", l.prefix+"b", "-br", "link", "show", "eth0"))[2]
-	ipCmd(t, "-n", l.prefix+"c", "neigh", "replace", labVIP, "lladdr", macB, "dev", "eth0", "nud", "reachable")
+	ipCmd(t, "-n", l.ns("a"), "link", "set", "eth0", "down")
+	ipCmd(t, "-n", l.ns("b"), "addr", "add", labVIP+"/24", "dev", "eth0")
+	macB := strings.Fields(ipCmd(t, "-n", l.ns("b"), "-br", "link", "show", "eth0"))[2]
+	ipCmd(t, "-n", l.ns("c"), "neigh", "replace", labVIP, "lladdr", macB, "dev", "eth0", "nud", "reachable")
 	failover := time.Now()
 
 	// lb2 holds a connection of its own to the VIP: it must never be probed.

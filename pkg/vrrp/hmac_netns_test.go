@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -58,7 +59,7 @@ func testHMACForged(t *testing.T, unicast, withKey bool) {
 	lb1 := startNode(t, lb1h, c1) // lb1 preempts lb2: each accepted the other's signed adverts
 	waitFor(t, "lb1 MASTER and lb2 BACKUP", 15*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
 	for _, h := range []*thost{lb1h, lb2h} { // evil is a known host: its MAC passes the source check
-		if _, err := h.Exec("ping", "-c1", "-W2", evil.Addr.String()); err != nil {
+		if _, err := h.Exec(context.Background(), "ping", "-c1", "-W2", evil.Addr.String()); err != nil {
 			t.Fatal(err)
 		}
 	}

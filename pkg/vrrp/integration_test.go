@@ -194,7 +194,7 @@ func testFailover(t *testing.T, unicast bool) {
 		c2.UnicastPeers = []netip.Addr{lb1h.Addr}
 	}
 	// A VIP left behind on lb2 by a "crash" must be removed at start.
-	if _, err := lb2h.Exec("ip", "addr", "add", netip.PrefixFrom(vip, 24).String(), "dev", lb2h.Iface); err != nil {
+	if _, err := lb2h.Exec(context.Background(), "ip", "addr", "add", netip.PrefixFrom(vip, 24).String(), "dev", lb2h.Iface); err != nil {
 		t.Fatal(err)
 	}
 	if err := client.NoNeighLocktime(); err != nil {
@@ -231,7 +231,7 @@ func testFailover(t *testing.T, unicast bool) {
 		t.Fatalf("lb2 status: master %v last advert from %v", st.MasterAddr, st.LastAdvertFrom)
 	}
 	// The client reaches the VIP at lb1's MAC.
-	if _, err := client.Exec("ping", "-c1", "-W1", vip.String()); err != nil {
+	if _, err := client.Exec(context.Background(), "ping", "-c1", "-W1", vip.String()); err != nil {
 		t.Fatal(err)
 	}
 	mac1, _ := lb1h.MAC()
@@ -403,7 +403,7 @@ func testFailover(t *testing.T, unicast bool) {
 	if err := client.WaitNeighbour(ctx3, vip, mac1); err != nil {
 		t.Fatalf("client not moved back to lb1 after healing: %v", err)
 	}
-	if _, err := client.Exec("ping", "-c1", "-W1", vip.String()); err != nil {
+	if _, err := client.Exec(context.Background(), "ping", "-c1", "-W1", vip.String()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -424,7 +424,7 @@ func TestNewPreflightErrors(t *testing.T) {
 	}
 	l := newTLab(t, "10.77.52.0/24", "h")
 	h := l.Host("h")
-	if _, err := h.Exec("ip", "link", "add", "vx0", "type", "veth", "peer", "name", "vx1"); err != nil {
+	if _, err := h.Exec(context.Background(), "ip", "link", "add", "vx0", "type", "veth", "peer", "name", "vx1"); err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{Interface: "nosuch0", VRID: 51, VIPs: []netip.Prefix{netip.MustParsePrefix("10.77.52.100/24")}}.WithDefaults()

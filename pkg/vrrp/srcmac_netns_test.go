@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -291,7 +292,7 @@ func TestTapFilterLab(t *testing.T) {
 	tap.mu.Unlock()
 
 	// Neighbour lookup and re-verification.
-	if _, err := a.Exec("ip", "neigh", "replace", b.Addr.String(), "lladdr", "02:00:00:00:00:99", "dev", a.Iface, "nud", "stale"); err != nil {
+	if _, err := a.Exec(context.Background(), "ip", "neigh", "replace", b.Addr.String(), "lladdr", "02:00:00:00:00:99", "dev", a.Iface, "nud", "stale"); err != nil {
 		t.Fatal(err)
 	}
 	mac, state, ok := nt.lookup(b.Addr)
@@ -347,7 +348,7 @@ func TestPeerNICReplaced(t *testing.T) {
 			lb1 := startNode(t, lb1h, c1)
 			waitFor(t, "lb1 MASTER and lb2 BACKUP", 15*time.Second, func() bool { return lb1.is(StateMaster) && lb2.is(StateBackup) })
 
-			if _, err := lb2h.Exec("ip", "link", "set", "dev", lb2h.Iface, "address", "02:42:00:00:00:02"); err != nil {
+			if _, err := lb2h.Exec(context.Background(), "ip", "link", "set", "dev", lb2h.Iface, "address", "02:42:00:00:00:02"); err != nil {
 				t.Fatal(err)
 			}
 			before := lb1.r.Status().Drops["spoofed_source"]
