@@ -3,8 +3,9 @@ package config
 import (
 	"fmt"
 	"reflect"
-	"slices"
 	"strings"
+
+	"github.com/vipd-project/vipd/pkg/vrrp"
 )
 
 // RestartRequired lists, as YAML field names, the settings that differ between the running
@@ -25,18 +26,8 @@ func RestartRequired(old, nc *Config) []string {
 	diff("state_file", old.StateFile, nc.StateFile) // read once at start
 	diff("log_format", old.LogFormat, nc.LogFormat) // the logger's handler is built at start
 
-	// The router's sockets, its VIP set and its identity on the link are fixed at start.
-	ov, nv := old.VRRP, nc.VRRP
-	diff("vrrp.interface", ov.Interface, nv.Interface)
-	diff("vrrp.vrid", ov.VRID, nv.VRID)
-	diff("vrrp.version", ov.Version, nv.Version)
-	diff("vrrp.vips", sortedCopy(ov.VIPs), sortedCopy(nv.VIPs))
-	diff("vrrp.unicast_source", ov.UnicastSource, nv.UnicastSource)
-	if (len(ov.UnicastPeers) == 0) != (len(nv.UnicastPeers) == 0) {
-		out = append(out, "vrrp.unicast_peers") // multicast <-> unicast switches sockets
-	}
-	diff("vrrp.track_interface", deref(ov.TrackInterface), deref(nv.TrackInterface))
-	diff("vrrp.source_mac_check", deref(ov.SourceMACCheck), deref(nv.SourceMACCheck))
+	// The router's sockets, its VIP set and its identity on the link: pkg/vrrp's own list.
+	out = append(out, vrrp.RestartFields(old.VRRPConfig(), nc.VRRPConfig())...)
 
 	switch op, np := old.Proxy, nc.Proxy; {
 	case (op == nil) != (np == nil):
@@ -64,18 +55,4 @@ func RestartError(fields []string) error {
 		return nil
 	}
 	return fmt.Errorf("%s changed: this needs a restart (systemctl restart vipd)", strings.Join(fields, ", "))
-}
-
-func sortedCopy(s []string) []string {
-	c := slices.Clone(s)
-	slices.Sort(c)
-	return c
-}
-
-func deref[T any](p *T) T {
-	var z T
-	if p == nil {
-		return z
-	}
-	return *p
 }

@@ -185,38 +185,35 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// reconfigurable checks that next differs from c only in fields Reconfigure
-// can apply.
+// RestartFields names the settings (as written in vipd.yaml, "vrrp.vrid") that differ
+// between c and next and that a running Router cannot take: its sockets, its VIP set and its
+// identity on the link are fixed when it starts. It is the one list of them: Reconfigure
+// refuses these, and pkg/config's reload policy asks it.
+func RestartFields(c, next Config) []string {
+	var out []string
+	add := func(changed bool, field string) {
+		if changed {
+			out = append(out, "vrrp."+field)
+		}
+	}
+	add(c.Interface != next.Interface, "interface")
+	add(c.VRID != next.VRID, "vrid")
+	add(c.Version != next.Version, "version")
+	add(!samePrefixes(c.VIPs, next.VIPs), "vips")
+	add(c.UnicastSource != next.UnicastSource, "unicast_source")
+	// Multicast <-> unicast switches sockets; a change of the peer list does not.
+	add((len(c.UnicastPeers) == 0) != (len(next.UnicastPeers) == 0), "unicast_peers")
+	add(c.TrackInterface != next.TrackInterface, "track_interface")
+	add(c.NoSourceMACCheck != next.NoSourceMACCheck, "source_mac_check")
+	return out
+}
+
+// reconfigurable checks that next differs from c only in fields Reconfigure can apply.
 func (c Config) reconfigurable(next Config) error {
-	var errs []error
-	refuse := func(field string, old, nu any) {
-		errs = append(errs, fmt.Errorf("vrrp.%s: cannot change from %v to %v without a restart", field, old, nu))
+	if f := RestartFields(c, next); len(f) > 0 {
+		return fmt.Errorf("%s changed: this needs a restart", strings.Join(f, ", "))
 	}
-	if c.Interface != next.Interface {
-		refuse("interface", c.Interface, next.Interface)
-	}
-	if c.VRID != next.VRID {
-		refuse("vrid", c.VRID, next.VRID)
-	}
-	if c.Version != next.Version {
-		refuse("version", c.Version, next.Version)
-	}
-	if !samePrefixes(c.VIPs, next.VIPs) {
-		refuse("vips", c.VIPs, next.VIPs)
-	}
-	if c.UnicastSource != next.UnicastSource {
-		refuse("unicast_source", c.UnicastSource, next.UnicastSource)
-	}
-	if (len(c.UnicastPeers) == 0) != (len(next.UnicastPeers) == 0) {
-		errs = append(errs, errors.New("vrrp.unicast_peers: switching between multicast and unicast needs a restart"))
-	}
-	if c.TrackInterface != next.TrackInterface {
-		refuse("track_interface", c.TrackInterface, next.TrackInterface)
-	}
-	if c.NoSourceMACCheck != next.NoSourceMACCheck {
-		refuse("source_mac_check", !c.NoSourceMACCheck, !next.NoSourceMACCheck)
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // samePrefixes compares as sets (order does not matter).
