@@ -120,8 +120,11 @@ func (l *loop) remove(s *session) {
 
 // ctl adds fd to the epoll (level-triggered, readable) with the event data
 // tok, or removes it. Callers hold the session's mu, so fd is open.
-func (l *loop) ctl(op, fd int, tok uint64) error {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(uint32(tok)), Pad: int32(uint32(tok >> 32))}
+func (l *loop) ctl(op, fd int, tok uint64) error { return l.ctlEvents(op, fd, tok, unix.EPOLLIN) }
+
+// ctlEvents is ctl for the given events (EPOLLOUT: a connect's completion).
+func (l *loop) ctlEvents(op, fd int, tok uint64, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(uint32(tok)), Pad: int32(uint32(tok >> 32))}
 	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(l.epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
 	if e != 0 {
 		return os.NewSyscallError("epoll_ctl", e)

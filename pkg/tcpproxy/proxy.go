@@ -347,7 +347,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 		p.active.Add(1)
 		p.wg.Add(1)
-		go p.handle(forceCtx, c, rc, loops)
+		p.handle(forceCtx, c, rc, loops)
 	}
 	_ = ln.Close()
 
@@ -429,13 +429,44 @@ func (p *Proxy) candidates(rc *runtimeConfig) []*backendState {
 	return append(up, down...)
 }
 
-// handle dials a backend for the accepted client c and hands the
-// established session to an event loop; the session then ends on its own
-// (session.end calls sessionEnded, which releases p.wg and p.active).
+// handle starts proxying the accepted client c (on the accept loop): a
+// nonblocking connect to the first candidate backend, completed in an event
+// loop (connect.go); backends given by host name are dialed by a goroutine
+// (handleDial). The session then ends on its own (session.end calls
+// sessionEnded, which releases p.wg and p.active).
 func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConfig, loops []*loop) {
-	cfg := rc.cfg
 	order := p.candidates(rc)
-	server, be, rest := p.dial(forceCtx, cfg, order[:min(1+cfg.Retries, len(order))])
+	cands := order[:min(1+rc.cfg.Retries, len(order))]
+	if len(cands) == 0 || !backendAddrs(cands) {
+		go p.handleDial(forceCtx, c, rc, cands, loops)
+		return
+	}
+	s := &session{p: p, since: time.Now(), cfg: rc, firstOK: true}
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		s.clientAP = a.AddrPort()
+	}
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		s.localAP = a.AddrPort()
+	}
+	cfd, err := takeFD(c)
+	if err != nil {
+		p.log.Warn("proxy: cannot take over a connection's socket", "client", s.clientAP.String(), "err", err)
+		p.mu.Lock()
+		p.fe.total++
+		p.fe.connErrors++
+		p.mu.Unlock()
+		p.active.Add(-1)
+		p.wg.Done()
+		return
+	}
+	p.startConnect(forceCtx, s, cfd, cands, loops)
+}
+
+// handleDial dials cands with net.Dialer (host names) and hands the
+// established session to an event loop.
+func (p *Proxy) handleDial(forceCtx context.Context, c *net.TCPConn, rc *runtimeConfig, cands []*backendState, loops []*loop) {
+	cfg := rc.cfg
+	server, be, rest := p.dial(forceCtx, cfg, cands)
 	if server == nil {
 		p.mu.Lock()
 		p.fe.total++

@@ -75,6 +75,7 @@ type session struct {
 	firstOK bool
 	rest    []*backendState
 	cfg     *runtimeConfig
+	conn    *connecting // while the backend connection is being opened (connect.go)
 	state   [2]uint8
 	bulk    [2]bool // the direction's last bursts were large (splice them)
 	reg     [2]bool // the direction's source is in the loop's epoll
@@ -172,6 +173,8 @@ func (s *session) ready(l *loop, d int) {
 	s.mu.Lock()
 	var then func()
 	switch {
+	case s.conn != nil:
+		then = s.connectReadyLocked()
 	case s.state[d] != armed:
 	case s.bulk[d]:
 		then = s.startLocked(d, nil, nil)
@@ -504,6 +507,9 @@ func (s *session) abortLocked() {
 		return
 	}
 	s.aborted = true
+	if s.conn != nil && s.conn.timer != nil {
+		s.conn.timer.Stop()
+	}
 	for d := range s.state {
 		if s.state[d] == armed {
 			s.state[d] = done
