@@ -92,7 +92,7 @@ func run() int {
 	only := flag.String("only", "", "run only these sections, comma separated: "+strings.Join(sections, ","))
 	flag.IntVar(&o.conc, "c", 64, "concurrent clients for the TLS connection rate")
 	flag.IntVar(&o.idle, "idle", 10000, "idle connections to hold through each proxy")
-	flag.IntVar(&o.killRate, "kill-rate", 50, "new TLS connections per second during the master kill")
+	flag.IntVar(&o.killRate, "kill-rate", 200, "new TLS connections per second during the master kill and the link cut")
 	flag.DurationVar(&o.killTime, "kill-time", 10*time.Second, "duration of the master-kill load")
 	flag.DurationVar(&o.killAt, "kill-at", 3*time.Second, "when the master is killed, from the start of that load")
 	flag.DurationVar(&o.connectTimeout, "connect-timeout", 0, "vipd's proxy.connect_timeout (0: vipd's default)")
@@ -799,18 +799,28 @@ func countFDs(pid int) int {
 	return len(es)
 }
 
-func rssMiB(pid int) float64 {
+func rssMiB(pid int) float64 { return rssSplit(pid)[0] }
+
+// rssSplit is a process's VmRSS, RssAnon (private memory: heap, stacks, pools) and RssFile
+// (pages of its binary and libraries, shared with the page cache), MiB; -1 where unknown.
+func rssSplit(pid int) [3]float64 {
+	out := [3]float64{-1, -1, -1}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return -1
+		return out
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		i := slices.Index([]string{"VmRSS:", "RssAnon:", "RssFile:"}, f[0])
+		if i >= 0 {
 			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
+			out[i] = kb / 1024
 		}
 	}
-	return -1
+	return out
 }
 
 // faultResult is what one fault under load did to the requests through each proxy.

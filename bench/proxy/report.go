@@ -70,6 +70,8 @@ func (b *bench) report() error {
 		rows = append(rows, roundRows("  failed connections", st.Failed, false, "vipd <= haproxy")...)
 		rows = append(rows, roundRows("  RSS before, MiB", st.PreMiB, false, "")...)
 		rows = append(rows, roundRows("  RSS peak, MiB", st.PeakMiB, false, "vipd <= haproxy")...)
+		rows = append(rows, roundRows("    of it anonymous (heap, stacks, pools), MiB", st.PeakAnonMiB, false, "vipd <= haproxy")...)
+		rows = append(rows, roundRows("    of it file-backed (binary, libraries), MiB", st.PeakFileMiB, false, "")...)
 		rows = append(rows, roundRows("  proxy CPU, ms", st.CPUms, false, "vipd <= haproxy")...)
 		rows = append(rows, row{"  load average", "", "", "", "", "", "", loadRange(st.Load)})
 	}

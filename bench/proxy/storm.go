@@ -20,9 +20,13 @@ type stormResult struct {
 	Secs    roundStats `json:"secs_until_all_proxied"` // until every TLS handshake through the proxy completed
 	Failed  roundStats `json:"failed"`
 	PeakMiB roundStats `json:"rss_peak_mib"` // sampled every 10 ms
-	PreMiB  roundStats `json:"rss_before_mib"`
-	CPUms   roundStats `json:"proxy_cpu_ms"`
-	Load    roundStats `json:"loadavg_1m"`
+	// At the sample of the peak: RssAnon (heap, stacks, pools) and RssFile (the binary's
+	// and libraries' pages).
+	PeakAnonMiB roundStats `json:"rss_anon_at_peak_mib"`
+	PeakFileMiB roundStats `json:"rss_file_at_peak_mib"`
+	PreMiB      roundStats `json:"rss_before_mib"`
+	CPUms       roundStats `json:"proxy_cpu_ms"`
+	Load        roundStats `json:"loadavg_1m"`
 }
 
 // (vi) the connection storm: for each round and proxy (order alternated), b.o.storm clients
@@ -31,19 +35,20 @@ type stormResult struct {
 // every 10 ms meanwhile.
 func (b *bench) connStorm(ctx context.Context, pids map[string]int) error {
 	r := &b.res.Storm
-	*r = stormResult{Clients: b.o.storm, Secs: roundStats{}, Failed: roundStats{}, PeakMiB: roundStats{}, PreMiB: roundStats{}, CPUms: roundStats{}, Load: roundStats{}}
+	*r = stormResult{Clients: b.o.storm, Secs: roundStats{}, Failed: roundStats{}, PeakMiB: roundStats{}, PeakAnonMiB: roundStats{}, PeakFileMiB: roundStats{}, PreMiB: roundStats{}, CPUms: roundStats{}, Load: roundStats{}}
 	addr := map[string]string{"vipd": hostPort(b.lbv, 6443), "haproxy": hostPort(b.lbh, 6443)}
 	for i, order := range roundOrder([]string{"vipd", "haproxy"}, b.o.stormRounds) {
 		for _, path := range order {
 			pid := pids[path]
 			b.log.Info("connection storm", "round", i+1, "path", path, "clients", b.o.storm)
 			r.Load[path] = append(r.Load[path], loadAvg())
-			before := rssMiB(pid)
+			pre := rssSplit(pid)
+			before := pre[0]
 			t0, _ := measure.CPUTicks(pid)
 			stop := make(chan struct{})
-			peak := make(chan float64, 1)
+			peak := make(chan [3]float64, 1)
 			go func() {
-				p := before
+				p := pre
 				t := time.NewTicker(10 * time.Millisecond)
 				defer t.Stop()
 				for {
@@ -52,7 +57,9 @@ func (b *bench) connStorm(ctx context.Context, pids map[string]int) error {
 						peak <- p
 						return
 					case <-t.C:
-						p = max(p, rssMiB(pid))
+						if x := rssSplit(pid); x[0] > p[0] {
+							p = x
+						}
 					}
 				}
 			}()
@@ -65,7 +72,9 @@ func (b *bench) connStorm(ctx context.Context, pids map[string]int) error {
 			t1, _ := measure.CPUTicks(pid)
 			r.Secs[path] = append(r.Secs[path], first.Secs)
 			r.Failed[path] = append(r.Failed[path], float64(first.Errors))
-			r.PeakMiB[path] = append(r.PeakMiB[path], pk)
+			r.PeakMiB[path] = append(r.PeakMiB[path], pk[0])
+			r.PeakAnonMiB[path] = append(r.PeakAnonMiB[path], pk[1])
+			r.PeakFileMiB[path] = append(r.PeakFileMiB[path], pk[2])
 			r.PreMiB[path] = append(r.PreMiB[path], before)
 			r.CPUms[path] = append(r.CPUms[path], float64(t1-t0)*10)
 			if first.Errors > 0 {
