@@ -40,6 +40,19 @@ type Config struct {
 	// IdleTimeout closes connections with no byte moving in either
 	// direction for that long (0: never, the default). proxy.idle_timeout
 	IdleTimeout time.Duration
+	// FirstByteTimeout closes a connection whose client has sent no byte
+	// this long after the backend was dialed (0: never). A TLS client
+	// speaks first (ClientHello); a silent one only holds a slot.
+	// proxy.first_byte_timeout
+	FirstByteTimeout time.Duration
+	// HalfClosedTimeout closes a session when one side has closed its half
+	// (FIN) and nothing has moved for this long since (0: never); HAProxy's
+	// timeout client-fin / server-fin. proxy.half_closed_timeout
+	HalfClosedTimeout time.Duration
+	// MaxConnsPerSource caps concurrent connections from one client IP
+	// address (0: no cap); above it a new connection is reset at once.
+	// proxy.max_conns_per_source
+	MaxConnsPerSource int
 	// KeepAlive is the TCP keepalive idle time on both sides (probes every
 	// KeepAlive/3, 3 probes: a dead peer is dropped after about
 	// 2 x KeepAlive of silence), 1s-2h; negative disables.
@@ -89,6 +102,15 @@ func (c Config) Validate() error {
 	}
 	if c.IdleTimeout < 0 || (c.IdleTimeout > 0 && c.IdleTimeout < 100*time.Millisecond) || c.IdleTimeout > 24*time.Hour {
 		bad("idle_timeout", "must be 0 (none) or 100ms-24h, got %s", c.IdleTimeout)
+	}
+	if c.FirstByteTimeout < 0 || (c.FirstByteTimeout > 0 && c.FirstByteTimeout < time.Second) || c.FirstByteTimeout > time.Hour {
+		bad("first_byte_timeout", "must be 0 (never) or 1s-1h, got %s", c.FirstByteTimeout)
+	}
+	if c.HalfClosedTimeout < 0 || (c.HalfClosedTimeout > 0 && c.HalfClosedTimeout < time.Second) || c.HalfClosedTimeout > 24*time.Hour {
+		bad("half_closed_timeout", "must be 0 (never) or 1s-24h, got %s", c.HalfClosedTimeout)
+	}
+	if c.MaxConnsPerSource < 0 || c.MaxConnsPerSource > 1000000 {
+		bad("max_conns_per_source", "must be 0-1000000 (0: no cap), got %d", c.MaxConnsPerSource)
 	}
 	if c.KeepAlive == 0 || (c.KeepAlive > 0 && c.KeepAlive < time.Second) || c.KeepAlive > 2*time.Hour {
 		bad("keepalive", "must be 1s-2h (or negative to disable), got %s", c.KeepAlive)

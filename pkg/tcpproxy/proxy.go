@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"slices"
 	"sort"
@@ -73,8 +74,11 @@ type Proxy struct {
 	servCBs  []func(ok bool, reason string)
 	servLast *bool
 
-	capLog  rateLog
-	dialLog rateLog
+	capLog     rateLog
+	dialLog    rateLog
+	sourceLog  rateLog
+	timeoutLog [numClosedReasons]rateLog
+	sources    sources // current connections per client address (guard.go)
 
 	bufs     sync.Pool       // *[]byte of bufSize: the rest of a message a slow destination could not take at once
 	forceCtx context.Context // Run's: cancelled when the drain grace is over
@@ -92,6 +96,9 @@ type counters struct {
 	retries      uint64
 	bytesIn      uint64 // closed sessions
 	bytesOut     uint64
+	// frontend only:
+	refusedBySource uint64
+	timedOut        [numClosedReasons]uint64
 }
 
 type backendState struct {
@@ -120,6 +127,10 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 	p.bufs.New = func() any { b := make([]byte, bufSize); return &b }
 	p.capLog.every = time.Second
 	p.dialLog.every = time.Second
+	p.sourceLog.every = sourceLogEvery
+	for i := range p.timeoutLog {
+		p.timeoutLog[i].every = sourceLogEvery
+	}
 	p.apply(cfg)
 	return p, nil
 }
@@ -345,9 +356,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		ap, ok := p.admitSource(c, rc)
+		if !ok {
+			continue
+		}
 		p.active.Add(1)
 		p.wg.Add(1)
-		p.handle(forceCtx, c, rc, loops)
+		p.handle(forceCtx, c, ap, rc, loops)
 	}
 	_ = ln.Close()
 
@@ -433,18 +448,16 @@ func (p *Proxy) candidates(rc *runtimeConfig) []*backendState {
 // nonblocking connect to the first candidate backend, completed in an event
 // loop (connect.go); backends given by host name are dialed by a goroutine
 // (handleDial). The session then ends on its own (session.end calls
-// sessionEnded, which releases p.wg and p.active).
-func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConfig, loops []*loop) {
+// sessionEnded, which releases p.wg, p.active and the client's source
+// count). ap is the client's address.
+func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, ap netip.AddrPort, rc *runtimeConfig, loops []*loop) {
 	order := p.candidates(rc)
 	cands := order[:min(1+rc.cfg.Retries, len(order))]
 	if len(cands) == 0 || !backendAddrs(cands) {
-		go p.handleDial(forceCtx, c, rc, cands, loops)
+		go p.handleDial(forceCtx, c, ap, rc, cands, loops)
 		return
 	}
-	s := &session{p: p, since: time.Now(), cfg: rc, firstOK: true}
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		s.clientAP = a.AddrPort()
-	}
+	s := &session{p: p, since: time.Now(), cfg: rc, firstOK: true, clientAP: ap}
 	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
 		s.localAP = a.AddrPort()
 	}
@@ -455,8 +468,7 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 		p.fe.total++
 		p.fe.connErrors++
 		p.mu.Unlock()
-		p.active.Add(-1)
-		p.wg.Done()
+		p.connEnded(ap)
 		return
 	}
 	p.startConnect(forceCtx, s, cfd, cands, loops)
@@ -464,7 +476,7 @@ func (p *Proxy) handle(forceCtx context.Context, c *net.TCPConn, rc *runtimeConf
 
 // handleDial dials cands with net.Dialer (host names) and hands the
 // established session to an event loop.
-func (p *Proxy) handleDial(forceCtx context.Context, c *net.TCPConn, rc *runtimeConfig, cands []*backendState, loops []*loop) {
+func (p *Proxy) handleDial(forceCtx context.Context, c *net.TCPConn, ap netip.AddrPort, rc *runtimeConfig, cands []*backendState, loops []*loop) {
 	cfg := rc.cfg
 	server, be, rest := p.dial(forceCtx, cfg, cands)
 	if server == nil {
@@ -474,15 +486,11 @@ func (p *Proxy) handleDial(forceCtx context.Context, c *net.TCPConn, rc *runtime
 		p.mu.Unlock()
 		_ = c.SetLinger(0)
 		_ = c.Close()
-		p.active.Add(-1)
-		p.wg.Done()
+		p.connEnded(ap)
 		return
 	}
 
-	s := &session{p: p, be: be, since: time.Now(), cfg: rc, rest: rest, firstOK: true}
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		s.clientAP = a.AddrPort()
-	}
+	s := &session{p: p, be: be, since: time.Now(), cfg: rc, rest: rest, firstOK: true, clientAP: ap}
 	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
 		s.localAP = a.AddrPort()
 	}
@@ -501,8 +509,7 @@ func (p *Proxy) handleDial(forceCtx context.Context, c *net.TCPConn, rc *runtime
 		p.fe.total++
 		p.fe.connErrors++
 		p.mu.Unlock()
-		p.active.Add(-1)
-		p.wg.Done()
+		p.connEnded(ap)
 		return
 	}
 	s.fd = [2]int{cfd, sfd}
@@ -583,51 +590,35 @@ func (p *Proxy) sessionEnded(s *session) {
 	s.be.c.bytesIn += in
 	s.be.c.bytesOut += out
 	p.mu.Unlock()
+	p.connEnded(s.clientAP)
+}
+
+// connEnded releases what an accepted connection held (the accept loop
+// took them): its source count, p.active and p.wg.
+func (p *Proxy) connEnded(client netip.AddrPort) {
+	p.sources.release(sourceOf(client))
 	p.active.Add(-1)
 	p.wg.Done()
 }
 
-// background runs the idle sweeper and the serving poll until stop closes.
+// background runs the timeout sweeper (guard.go) and the serving poll
+// until stop closes.
 func (p *Proxy) background(stop <-chan struct{}) {
 	const poll = time.Second
 	nextPoll := time.Now().Add(poll)
 	for {
-		tick := poll
-		if it := p.cfg.Load().cfg.IdleTimeout; it > 0 {
-			tick = min(max(it/4, 50*time.Millisecond), poll)
-		}
-		t := time.NewTimer(tick)
+		t := time.NewTimer(sweepEvery(p.cfg.Load().cfg))
 		select {
 		case <-stop:
 			t.Stop()
 			return
 		case <-t.C:
 		}
-		if it := p.cfg.Load().cfg.IdleTimeout; it > 0 {
-			p.sweepIdle(it)
-		}
+		p.sweep(p.cfg.Load().cfg)
 		if now := time.Now(); now.After(nextPoll) {
 			nextPoll = now.Add(poll)
 			p.evaluate()
 		}
-	}
-}
-
-func (p *Proxy) sweepIdle(timeout time.Duration) {
-	now := time.Now()
-	p.mu.Lock()
-	var victims []*session
-	var backends []string
-	for _, s := range p.sessions {
-		if now.Sub(time.Unix(0, s.lastActive.Load())) >= timeout {
-			victims = append(victims, s)
-			backends = append(backends, s.be.addr)
-		}
-	}
-	p.mu.Unlock()
-	for i, s := range victims {
-		p.log.Info("proxy: closing idle connection", "client", s.clientAP.String(), "backend", backends[i], "idle_timeout", timeout)
-		s.abort()
 	}
 }
 

@@ -62,6 +62,8 @@ type session struct {
 	// time of the last burst (unix ns), updated after each burst.
 	bytesIn, bytesOut atomic.Uint64
 	lastActive        atomic.Int64
+	// When the first side closed its half (unix ns, 0: neither has).
+	halfClosed atomic.Int64
 
 	mu sync.Mutex
 	fd [2]int // client, server; -1 once closed
@@ -455,6 +457,7 @@ func (s *session) delLocked(d int) {
 // eofLocked forwards direction d's end of stream (half-close); at EOF the
 // source stays readable, so it leaves the epoll.
 func (s *session) eofLocked(d int) func() {
+	s.markHalfClosedLocked()
 	s.delLocked(d)
 	if fd := s.fd[1-d]; fd >= 0 {
 		_ = unix.Shutdown(fd, unix.SHUT_WR)

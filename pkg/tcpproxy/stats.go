@@ -18,6 +18,15 @@ type FrontendStats struct {
 	MaxConns      int
 	// RefusedByCap: connections closed at once because MaxConns was hit.
 	RefusedByCap uint64
+	// MaxConnsPerSource is the cap per client address (0: none);
+	// RefusedBySource counts connections reset at once because their
+	// source address was at it (not in TotalSessions either).
+	MaxConnsPerSource int
+	RefusedBySource   uint64
+	// TimedOut counts sessions closed by a timeout, by reason:
+	// "first_byte_timeout", "half_closed_timeout", "idle_timeout" (every
+	// reason present, zeros included).
+	TimedOut map[string]uint64
 	// ConnErrors: client connections closed because no backend could be
 	// reached.
 	ConnErrors uint64
@@ -75,6 +84,7 @@ func (p *Proxy) Stats() Stats {
 	st := Stats{Serving: ok, ServingReason: reason}
 	st.Frontend.CurrentSessions = p.active.Load()
 	st.Frontend.MaxConns = rc.cfg.MaxConns
+	st.Frontend.MaxConnsPerSource = rc.cfg.MaxConnsPerSource
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -83,6 +93,11 @@ func (p *Proxy) Stats() Stats {
 	}
 	st.Frontend.TotalSessions = p.fe.total
 	st.Frontend.RefusedByCap = p.fe.refusedByCap
+	st.Frontend.RefusedBySource = p.fe.refusedBySource
+	st.Frontend.TimedOut = make(map[string]uint64, numClosedReasons)
+	for why, n := range p.fe.timedOut {
+		st.Frontend.TimedOut[closedReasons[why]] = n
+	}
 	st.Frontend.ConnErrors = p.fe.connErrors
 	st.Frontend.Retries = p.fe.retries
 	st.Frontend.BytesIn = p.fe.bytesIn
