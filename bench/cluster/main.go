@@ -193,7 +193,10 @@ func (b *bench) vipdYAML(h *lab.Host, gossip, connReset bool) string {
 	if h == b.lb2 {
 		peer = b.lb1
 	}
-	y := fmt.Sprintf("proxy:\n  listen: \":%s\"\n  backends:\n    - %s\nhealth:\n  type: tcp\n", proxyPort, b.backend.addr)
+	// The idle connections stand in for established watches (they have spoken, so
+	// first_byte_timeout never closes them) and all come from the one client host.
+	y := fmt.Sprintf("proxy:\n  listen: \":%s\"\n  backends:\n    - %s\n  first_byte_timeout: 0s\n  max_conns_per_source: 0\nhealth:\n  type: tcp\n",
+		proxyPort, b.backend.addr)
 	if !gossip {
 		return y + "cluster:\n  enabled: false\n"
 	}

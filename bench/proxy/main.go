@@ -409,6 +409,8 @@ proxy:
 	}
 	fmt.Fprintf(&s, `  balance: roundrobin
   max_conns: 30000
+  # every client is one host, and HAProxy (the baseline) has no per-source cap
+  max_conns_per_source: 0
   drain_grace: 1s
 health:
   type: %s

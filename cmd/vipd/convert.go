@@ -67,6 +67,10 @@ func frontendView(st tcpproxy.Stats) *stats.FrontendView {
 		BytesIn:      f.BytesIn,
 		BytesOut:     f.BytesOut,
 		Errors:       f.ConnErrors,
+
+		RefusedPerSource:  f.RefusedBySource,
+		MaxConnsPerSource: int64(f.MaxConnsPerSource),
+		TimedOut:          f.TimedOut,
 	}
 }
 

@@ -89,13 +89,21 @@ type GARP struct {
 
 // Proxy is the TCP load balancer section. A nil *Proxy means VRRP only.
 type Proxy struct {
-	Listen              string    `yaml:"listen,omitempty"`
-	Backends            []string  `yaml:"backends,omitempty"`
-	Balance             string    `yaml:"balance,omitempty"`
-	ConnectTimeout      Duration  `yaml:"connect_timeout,omitempty"`
-	Retries             *int      `yaml:"retries,omitempty"`
-	MaxConns            *int      `yaml:"max_conns,omitempty"`
-	IdleTimeout         Duration  `yaml:"idle_timeout,omitempty"`
+	Listen         string   `yaml:"listen,omitempty"`
+	Backends       []string `yaml:"backends,omitempty"`
+	Balance        string   `yaml:"balance,omitempty"`
+	ConnectTimeout Duration `yaml:"connect_timeout,omitempty"`
+	Retries        *int     `yaml:"retries,omitempty"`
+	MaxConns       *int     `yaml:"max_conns,omitempty"`
+	IdleTimeout    Duration `yaml:"idle_timeout,omitempty"`
+	// FirstByteTimeout closes a connection whose client sent nothing this long (a TLS client
+	// speaks first; client-go gives up its own handshake after 10s). 0: never.
+	FirstByteTimeout Duration `yaml:"first_byte_timeout,omitempty"`
+	// HalfClosedTimeout closes a session this long after one side closed its half, when
+	// nothing has moved since (HAProxy's timeout client-fin/server-fin). 0: never.
+	HalfClosedTimeout Duration `yaml:"half_closed_timeout,omitempty"`
+	// MaxConnsPerSource caps concurrent connections from one client address. 0: no cap.
+	MaxConnsPerSource   *int      `yaml:"max_conns_per_source,omitempty"`
 	KeepAlive           Duration  `yaml:"keepalive,omitempty"`
 	DrainGrace          *Duration `yaml:"drain_grace,omitempty"`
 	RemovedBackendGrace Duration  `yaml:"removed_backend_grace,omitempty"`

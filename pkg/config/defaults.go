@@ -94,6 +94,18 @@ func (c *Config) setDefaults() {
 		if p.MaxConns == nil {
 			p.MaxConns = intPtr(20000)
 		}
+		// A client that has not sent its first byte after 10s has given up on its own TLS
+		// handshake (client-go's TLSHandshakeTimeout is 10s): it only holds a slot.
+		dur("proxy.first_byte_timeout", &p.FirstByteTimeout, 10*time.Second)
+		// 2 x the apiserver's default --request-timeout (60s): a client that half-closed
+		// after its request still gets the answer, or the apiserver's timeout error.
+		dur("proxy.half_closed_timeout", &p.HalfClosedTimeout, 2*time.Minute)
+		if p.MaxConnsPerSource == nil {
+			// One busy node holds ~1-10 (client-go multiplexes on HTTP/2): 1000 leaves
+			// room for a NAT in front of ~100 nodes, and one host alone can take at most a
+			// 20th of max_conns.
+			p.MaxConnsPerSource = intPtr(1000)
+		}
 		// TCP keepalive idle time on both sides: a dead peer is dropped after ~2 x this.
 		dur("proxy.keepalive", &p.KeepAlive, 15*time.Second)
 		if p.DrainGrace == nil {

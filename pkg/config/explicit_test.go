@@ -25,6 +25,9 @@ func TestExplicitBadValuesRefused(t *testing.T) {
 		{"connect_timeout 1ns", minimal + proxy + "  connect_timeout: 1ns\n", "t.yaml:7: proxy.connect_timeout: must be 10ms-5m, got 1ns"},
 		{"keepalive 0s", minimal + proxy + "  keepalive: 0s\n", "t.yaml:7: proxy.keepalive: must be 1s-2h"},
 		{"idle_timeout 1ms", minimal + proxy + "  idle_timeout: 1ms\n", "t.yaml:7: proxy.idle_timeout: must be 0 (none) or 100ms-24h, got 1ms"},
+		{"first_byte_timeout 10ms", minimal + proxy + "  first_byte_timeout: 10ms\n", "t.yaml:7: proxy.first_byte_timeout: must be 0 (never) or 1s-1h, got 10ms"},
+		{"half_closed_timeout 500ms", minimal + proxy + "  half_closed_timeout: 500ms\n", "t.yaml:7: proxy.half_closed_timeout: must be 0 (never) or 1s-24h, got 500ms"},
+		{"max_conns_per_source -1", minimal + proxy + "  max_conns_per_source: -1\n", "t.yaml:7: proxy.max_conns_per_source: must be 0-1000000 (0: no cap), got -1"},
 		{"drain_grace 1h", minimal + proxy + "  drain_grace: 1h\n", "t.yaml:7: proxy.drain_grace: must be 0-10m, got 1h0m0s"},
 		{"retries 50", minimal + proxy + "  retries: 50\n", "t.yaml:7: proxy.retries: must be 0-10, got 50"},
 		{"max_conns huge", minimal + proxy + "  max_conns: 50000000\n", "t.yaml:7: proxy.max_conns: must be 0-1000000"},
@@ -68,6 +71,18 @@ func TestAbsentTakesDefault(t *testing.T) {
 	if p := c.ProxyConfig(); p.DrainGrace.String() != "30s" {
 		t.Errorf("drain_grace default: %s", p.DrainGrace)
 	}
+	if p := c.ProxyConfig(); p.FirstByteTimeout.String() != "10s" || p.HalfClosedTimeout.String() != "2m0s" || p.MaxConnsPerSource != 1000 || p.IdleTimeout != 0 {
+		t.Errorf("guard defaults (deploy/vipd.yaml): first_byte %s half_closed %s per_source %d idle %s",
+			p.FirstByteTimeout, p.HalfClosedTimeout, p.MaxConnsPerSource, p.IdleTimeout)
+	}
+	// An explicit 0 turns each off (never replaced by the default).
+	c, err = Parse("t.yaml", []byte(minimal+"proxy:\n  backends: [10.0.0.11:6443]\n  first_byte_timeout: 0s\n  half_closed_timeout: 0s\n  max_conns_per_source: 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.ProxyConfig(); p.FirstByteTimeout != 0 || p.HalfClosedTimeout != 0 || p.MaxConnsPerSource != 0 {
+		t.Errorf("explicit zeros replaced: %+v", p)
+	}
 	c, err = Parse("t.yaml", []byte(minimal+"proxy:\n  backends: [10.0.0.11:6443]\nhealth:\n  tls:\n    ca_file: /etc/vipd/ca.crt\n"))
 	if err != nil || c.HealthConfig().InsecureSkipVerify {
 		t.Errorf("with a CA the certificate is verified: %v", err)
@@ -102,6 +117,7 @@ func TestRestartRequired(t *testing.T) {
 		{base + "stats:\n  listen: \":9000\"\n", []string{"stats.listen"}},
 		{base + "cluster:\n  enabled: true\n  peers: [10.0.0.2:7946]\n  key_file: /k\n", []string{"cluster"}},
 		{base + "log_level: debug\nhealth:\n  rise: 3\n", nil},
+		{base + "  first_byte_timeout: 5s\n  half_closed_timeout: 30s\n  max_conns_per_source: 10\n", nil},
 	}
 	for _, tc := range cases {
 		got := RestartRequired(old, parse(tc.yaml))

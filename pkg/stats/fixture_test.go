@@ -44,6 +44,8 @@ func fakeSnapshot() Snapshot {
 		Frontend: &FrontendView{
 			Listen: ":6443", Listening: true, CurrentConns: 42, TotalConns: 123456,
 			RefusedByCap: 0, MaxConns: 20000, BytesIn: 5 << 20, BytesOut: 3 << 30, Errors: 2,
+			RefusedPerSource: 17, MaxConnsPerSource: 1000,
+			TimedOut: map[string]uint64{"first_byte_timeout": 9, "half_closed_timeout": 4, "idle_timeout": 0},
 		},
 		Backends: []BackendView{
 			{

@@ -49,6 +49,12 @@ var (
 		"Deprecated, removed in the next release: use haproxy_frontend_limit_sessions. Cap on concurrent client connections (0: none).", []string{"frontend"}, nil)
 	descFEDenied = prometheus.NewDesc("vipd_frontend_limit_sessions_denied_total",
 		"Client connections refused because the cap was reached.", []string{"frontend"}, nil)
+	descFESourceLimit = prometheus.NewDesc("vipd_frontend_limit_sessions_per_source",
+		"Cap on concurrent client connections from one client address (0: none).", []string{"frontend"}, nil)
+	descFESourceDenied = prometheus.NewDesc("vipd_frontend_refused_per_source_total",
+		"Client connections reset because their address was at the per-source cap.", []string{"frontend"}, nil)
+	descFETimedOut = prometheus.NewDesc("vipd_frontend_timeouts_total",
+		"Client sessions the proxy closed by a timeout, by reason (first_byte_timeout, half_closed_timeout, idle_timeout).", []string{"frontend", "reason"}, nil)
 	descFEBytesIn = prometheus.NewDesc("vipd_frontend_bytes_in_total",
 		"Deprecated, removed in the next release: use haproxy_frontend_bytes_in_total. Bytes received from clients.", []string{"frontend"}, nil)
 	descFEBytesOut = prometheus.NewDesc("vipd_frontend_bytes_out_total",
@@ -97,7 +103,7 @@ var allDescs = []*prometheus.Desc{
 	descVRRPTransitions, descVRRPAdvertsSent, descVRRPAdvertsRecv, descVRRPDropped, descVRRPGARPs,
 	descVRRPFaults,
 	descFEListening, descFECur, descFETotal, descFELimit, descFEDenied, descFEBytesIn, descFEBytesOut,
-	descFEErrors,
+	descFEErrors, descFESourceLimit, descFESourceDenied, descFETimedOut,
 	descBEUp, descBECheckFail, descBEUpDown, descBELastChange, descBECheckDur, descBECur, descBETotal,
 	descBEConnErr, descBERetry, descBEBytesIn, descBEBytesOut, descBackendsUp, descBackends,
 	descClusterMembers, descClusterMemberAlive, descClusterAlarm,
@@ -180,6 +186,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descFEBytesIn, f.BytesIn, name)
 		counter(descFEBytesOut, f.BytesOut, name)
 		counter(descFEErrors, f.Errors, name)
+		gauge(descFESourceLimit, float64(f.MaxConnsPerSource), name)
+		counter(descFESourceDenied, f.RefusedPerSource, name)
+		for _, reason := range sortedKeys(f.TimedOut) {
+			counter(descFETimedOut, f.TimedOut[reason], name, reason)
+		}
 	}
 
 	seen := make(map[string]bool, len(s.Backends))

@@ -142,6 +142,14 @@ type FrontendView struct {
 	RefusedByCap uint64 `json:"refused_by_cap"`
 	// MaxConns is the cap on concurrent connections (0: none).
 	MaxConns int64 `json:"max_conns"`
+	// RefusedPerSource counts connections reset because their client address was at
+	// MaxConnsPerSource (the per-address cap, 0: none).
+	RefusedPerSource  uint64 `json:"refused_per_source"`
+	MaxConnsPerSource int64  `json:"max_conns_per_source"`
+	// TimedOut counts sessions the proxy closed by a timeout, by reason: first_byte_timeout
+	// (the client never spoke), half_closed_timeout (one side closed its half, then
+	// silence), idle_timeout.
+	TimedOut map[string]uint64 `json:"timed_out"`
 	// BytesIn are bytes received from clients, BytesOut bytes sent to them.
 	BytesIn  uint64 `json:"bytes_in"`
 	BytesOut uint64 `json:"bytes_out"`

@@ -76,6 +76,7 @@ type page struct {
 type feRow struct {
 	Listen, Status, StatusClass       string
 	Cur, Total, Max, Refused, Errors  string
+	RefusedSource, TimedOut           string
 	BytesIn, BytesOut                 string
 	RefusedWarn, ErrorsWarn, NearFull bool
 }
@@ -202,10 +203,7 @@ func buildPage(s Snapshot, refresh time.Duration) page {
 	}
 	p.VRRPInfo = strings.Join(info, " · ")
 	p.Faults = v.Faults
-	var drops uint64
-	for _, n := range v.Drops {
-		drops += n
-	}
+	drops := sumCounts(v.Drops)
 	p.VRRPCounts = fmt.Sprintf("adverts sent %s, received %s, dropped %s · GARPs %s · transitions %s",
 		count(v.AdvertsSent), count(v.AdvertsReceived), count(drops), count(v.GARPsSent), count(v.TransitionsTotal))
 	if len(v.Drops) > 0 {
@@ -222,6 +220,7 @@ func buildPage(s Snapshot, refresh time.Duration) page {
 			Cur:      count(uint64(max(0, f.CurrentConns))),
 			Total:    count(f.TotalConns),
 			Refused:  count(f.RefusedByCap),
+			TimedOut: count(sumCounts(f.TimedOut)),
 			Errors:   count(f.Errors),
 			BytesIn:  humanBytes(f.BytesIn),
 			BytesOut: humanBytes(f.BytesOut),
@@ -231,7 +230,11 @@ func buildPage(s Snapshot, refresh time.Duration) page {
 			r.Max = count(uint64(f.MaxConns))
 			r.NearFull = f.CurrentConns*10 >= f.MaxConns*9
 		}
-		r.RefusedWarn = f.RefusedByCap > 0
+		r.RefusedSource = count(f.RefusedPerSource)
+		if f.MaxConnsPerSource == 0 {
+			r.RefusedSource = "no cap"
+		}
+		r.RefusedWarn = f.RefusedByCap > 0 || f.RefusedPerSource > 0
 		r.ErrorsWarn = f.Errors > 0
 		if f.Listening {
 			r.Status, r.StatusClass = "OPEN", "up"
@@ -480,4 +483,13 @@ func count(n uint64) string {
 		b.WriteString(s[i : i+3])
 	}
 	return b.String()
+}
+
+// sumCounts adds up a map of counters.
+func sumCounts(m map[string]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

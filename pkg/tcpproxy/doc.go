@@ -38,6 +38,12 @@
 //     (watches, logs -f and exec live for hours). The idle timeout, when
 //     set, is enforced by one sweeper goroutine reading each connection's
 //     last-burst time; no deadline is put on the connections.
+//   - Clients that hold connections without using them (guard.go): a
+//     client that sends no byte for FirstByteTimeout, and a session one
+//     side has half-closed that stays silent for HalfClosedTimeout, are
+//     closed by the same sweeper; MaxConnsPerSource caps the connections of
+//     one client address. A session with both halves open that has spoken
+//     is never closed by these (a quiet watch lives on).
 //   - Byte counters are exact and live: each burst adds what was forwarded,
 //     so an hours-long watch shows its bytes while open.
 //   - MaxConns caps concurrent client connections: above it a new connection

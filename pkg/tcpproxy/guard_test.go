@@ -12,10 +12,6 @@ import (
 	"time"
 )
 
-// silent holds the connection open and never writes; it returns when the
-// client side goes away.
-func silent(_ *backend, c *net.TCPConn) { _, _ = io.Copy(io.Discard, c) }
-
 // closedWithin reports how long c took to be closed by the proxy (a read
 // error or EOF), failing the test when it is still open after limit.
 func closedWithin(t *testing.T, c net.Conn, limit time.Duration) time.Duration {

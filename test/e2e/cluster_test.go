@@ -51,7 +51,10 @@ func (e *clusterEnv) yaml(h *lab.Host, prio int, o clusterOpts, socket string) s
 	if o.backends != nil {
 		be = o.backends
 	}
-	base := proxyLBConfig{Name: h.Name, Priority: prio, VIP: e.vip, Backends: be, Socket: socket}.yaml()
+	// The test's 1,000 idle connections stand in for established watches (which have spoken,
+	// so first_byte_timeout would never close them) and come from one client with its watch.
+	base := proxyLBConfig{Name: h.Name, Priority: prio, VIP: e.vip, Backends: be, Socket: socket,
+		ProxyExtra: "  first_byte_timeout: 0s\n  max_conns_per_source: 0\n"}.yaml()
 	peer := e.lb2
 	if h == e.lb2 {
 		peer = e.lb1

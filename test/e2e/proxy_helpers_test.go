@@ -33,6 +33,8 @@ type proxyLBConfig struct {
 	VIP      netip.Addr
 	Backends []string
 	Socket   string
+	// ProxyExtra is appended to the proxy: section (lines indented by two spaces).
+	ProxyExtra string
 }
 
 // yaml renders a vipd config: VRRP with 200 ms adverts, the proxy on :6443 with HTTPS checks of
@@ -64,7 +66,7 @@ proxy:
   drain_grace: 60s
   min_healthy_backends: 1
   track_weight: 50
-health:
+%shealth:
   type: https
   path: /readyz
   interval: 500ms
@@ -79,7 +81,7 @@ stats:
   refresh: 2s
 control_socket: %s
 state_file: %s
-`, c.Socket, filepath.Join(filepath.Dir(c.Socket), "state.json"))
+`, c.ProxyExtra, c.Socket, filepath.Join(filepath.Dir(c.Socket), "state.json"))
 	return b.String()
 }
 
