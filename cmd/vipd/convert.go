@@ -28,6 +28,8 @@ func vrrpView(s vrrp.Status) stats.VRRPView {
 		AdvertsReceived:   s.AdvertsReceived,
 		GARPsSent:         s.GARPsSent,
 		Drops:             s.Drops,
+		SourceTable:       s.SourceTable,
+		SourcesBound:      s.SourcesBound,
 		Faults:            faults(s),
 	}
 	if s.MasterAddr.IsValid() {

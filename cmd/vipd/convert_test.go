@@ -42,3 +42,12 @@ func TestVRRPViewFaults(t *testing.T) {
 		t.Fatalf("faults %q, want %q", got, want)
 	}
 }
+
+// The source MAC table's counters reach /stats and /metrics (they were counted, never shown).
+func TestVRRPViewSourceTable(t *testing.T) {
+	st := vrrp.Status{SourceTable: map[string]uint64{"source_table_full": 3, "source_evicted": 2, "source_expired": 1}, SourcesBound: 64}
+	v := vrrpView(st)
+	if v.SourcesBound != 64 || v.SourceTable["source_table_full"] != 3 || v.SourceTable["source_evicted"] != 2 || v.SourceTable["source_expired"] != 1 {
+		t.Fatalf("view: source table %v, %d bound", v.SourceTable, v.SourcesBound)
+	}
+}

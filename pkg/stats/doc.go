@@ -37,9 +37,12 @@
 //	      master_addr, vips[], holds_vip, interface, vrid, proto_version,
 //	      advert_interval_seconds, since, transitions[]{from,to,at,reason},
 //	      transitions_total, adverts_sent, adverts_received, garps_sent,
-//	      drops{reason: count}, faults[]
+//	      drops{reason: count}, source_table{source_table_full|
+//	      source_evicted|source_expired: count}, sources_bound, faults[]
 //	frontend (absent without a proxy): listen, listening, current_conns,
-//	      total_conns, refused_by_cap, max_conns, bytes_in, bytes_out, errors
+//	      total_conns, refused_by_cap, max_conns, refused_per_source,
+//	      max_conns_per_source, timed_out{first_byte_timeout|
+//	      half_closed_timeout|idle_timeout: count}, bytes_in, bytes_out, errors
 //	backends[]: addr, up, status (UP|DOWN|UNKNOWN|DRAIN, optional), since,
 //	      last_check, last_result, last_latency_seconds, check_failures,
 //	      transitions, current_conns, total_conns, bytes_in, bytes_out,
@@ -61,10 +64,15 @@
 //	vipd_vrrp_state_last_change_seconds, vipd_vrrp_transitions_total,
 //	vipd_vrrp_adverts_sent_total, vipd_vrrp_adverts_received_total,
 //	vipd_vrrp_packets_dropped_total{reason}, vipd_vrrp_garps_sent_total,
-//	vipd_vrrp_faults
-//	vipd_frontend_{listening,current_sessions,limit_sessions}{frontend},
-//	vipd_frontend_{sessions,limit_sessions_denied,bytes_in,bytes_out,
-//	connection_errors}_total{frontend}
+//	vipd_vrrp_faults, vipd_vrrp_source_table_entries,
+//	vipd_vrrp_source_table_events_total{event} (source_table_full,
+//	source_evicted, source_expired)
+//	vipd_frontend_{listening,current_sessions,limit_sessions,
+//	limit_sessions_per_source}{frontend},
+//	vipd_frontend_{sessions,limit_sessions_denied,refused_per_source,
+//	bytes_in,bytes_out,connection_errors}_total{frontend},
+//	vipd_frontend_timeouts_total{frontend,reason} (first_byte_timeout,
+//	half_closed_timeout, idle_timeout)
 //	vipd_backend_{up,current_sessions,check_last_change_seconds,
 //	check_duration_seconds}{backend},
 //	vipd_backend_{check_failures,check_up_down,sessions,connection_errors,

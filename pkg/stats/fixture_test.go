@@ -40,6 +40,8 @@ func fakeSnapshot() Snapshot {
 			AdvertsReceived:  180,
 			GARPsSent:        12,
 			Drops:            map[string]uint64{"ttl": 3, "auth": 1},
+			SourceTable:      map[string]uint64{"source_table_full": 40, "source_evicted": 6, "source_expired": 2},
+			SourcesBound:     64,
 		},
 		Frontend: &FrontendView{
 			Listen: ":6443", Listening: true, CurrentConns: 42, TotalConns: 123456,

@@ -34,6 +34,10 @@ var (
 		"Valid VRRP advertisements received.", nil, nil)
 	descVRRPDropped = prometheus.NewDesc("vipd_vrrp_packets_dropped_total",
 		"Received VRRP packets dropped, by reason.", []string{"reason"}, nil)
+	descVRRPSourceTable = prometheus.NewDesc("vipd_vrrp_source_table_events_total",
+		"What the source MAC check's bounded table of sources did, by event: source_table_full (a new source refused), source_evicted (the least recently heard forgotten to make room), source_expired (a binding not confirmed for its TTL forgotten).", []string{"event"}, nil)
+	descVRRPSources = prometheus.NewDesc("vipd_vrrp_source_table_entries",
+		"Sources in the source MAC check's table (at most 64).", nil, nil)
 	descVRRPGARPs = prometheus.NewDesc("vipd_vrrp_garps_sent_total",
 		"Gratuitous ARP packets sent for the VIPs.", nil, nil)
 	descVRRPFaults = prometheus.NewDesc("vipd_vrrp_faults",
@@ -101,6 +105,7 @@ var allDescs = []*prometheus.Desc{
 	descBuildInfo, descStartTime,
 	descVRRPState, descVRRPPriority, descVRRPEffPriority, descVRRPHoldsVIP, descVRRPLastChange,
 	descVRRPTransitions, descVRRPAdvertsSent, descVRRPAdvertsRecv, descVRRPDropped, descVRRPGARPs,
+	descVRRPSourceTable, descVRRPSources,
 	descVRRPFaults,
 	descFEListening, descFECur, descFETotal, descFELimit, descFEDenied, descFEBytesIn, descFEBytesOut,
 	descFEErrors, descFESourceLimit, descFESourceDenied, descFETimedOut,
@@ -174,6 +179,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descVRRPDropped, v.Drops[reason], reason)
 	}
 	counter(descVRRPGARPs, v.GARPsSent)
+	for _, ev := range sortedKeys(v.SourceTable) {
+		counter(descVRRPSourceTable, v.SourceTable[ev], ev)
+	}
+	gauge(descVRRPSources, float64(v.SourcesBound))
 	gauge(descVRRPFaults, float64(len(v.Faults)))
 
 	if f := s.Frontend; f != nil {

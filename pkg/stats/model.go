@@ -63,6 +63,14 @@ func normalize(s *Snapshot) {
 	if v.Faults == nil {
 		v.Faults = []string{}
 	}
+	if v.SourceTable == nil {
+		v.SourceTable = map[string]uint64{}
+	}
+	if f := s.Frontend; f != nil && f.TimedOut == nil {
+		ff := *f
+		ff.TimedOut = map[string]uint64{}
+		s.Frontend = &ff
+	}
 	if c := s.Cluster; c != nil {
 		cc := *c
 		if cc.Members == nil {
@@ -118,6 +126,12 @@ type VRRPView struct {
 	// Drops counts received packets dropped, by reason (for example "ttl",
 	// "checksum", "auth", "vrid", "version", "interval", "short").
 	Drops map[string]uint64 `json:"drops"`
+	// SourceTable counts what the source MAC check's bounded table of sources did:
+	// source_table_full (a new source refused), source_evicted (the least recently heard
+	// source forgotten to make room), source_expired (a binding not confirmed for its TTL
+	// forgotten). SourcesBound is how many sources it holds now (at most 64).
+	SourceTable  map[string]uint64 `json:"source_table"`
+	SourcesBound int               `json:"sources_bound"`
 	// Faults are the current reasons for FAULT or lowered priority (for
 	// example "link down on ens33", "0/3 backends UP (min 1)").
 	Faults []string `json:"faults"`

@@ -213,6 +213,10 @@ func buildPage(s Snapshot, refresh time.Duration) page {
 		}
 		p.VRRPCounts += " (dropped: " + strings.Join(parts, ", ") + ")"
 	}
+	if v.SourcesBound > 0 || sumCounts(v.SourceTable) > 0 {
+		p.VRRPCounts += fmt.Sprintf(" · source MAC table: %d bound, refused %s, evicted %s, expired %s", v.SourcesBound,
+			count(v.SourceTable["source_table_full"]), count(v.SourceTable["source_evicted"]), count(v.SourceTable["source_expired"]))
+	}
 
 	if f := s.Frontend; f != nil {
 		r := &feRow{

@@ -61,8 +61,11 @@ type Status struct {
 	// SourceTable counts what the source MAC check did because its table of
 	// bound sources was full: "source_table_full" (a new source refused:
 	// its adverts only keep a BACKUP where it is), "source_evicted" (the
-	// least recently heard source forgotten to make room).
+	// least recently heard source forgotten to make room), "source_expired"
+	// (a binding no advert confirmed for its TTL forgotten); SourcesBound
+	// is how many sources it holds now (at most 64).
 	SourceTable    map[string]uint64
+	SourcesBound   int
 	Faults         []string
 	Tracks         []TrackStatus
 	LastAdvertFrom netip.Addr
@@ -89,6 +92,7 @@ type Router struct {
 	conn     *rawConn
 	tap      *macTap         // nil: no source MAC check
 	guard    *macGuard       // used by the receive goroutine only
+	sources  *sourceTally    // the guard's counters, for Status
 	nlRx     *netlink.Handle // neighbour lookups from the receive goroutine
 	nlh      *netlink.Handle
 	vip      *vipManager
@@ -255,6 +259,9 @@ func New(cfg Config, log *slog.Logger) (*Router, error) {
 	r.sendErrs = newDropCounter(r.log, 10*time.Second)
 	r.guardLog = newDropCounter(r.log, 10*time.Second)
 	r.guardLog.what = "VRRP source MAC table full"
+	if r.sources == nil { // no source MAC check: zeros
+		r.sources = &sourceTally{}
+	}
 	r.st = Status{
 		State:                StateInit,
 		Priority:             cfg.Priority,
@@ -414,6 +421,11 @@ func (r *Router) statusLocked() Status {
 	s.Drops = r.drops.snapshot()
 	s.SendErrors = r.sendErrs.snapshot()
 	s.SourceTable = r.guardLog.snapshot()
+	for _, k := range []string{"source_table_full", "source_evicted"} {
+		s.SourceTable[k] += 0 // every event present, zeros included
+	}
+	s.SourceTable["source_expired"] = r.sources.expired.Load()
+	s.SourcesBound = int(r.sources.bound.Load())
 	return s
 }
 

@@ -392,10 +392,20 @@ type macGuard struct {
 
 	lastSweep time.Time
 	lastEvict time.Time
+
+	// What Status reads from other goroutines (the refusals and evictions
+	// are counted with their log lines, in Router.guardLog).
+	tally *sourceTally
+}
+
+// sourceTally is the part of the source table's state Status reports.
+type sourceTally struct {
+	expired atomic.Uint64 // bindings forgotten because no advert confirmed them for their TTL
+	bound   atomic.Int64  // sources in the table now (bound or being resolved)
 }
 
 func newMACGuard(own net.HardwareAddr, nt neighbourTable) *macGuard {
-	g := &macGuard{nt: nt, binds: map[netip.Addr]*macBinding{}, ttl: macBindTTL}
+	g := &macGuard{nt: nt, binds: map[netip.Addr]*macBinding{}, ttl: macBindTTL, tally: &sourceTally{}}
 	copy(g.own[:], own)
 	return g
 }
@@ -413,8 +423,10 @@ func (g *macGuard) sweep(now time.Time) {
 		}
 		if now.Sub(b.lastSeen) > ttl {
 			delete(g.binds, src)
+			g.tally.expired.Add(1)
 		}
 	}
+	g.tally.bound.Store(int64(len(g.binds)))
 }
 
 // makeRoom is called for a new source when the table is full: expired
@@ -484,6 +496,7 @@ func (g *macGuard) expected(src netip.Addr) ([6]byte, bool) {
 //     (multicast mode sends nothing to the peer). Under a stream of
 //     forgeries this costs one ARP exchange with the genuine peer per 2 s.
 func (g *macGuard) check(now time.Time, src netip.Addr, mac [6]byte) macVerdict {
+	defer func() { g.tally.bound.Store(int64(len(g.binds))) }()
 	if mac == g.own {
 		return macVerdict{reason: "own_mac", want: g.own}
 	}
@@ -594,6 +607,7 @@ func (r *Router) openMACCheck(ifindex int) error {
 	}
 	r.nlRx, r.tap = nl, tap
 	r.guard = newMACGuard(r.ifi.HardwareAddr, nlNeighbours{h: nl, ifindex: ifindex})
+	r.sources = r.guard.tally
 	return nil
 }
 

@@ -436,4 +436,11 @@ func TestForgedPeerAfterSourceSpray(t *testing.T) {
 	if !lb2.is(StateBackup) {
 		t.Errorf("lb2 %v, want BACKUP", lb2.r.Status().State)
 	}
+	// What the bounded table did is in Status (and so on /stats and /metrics): full with
+	// the 64 sprayed sources and lb2, new ones evicted or refused.
+	st := s1.SourceTable
+	t.Logf("lb1 source table: %v, %d bound", st, s1.SourcesBound)
+	if s1.SourcesBound != maxMACBinds || st["source_table_full"]+st["source_evicted"] == 0 {
+		t.Errorf("lb1 Status: source table %v with %d bound, want %d bound and refusals or evictions", st, s1.SourcesBound, maxMACBinds)
+	}
 }

@@ -254,6 +254,9 @@ func TestMACGuardBoundedTable(t *testing.T) {
 	if len(g.binds) != maxMACBinds {
 		t.Fatalf("%d bindings, want %d", len(g.binds), maxMACBinds)
 	}
+	if b := g.tally.bound.Load(); b != maxMACBinds {
+		t.Fatalf("Status counter: %d bound, want %d", b, maxMACBinds)
+	}
 	// Full. The old code accepted this forged advert "from 10.0.0.9" unchecked.
 	victim := netip.MustParseAddr("10.0.0.9")
 	nt.entries[victim] = fakeEntry{macPeer, unix.NUD_STALE}
@@ -340,6 +343,9 @@ func TestMACGuardExpiresBindings(t *testing.T) {
 	if _, ok := g.binds[peerAddr]; !ok {
 		t.Fatal("binding of the peer expired although it advertised")
 	}
+	if n, b := g.tally.expired.Load(), g.tally.bound.Load(); n != 1 || b != 1 {
+		t.Fatalf("Status counters: %d expired, %d bound; want 1 expired, 1 bound (the peer)", n, b)
+	}
 	// Heard again: a new source (ARP first), not accepted unchecked.
 	if v := g.check(now, gone, macEvil); v.reason != "source_unresolved" {
 		t.Fatalf("expired source heard again: %+v, want source_unresolved (ARP first)", v)
@@ -351,6 +357,9 @@ func TestMACGuardExpiresBindings(t *testing.T) {
 	g.check(now.Add(pendingTTL+sweepEvery), peerAddr, macPeer)
 	if _, ok := g.binds[gone]; ok {
 		t.Fatal("pending binding of a source that stopped sending not expired")
+	}
+	if n := g.tally.expired.Load(); n != 2 {
+		t.Fatalf("Status counter: %d expired, want 2", n)
 	}
 }
 
