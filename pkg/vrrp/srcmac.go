@@ -666,13 +666,17 @@ func (r *Router) sourceMACOK(now time.Time, pkt []byte, src netip.Addr) (ok bool
 }
 
 // weakAdvertOK says whether an advert from a source still being resolved
-// may go to the state machine (Run goroutine): only if it would just keep
-// us BACKUP under that master (reset Master_Down_Timer), never if it would
-// make us take over (priority 0, preemption) or step down, and not with a
-// longer interval than ours (which a backup would adopt).
+// (or whose frame the tap did not see under a flood) may go to the state
+// machine (Run goroutine): only if it would just keep us BACKUP under that
+// master (reset Master_Down_Timer), never if it would make us take over
+// (priority 0, preemption) or step down, and only with the interval we
+// already use for the master: a backup adopts the interval of the adverts it
+// takes, so a longer one would delay failover and a shorter one (a flood of
+// forgeries carrying 300 ms against a 1 s master) would shrink the master
+// down interval until the genuine master's next advert comes too late.
 func (r *Router) weakAdvertOK(a rxAdvert) bool {
 	m := r.m
-	if m.State() != StateBackup || a.priority == 0 || a.interval > m.cfg.AdvertInterval {
+	if m.State() != StateBackup || a.priority == 0 || a.interval != m.MasterAdverInterval() {
 		return false
 	}
 	return !m.cfg.Preempt || a.priority >= m.Priority()

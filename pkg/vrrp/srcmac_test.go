@@ -493,6 +493,9 @@ func TestWeakAdvertOK(t *testing.T) {
 		{"backup, lower, no preempt", mk(false, false), adv(50, 100*time.Millisecond), true, StateBackup},
 		{"backup, priority 0", mk(false, false), adv(0, 100*time.Millisecond), false, StateBackup},
 		{"backup, longer interval", mk(true, false), adv(200, time.Second), false, StateBackup},
+		// Adopted, a shorter interval shrinks Master_Down_Interval: the genuine master's
+		// next advert would come too late (found by a flood with 300 ms forgeries).
+		{"backup, shorter interval", mk(true, false), adv(200, 50*time.Millisecond), false, StateBackup},
 		{"master, higher", mk(true, true), adv(254, 100*time.Millisecond), false, StateMaster},
 	}
 	for _, c := range cases {
