@@ -21,8 +21,16 @@ import (
 	"strings"
 )
 
-// DebVersion is the Debian version of the stand-in packages (pkgs.k8s.io's scheme).
+// DebVersion is the Debian version of the stand-in packages a cluster is built with
+// (pkgs.k8s.io's scheme).
 const DebVersion = "1.33.6-1.1"
+
+// UpgradeVersion is the next minor's version of the stand-ins, also in the lab repository
+// (UpgradeDebVersion), for `bootstrap upgrade`: the same programs built to report it.
+const (
+	UpgradeVersion    = "1.34.2"
+	UpgradeDebVersion = UpgradeVersion + "-1.1"
+)
 
 const kubeletUnit = `[Unit]
 Description=kubelet: The Kubernetes Node Agent (vipd lab stand-in)
@@ -111,8 +119,27 @@ spec:
 `
 
 // BuildDebs compiles the stand-ins (go build, static) and packages kubelet, kubeadm and
-// kubectl as .deb files in outDir, returning their paths. It needs the go tool and dpkg-deb.
+// kubectl as .deb files in outDir, returning their paths: DebVersion (programs in
+// outDir/bin) and UpgradeDebVersion (outDir/bin-UpgradeVersion). It needs the go tool and
+// dpkg-deb.
 func BuildDebs(ctx context.Context, outDir string) ([]string, error) {
+	var all []string
+	for _, dv := range []string{DebVersion, UpgradeDebVersion} {
+		bin := filepath.Join(outDir, "bin")
+		if dv != DebVersion {
+			bin += "-" + UpgradeVersion
+		}
+		debs, err := buildDebs(ctx, outDir, bin, dv)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, debs...)
+	}
+	return all, nil
+}
+
+func buildDebs(ctx context.Context, outDir, bin, debVersion string) ([]string, error) {
+	version := "v" + strings.SplitN(debVersion, "-", 2)[0]
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		goTool = "/usr/local/go/bin/go"
@@ -121,11 +148,10 @@ func BuildDebs(ctx context.Context, outDir string) ([]string, error) {
 	if !ok {
 		return nil, fmt.Errorf("build stand-ins: cannot locate the package source")
 	}
-	bin := filepath.Join(outDir, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", bin, err)
 	}
-	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", bin+"/",
+	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags=-s -w -X github.com/vipd-project/vipd/test/standin/internal/sim.Version="+version, "-o", bin+"/",
 		"./cmd/kubeadm", "./cmd/kubelet", "./cmd/kubectl", "./cmd/kube-apiserver")
 	cmd.Dir = filepath.Dir(self)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -156,7 +182,7 @@ func BuildDebs(ctx context.Context, outDir string) ([]string, error) {
 	}
 	var debs []string
 	for _, p := range pkgs {
-		root := filepath.Join(outDir, "pkg-"+p.name)
+		root := filepath.Join(outDir, "pkg-"+p.name+"-"+debVersion)
 		_ = os.RemoveAll(root)
 		if err := os.MkdirAll(filepath.Join(root, "DEBIAN"), 0o755); err != nil {
 			return nil, err
@@ -176,7 +202,7 @@ func BuildDebs(ctx context.Context, outDir string) ([]string, error) {
 				return nil, fmt.Errorf("package %s: %w", p.name, err)
 			}
 		}
-		control := fmt.Sprintf("Package: %s\nVersion: %s\nArchitecture: amd64\nMaintainer: vipd lab <lab@vipd.invalid>\nSection: misc\nPriority: optional\nHomepage: https://kubernetes.io\n", p.name, DebVersion)
+		control := fmt.Sprintf("Package: %s\nVersion: %s\nArchitecture: amd64\nMaintainer: vipd lab <lab@vipd.invalid>\nSection: misc\nPriority: optional\nHomepage: https://kubernetes.io\n", p.name, debVersion)
 		if p.depends != "" {
 			control += "Depends: " + p.depends + "\n"
 		}
@@ -189,7 +215,7 @@ func BuildDebs(ctx context.Context, outDir string) ([]string, error) {
 				return nil, err
 			}
 		}
-		deb := filepath.Join(outDir, fmt.Sprintf("%s_%s_amd64.deb", p.name, DebVersion))
+		deb := filepath.Join(outDir, fmt.Sprintf("%s_%s_amd64.deb", p.name, debVersion))
 		out, err := exec.CommandContext(ctx, "dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "--build", root, deb).CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("dpkg-deb %s: %w: %s", p.name, err, strings.TrimSpace(string(out)))

@@ -21,10 +21,10 @@ func TestBuildDebs(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{"kubelet": "./usr/bin/kubelet", "kubeadm": "./usr/bin/kubeadm", "kubectl": "./usr/bin/kubectl"}
-	if len(debs) != len(want) {
-		t.Fatalf("got %d packages %v, want %d", len(debs), debs, len(want))
+	if len(debs) != 2*len(want) {
+		t.Fatalf("got %d packages %v, want %d (two versions)", len(debs), debs, 2*len(want))
 	}
-	for _, deb := range debs {
+	for _, deb := range debs[:len(want)] {
 		name := strings.SplitN(filepath.Base(deb), "_", 2)[0]
 		out, err := exec.Command("dpkg-deb", "-f", deb, "Package", "Version").Output()
 		if err != nil {
@@ -45,6 +45,14 @@ func TestBuildDebs(t *testing.T) {
 	ver, err := exec.Command(filepath.Join(dir, "bin", "kubeadm"), "version").CombinedOutput()
 	if err != nil || !strings.Contains(string(ver), "v1.33.6") || !strings.Contains(string(ver), "stand-in") {
 		t.Errorf("kubeadm version = %q, %v", ver, err)
+	}
+	// The upgrade version: the same programs reporting the next minor.
+	ver, err = exec.Command(filepath.Join(dir, "bin-"+UpgradeVersion, "kubeadm"), "version", "-o", "short").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(ver)) != "v"+UpgradeVersion {
+		t.Errorf("upgrade kubeadm version -o short = %q, %v", ver, err)
+	}
+	if out, err := exec.Command("dpkg-deb", "-f", debs[len(want)], "Version").Output(); err != nil || strings.TrimSpace(string(out)) != UpgradeDebVersion {
+		t.Errorf("%s: %q %v", debs[len(want)], out, err)
 	}
 	ver, err = exec.Command(filepath.Join(dir, "bin", "kubectl"), "version", "--client").CombinedOutput()
 	if err != nil || !strings.Contains(string(ver), "stand-in") {

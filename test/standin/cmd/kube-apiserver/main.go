@@ -37,6 +37,7 @@ func main() {
 		"--standin-ca-key-file":  sim.PKIDir + "/ca.key",
 		"--standin-state":        sim.StateFile,
 		"--standin-peers":        "",
+		"--standin-version":      sim.Version,
 	}
 	for _, a := range os.Args[1:] {
 		if a == "--version" || a == "version" {
@@ -65,7 +66,7 @@ func main() {
 		}
 	}
 	srv := &sim.Server{Store: store, Self: opts["--advertise-address"], Peers: peers,
-		CACert: opts["--client-ca-file"], CAKey: opts["--standin-ca-key-file"], Log: log}
+		CACert: opts["--client-ca-file"], CAKey: opts["--standin-ca-key-file"], Log: log, Version: opts["--standin-version"]}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	addr := net.JoinHostPort("", opts["--secure-port"])

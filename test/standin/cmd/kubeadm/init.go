@@ -14,7 +14,7 @@ import (
 )
 
 // writeControlPlane writes the PKI, kubeconfigs and the apiserver manifest of a master.
-func writeControlPlane(ca *sim.CA, clusterName, endpoint, advertise, nodeName string, peers []string) error {
+func writeControlPlane(ca *sim.CA, clusterName, endpoint, advertise, nodeName, version string, peers []string) error {
 	if err := os.MkdirAll(sim.PKIDir, 0o755); err != nil {
 		return err
 	}
@@ -85,10 +85,11 @@ spec:
     - --standin-ca-key-file=/etc/kubernetes/pki/ca.key
     - --standin-state=%s
     - --standin-peers=%s
+    - --standin-version=%s
     image: registry.k8s.io/kube-apiserver:%s
     name: kube-apiserver
   hostNetwork: true
-`, advertise, advertise, sim.StateFile, strings.Join(peers, ","), sim.Version)
+`, advertise, advertise, sim.StateFile, strings.Join(peers, ","), version, version)
 	if err := os.MkdirAll(sim.ManifestsDir, 0o755); err != nil {
 		return err
 	}
@@ -168,8 +169,8 @@ func initCmd(ctx context.Context, args []string) error {
 	}
 	if cfg.Version != "" {
 		v := "v" + strings.TrimPrefix(cfg.Version, "v")
-		if !strings.HasPrefix(v, "v1.33.") && !strings.HasPrefix(v, "v1.32.") && v != "v1.33" {
-			return exitError{1, fmt.Sprintf("this version of kubeadm only supports deploying clusters with the control plane version >= 1.32.0. Current version: %s", v)}
+		if m := sim.Minor(v); m != sim.Minor(sim.Version) && m != sim.Minor(sim.Version)-1 {
+			return exitError{1, fmt.Sprintf("this version of kubeadm only supports deploying clusters with the control plane version >= 1.%d.0. Current version: %s", sim.Minor(sim.Version)-1, v)}
 		}
 		fmt.Printf("[init] Using Kubernetes version: %s\n", v)
 	}
@@ -221,7 +222,7 @@ func initCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeControlPlane(ca, cfg.ClusterName, endpoint, cfg.AdvertiseAddress, cfg.NodeName, nil); err != nil {
+	if err := writeControlPlane(ca, cfg.ClusterName, endpoint, cfg.AdvertiseAddress, cfg.NodeName, sim.Version, nil); err != nil {
 		return fmt.Errorf("error execution phase control-plane: %w", err)
 	}
 	ns := sim.NodeState{Name: cfg.NodeName, Role: "control-plane", Address: cfg.AdvertiseAddress, Endpoint: endpoint}
@@ -236,7 +237,7 @@ func initCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	c := sim.NewClient(local, sim.TLSConfig(ca.CertPEM, nil, nil), 10*time.Second)
-	if err := c.Do(ctx, http.MethodPost, "/standin/init", sim.ClusterInfo{Endpoint: stable, ClusterName: cfg.ClusterName, PodSubnet: cfg.PodSubnet}, nil); err != nil {
+	if err := c.Do(ctx, http.MethodPost, "/standin/init", sim.ClusterInfo{Endpoint: stable, ClusterName: cfg.ClusterName, PodSubnet: cfg.PodSubnet, Version: sim.Version}, nil); err != nil {
 		return fmt.Errorf("error execution phase upload-config/kubeadm: %w", err)
 	}
 	fmt.Println(`[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the "kube-system" Namespace`)

@@ -150,7 +150,11 @@ func joinCmd(ctx context.Context, args []string) error {
 		if ca, err = sim.ParseCA([]byte(certs["caCert"]), []byte(certs["caKey"])); err != nil {
 			return exitError{1, "error execution phase control-plane-prepare/download-certs: error decoding certs: " + err.Error()}
 		}
-		if err := writeControlPlane(ca, ci.ClusterName, endpoint, advertise, nodeName, ci.Peers); err != nil {
+		version := ci.Version
+		if version == "" {
+			version = sim.Version
+		}
+		if err := writeControlPlane(ca, ci.ClusterName, endpoint, advertise, nodeName, version, ci.Peers); err != nil {
 			return fmt.Errorf("error execution phase control-plane-prepare: %w", err)
 		}
 	} else if nodeAddr == "" {

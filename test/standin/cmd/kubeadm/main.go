@@ -1,7 +1,7 @@
 // Command kubeadm is a STAND-IN for the real kubeadm, for the vipd lab only (test/nspawn).
 // It accepts the real command lines bootstrap runs (init --config F --upload-certs, init
 // phase upload-certs --upload-certs, token create --print-join-command, join ... [--control-
-// plane --certificate-key K], reset -f, version, config images list|pull), runs preflight
+// plane --certificate-key K], reset -f, upgrade plan|apply|node, version, config images list|pull), runs preflight
 // checks a real kubeadm would fail on (files already there, port 6443 in use, no container
 // runtime socket, ip_forward off, no advertise address without a default route), writes the
 // real paths (/etc/kubernetes/{admin,super-admin,kubelet}.conf, pki/, manifests/
@@ -39,6 +39,8 @@ func main() {
 	change := true
 	switch {
 	case sub == "version" || sub == "" || sub == "--help" || sub == "-h":
+		change = false
+	case sub == "upgrade" && len(args) > 1 && args[1] == "plan":
 		change = false
 	case sub == "token" && len(args) > 1 && args[1] == "list":
 		change = false
@@ -82,9 +84,9 @@ func run(args []string) error {
 		case "short":
 			fmt.Println(sim.Version)
 		case "json":
-			fmt.Printf(`{"clientVersion":{"major":"1","minor":"33","gitVersion":%q,"platform":"linux/amd64","standin":"vipd lab stand-in"}}`+"\n", sim.Version)
+			fmt.Printf(`{"clientVersion":{"major":"1","minor":"%d","gitVersion":%q,"platform":"linux/amd64","standin":"vipd lab stand-in"}}`+"\n", sim.Minor(sim.Version), sim.Version)
 		case "":
-			fmt.Printf("kubeadm version: &version.Info{Major:\"1\", Minor:\"33\", GitVersion:%q, Platform:\"linux/amd64\"} %s\n", sim.Version, sim.StandinTag)
+			fmt.Printf("kubeadm version: &version.Info{Major:\"1\", Minor:\"%d\", GitVersion:%q, Platform:\"linux/amd64\"} %s\n", sim.Minor(sim.Version), sim.Version, sim.StandinTag)
 		default:
 			return fmt.Errorf("error: invalid output format: %s", f.get("output", "o"))
 		}
@@ -101,6 +103,8 @@ func run(args []string) error {
 		return joinCmd(ctx, args[1:])
 	case "reset":
 		return resetCmd(ctx, args[1:])
+	case "upgrade":
+		return upgradeCmd(ctx, args[1:])
 	case "token":
 		return tokenCmd(ctx, args[1:])
 	case "config":

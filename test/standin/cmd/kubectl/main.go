@@ -3,7 +3,8 @@
 // ~/.kube/config) and supports: get nodes|node NAME [-o wide|json|name], get pods [-n NS|-A],
 // get --raw PATH, apply -f FILE|URL|- (objects are recorded; a DaemonSet kube-system/
 // calico-node marks the CNI installed), rollout status ds/NAME -n NS [--timeout D],
-// wait --for=condition=Ready nodes --all [--timeout D], delete node NAME, cluster-info,
+// wait --for=condition=Ready nodes --all [--timeout D], delete node NAME, cordon|uncordon NODE,
+// drain NODE (cordons it: the stand-in runs no pods to evict), cluster-info,
 // version. Every call is recorded in /var/log/standin/calls.log.
 package main
 
@@ -36,7 +37,7 @@ func main() {
 	args := os.Args[1:]
 	change := len(args) > 0 && (args[0] == "apply" || args[0] == "delete" || args[0] == "create")
 	for _, a := range args {
-		if a == "apply" || a == "delete" || a == "remove" {
+		if a == "apply" || a == "delete" || a == "remove" || a == "cordon" || a == "uncordon" || a == "drain" {
 			change = true
 		}
 	}
@@ -89,6 +90,8 @@ func parse(args []string) (*opts, error) {
 			o.pos = append(o.pos, "--raw", p)
 		case "--all":
 			o.all = true
+		case "--ignore-daemonsets", "--delete-emptydir-data", "--force":
+			// kubectl drain's: the stand-in runs no pods to evict.
 		case "-A", "--all-namespaces":
 			o.allNS = true
 		case "--insecure-skip-tls-verify":
@@ -169,6 +172,8 @@ func run(args []string) error {
 		return wait(ctx, c, server, o, timeout)
 	case "exec":
 		return execEtcdctl(ctx, c, server, o)
+	case "cordon", "uncordon", "drain":
+		return cordon(ctx, c, server, o)
 	case "delete":
 		if len(o.pos) < 3 || (o.pos[1] != "node" && o.pos[1] != "nodes") {
 			return fmt.Errorf("stand-in kubectl: only `delete node NAME` is supported")
@@ -299,7 +304,13 @@ type nodeList struct {
 				Type, Status string
 			} `json:"conditions"`
 			Addresses []struct{ Type, Address string } `json:"addresses"`
+			NodeInfo  struct {
+				KubeletVersion string `json:"kubeletVersion"`
+			} `json:"nodeInfo"`
 		} `json:"status"`
+		Spec struct {
+			Unschedulable bool `json:"unschedulable"`
+		} `json:"spec"`
 	} `json:"items"`
 }
 
@@ -363,11 +374,14 @@ func get(ctx context.Context, c *sim.Client, server string, o *opts) error {
 					status = "Ready"
 				}
 			}
+			if n.Spec.Unschedulable {
+				status += ",SchedulingDisabled"
+			}
 			roles := "<none>"
 			if _, ok := n.Metadata.Labels["node-role.kubernetes.io/control-plane"]; ok {
 				roles = "control-plane"
 			}
-			line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", n.Metadata.Name, status, roles, age(n.Metadata.CreationTimestamp), sim.Version)
+			line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", n.Metadata.Name, status, roles, age(n.Metadata.CreationTimestamp), n.Status.NodeInfo.KubeletVersion)
 			if o.output == "wide" {
 				ip := "<none>"
 				for _, a := range n.Status.Addresses {
@@ -602,4 +616,27 @@ func contains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// cordon is `kubectl cordon|uncordon|drain NODE`: the node's spec.unschedulable set or
+// cleared. drain only cordons (the stand-in runs no pods to evict) and prints what the real
+// kubectl prints.
+func cordon(ctx context.Context, c *sim.Client, server string, o *opts) error {
+	verb := o.pos[0]
+	if len(o.pos) != 2 {
+		return cliError(fmt.Sprintf("error: USAGE: %s NODE [flags]\nSee 'kubectl %s -h' for help and examples", verb, verb))
+	}
+	node := o.pos[1]
+	if err := c.Do(ctx, http.MethodPost, fmt.Sprintf("/standin/nodes/%s/unschedulable/%v", node, verb != "uncordon"), nil, nil); err != nil {
+		return apiErr(server, err)
+	}
+	switch verb {
+	case "uncordon":
+		fmt.Printf("node/%s uncordoned\n", node)
+	case "cordon":
+		fmt.Printf("node/%s cordoned\n", node)
+	default:
+		fmt.Printf("node/%s cordoned\nnode/%s drained\n", node, node)
+	}
+	return nil
 }

@@ -111,5 +111,5 @@ func heartbeat(ctx context.Context) error {
 	c := sim.NewClient(kc.Server, sim.TLSConfig(kc.CAPEM, kc.CertPEM, kc.KeyPEM), 3*time.Second)
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	return c.Do(cctx, http.MethodPost, "/standin/nodes/"+ns.Name+"/heartbeat", nil, nil)
+	return c.Do(cctx, http.MethodPost, "/standin/nodes/"+ns.Name+"/heartbeat", map[string]string{"kubeletVersion": sim.Version}, nil)
 }

@@ -22,6 +22,9 @@ type Server struct {
 	Peers  []string // peers known at start (more come from the node list)
 	CACert string   // path of ca.crt (served in cluster-info)
 	CAKey  string   // path of ca.key (handed to joining masters with the certificate key)
+	// Version is the version this apiserver reports (its static pod manifest's, which
+	// kubeadm upgrade rewrites).
+	Version string
 	Log    *slog.Logger
 
 	synced  atomic.Bool
@@ -47,7 +50,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	m.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
 		host, _ := os.Hostname()
-		writeJSON(w, map[string]any{"major": "1", "minor": "33", "gitVersion": Version, "platform": "linux/amd64",
+		writeJSON(w, map[string]any{"major": "1", "minor": fmt.Sprint(Minor(s.Version)), "gitVersion": s.Version, "platform": "linux/amd64",
 			"standin": "vipd lab stand-in kube-apiserver", "host": host})
 	})
 	m.HandleFunc("GET /api/v1/nodes", s.listNodes)
@@ -135,7 +138,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		var ci ClusterInfo
 		s.Store.View(func(st *State) {
-			ci = ClusterInfo{Endpoint: st.Endpoint, ClusterName: st.ClusterName, CACert: string(ca), Peers: st.Peers(), PodSubnet: st.PodSubnet}
+			ci = ClusterInfo{Endpoint: st.Endpoint, ClusterName: st.ClusterName, CACert: string(ca), Peers: st.Peers(), PodSubnet: st.PodSubnet, Version: st.KubernetesVersion.Value}
 			for _, n := range st.LiveNodes() {
 				ci.Nodes = append(ci.Nodes, NodeInfo{Name: n.Name, Role: n.Role, Ready: st.NodeReady(n, time.Now())})
 			}
@@ -152,6 +155,7 @@ func (s *Server) Handler() http.Handler {
 				return false
 			}
 			st.Endpoint, st.ClusterName, st.PodSubnet = in.Endpoint, in.ClusterName, in.PodSubnet
+			st.KubernetesVersion = Entry{Value: in.Version, Updated: time.Now()}
 			return true
 		})
 		writeJSON(w, map[string]string{"status": "Success"})
@@ -174,10 +178,36 @@ func (s *Server) Handler() http.Handler {
 	})
 	m.HandleFunc("POST /standin/nodes/{name}/heartbeat", func(w http.ResponseWriter, r *http.Request) {
 		found := false
+		var in struct {
+			KubeletVersion string `json:"kubeletVersion"`
+		}
+		_ = json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&in) // older kubelets send no body
 		s.write(func(st *State) bool {
 			if n, ok := st.Nodes[r.PathValue("name")]; ok && !n.Deleted {
 				n.Heartbeat, n.Updated, found = time.Now(), time.Now(), true
+				if in.KubeletVersion != "" {
+					n.KubeletVersion = in.KubeletVersion
+				}
 				return true
+			}
+			return false
+		})
+		if !found {
+			notFound(w, "nodes", r.PathValue("name"))
+			return
+		}
+		writeJSON(w, map[string]string{"status": "Success"})
+	})
+	m.HandleFunc("POST /standin/nodes/{name}/unschedulable/{value}", func(w http.ResponseWriter, r *http.Request) {
+		found := false
+		want := r.PathValue("value") == "true"
+		s.write(func(st *State) bool {
+			if n, ok := st.Nodes[r.PathValue("name")]; ok && !n.Deleted {
+				found = true
+				if n.Unschedulable != want {
+					n.Unschedulable, n.Updated = want, time.Now()
+					return true
+				}
 			}
 			return false
 		})
@@ -227,6 +257,18 @@ func (s *Server) Handler() http.Handler {
 			http.Error(w, fmt.Sprintf("could not find a JWS signature in the cluster-info ConfigMap for token ID %q", in.ID), http.StatusForbidden)
 			return
 		}
+		writeJSON(w, map[string]string{"status": "Success"})
+	})
+	m.HandleFunc("PUT /standin/version", func(w http.ResponseWriter, r *http.Request) {
+		var in Entry
+		if !readJSON(w, r, &in) {
+			return
+		}
+		s.write(func(st *State) bool {
+			in.Updated = time.Now()
+			st.KubernetesVersion = in
+			return true
+		})
 		writeJSON(w, map[string]string{"status": "Success"})
 	})
 	m.HandleFunc("PUT /standin/certkey", func(w http.ResponseWriter, r *http.Request) {
@@ -327,6 +369,7 @@ type ClusterInfo struct {
 	Endpoint    string     `json:"endpoint"`
 	ClusterName string     `json:"clusterName"`
 	PodSubnet   string     `json:"podSubnet"`
+	Version     string     `json:"version"` // the cluster's Kubernetes version
 	CACert      string     `json:"caCert"`
 	Peers       []string   `json:"peers"`
 	Nodes       []NodeInfo `json:"nodes"`
@@ -534,11 +577,12 @@ func nodeJSON(st *State, n *Node, now time.Time) map[string]any {
 	return map[string]any{
 		"kind": "Node", "apiVersion": "v1",
 		"metadata": map[string]any{"name": n.Name, "labels": labels, "creationTimestamp": n.Registered.UTC().Format(time.RFC3339)},
+		"spec":     map[string]any{"unschedulable": n.Unschedulable},
 		"status": map[string]any{
 			"conditions": []any{map[string]any{"type": "Ready", "status": status, "reason": reason, "message": msg,
 				"lastHeartbeatTime": n.Heartbeat.UTC().Format(time.RFC3339)}},
 			"addresses": []any{map[string]any{"type": "InternalIP", "address": n.Address}, map[string]any{"type": "Hostname", "address": n.Name}},
-			"nodeInfo":  map[string]any{"kubeletVersion": Version, "containerRuntimeVersion": "containerd://1.6.20", "osImage": "Debian GNU/Linux 12 (bookworm)"},
+			"nodeInfo":  map[string]any{"kubeletVersion": n.kubeletVersion(), "containerRuntimeVersion": "containerd://1.6.20", "osImage": "Debian GNU/Linux 12 (bookworm)"},
 		},
 	}
 }
@@ -561,4 +605,11 @@ func notFound(w http.ResponseWriter, resource, name string) {
 	w.WriteHeader(http.StatusNotFound)
 	_ = json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
 		"message": fmt.Sprintf("%s %q not found", resource, name)})
+}
+
+func (n *Node) kubeletVersion() string {
+	if n.KubeletVersion != "" {
+		return n.KubeletVersion
+	}
+	return Version
 }

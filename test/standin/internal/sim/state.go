@@ -10,12 +10,22 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
 
-// Version is the Kubernetes version the stand-ins pretend to be.
-const Version = "v1.33.6"
+// Version is the Kubernetes version this stand-in binary pretends to be: set at build time
+// (go build -ldflags -X .../sim.Version=v1.34.2) so that the lab repository can carry two
+// versions of the packages for `bootstrap upgrade`.
+var Version = "v1.33.6"
+
+// Minor returns the minor number of a version ("v1.34.2" -> 34; 0 when unreadable).
+func Minor(v string) int {
+	var major, minor int
+	_, _ = fmt.Sscanf(strings.TrimPrefix(v, "v"), "%d.%d", &major, &minor)
+	return minor
+}
 
 // StandinTag marks --version output so nobody mistakes a stand-in for the real thing.
 const StandinTag = "(vipd lab stand-in)"
@@ -36,6 +46,10 @@ type Node struct {
 	Heartbeat  time.Time `json:"heartbeat"`
 	Updated    time.Time `json:"updated"`
 	Deleted    bool      `json:"deleted,omitempty"`
+	// KubeletVersion is the version the node's kubelet reports with its heartbeat.
+	KubeletVersion string `json:"kubeletVersion,omitempty"`
+	// Unschedulable is set by kubectl cordon/drain and cleared by kubectl uncordon.
+	Unschedulable bool `json:"unschedulable,omitempty"`
 }
 
 // Token is a bootstrap token (id.secret).
@@ -90,6 +104,10 @@ type State struct {
 	Objects     map[string]*Object `json:"objects"`
 	Members     map[string]*Member `json:"members"` // by ID
 	CertKey     Entry              `json:"certKey"`
+	// KubernetesVersion is the cluster's version (the kubeadm-config ConfigMap's
+	// kubernetesVersion): set by kubeadm init, raised by kubeadm upgrade apply, read by
+	// kubeadm join and kubeadm upgrade node.
+	KubernetesVersion Entry `json:"kubernetesVersion"`
 }
 
 // NewState returns an empty state.
@@ -143,6 +161,10 @@ func (s *State) Merge(o *State) bool {
 			s.Members[k] = &c
 			changed = true
 		}
+	}
+	if o.KubernetesVersion.Updated.After(s.KubernetesVersion.Updated) {
+		s.KubernetesVersion = o.KubernetesVersion
+		changed = true
 	}
 	if o.CertKey.Updated.After(s.CertKey.Updated) {
 		s.CertKey = o.CertKey
