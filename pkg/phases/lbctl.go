@@ -23,16 +23,24 @@ func (r *Runner) backendOf(m topology.Host) string {
 	return net.JoinHostPort(m.Address, strconv.Itoa(r.t.LoadBalancer.APIPort))
 }
 
+// vipdServes reports whether the vipd running on lb has backend be (in `vipd status --json`,
+// which shows the configuration vipd runs with, not the file).
+func (r *Runner) vipdServes(ctx context.Context, lb topology.Host, be string) (bool, error) {
+	_, ok, err := r.probe(ctx, lb, "lb/backend-known", fmt.Sprintf("vipd status --json 2>/dev/null | grep -qF -e %s -e %s",
+		sshx.Quote(`"addr": "`+be+`"`), sshx.Quote(`"addr":"`+be+`"`)))
+	return ok, err
+}
+
 // lbBackend runs `vipd backend ACTION BACKEND [args]` (vipd's runtime control, over its
-// control socket) on every lb host, one at a time, and returns what it did per lb. A vipd
-// that does not know the backend (not in its configuration) is skipped; a vipd without the
+// control socket) on every lb host, one at a time. A vipd that does not run the backend (not
+// in its configuration) is skipped; a vipd without the
 // runtime commands (exit 2: an older vipd) is reported as a warning and skipped, since its
 // health checks still take a stopped apiserver out of rotation.
 func (r *Runner) lbBackend(ctx context.Context, action string, m topology.Host, args ...string) error {
 	be := r.backendOf(m)
 	for _, lb := range r.t.LBs() {
 		start := time.Now()
-		_, known, err := r.probe(ctx, lb, "lb/backend-known", fmt.Sprintf("grep -qF -- %s %s", sshx.Quote(be), VipdConfigPath))
+		known, err := r.vipdServes(ctx, lb, be)
 		if err != nil {
 			return err
 		}

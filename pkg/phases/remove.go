@@ -199,7 +199,7 @@ func (r *Runner) remove(ctx context.Context, h topology.Host) error {
 		if err := r.drainBackend(ctx, h); err != nil {
 			return err
 		}
-		if err := r.withoutHost(h).reloadLBs(ctx); err != nil {
+		if err := r.withoutHost(h).reloadLBs(ctx, r.backendOf(h)); err != nil {
 			return err
 		}
 	}
@@ -256,7 +256,9 @@ func (r *Runner) withoutHost(h topology.Host) *Runner {
 
 // reloadLBs runs the lb phase on every lb, one at a time (a configuration that only
 // changes backends is reloaded, not restarted: vipd keeps the VIP and its connections).
-func (r *Runner) reloadLBs(ctx context.Context) error {
+// A vipd.yaml already up to date whose vipd still serves the backend gone (a run killed
+// between the upload and the reload) is reloaded.
+func (r *Runner) reloadLBs(ctx context.Context, gone string) error {
 	p := lbPhase{}
 	for _, lb := range r.t.LBs() {
 		t0 := time.Now()
@@ -265,7 +267,18 @@ func (r *Runner) reloadLBs(ctx context.Context) error {
 			return err
 		}
 		if st.Done {
-			r.Line(lb.Name, "lb", "vipd.yaml already up to date", time.Since(t0))
+			serves, err := r.vipdServes(ctx, lb, gone)
+			if err != nil {
+				return err
+			}
+			if !serves {
+				r.Line(lb.Name, "lb", "vipd.yaml already up to date", time.Since(t0))
+				continue
+			}
+			if _, err := r.change(ctx, lb, "lb/systemctl", "systemctl reload vipd"); err != nil {
+				return err
+			}
+			r.Line(lb.Name, "lb", "vipd configuration reloaded (the file was up to date, vipd still served "+gone+")", time.Since(t0))
 			continue
 		}
 		if s, ok := st.data.(*lbState); ok && !s.configOnly() {

@@ -1,0 +1,323 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vipd-project/vipd/test/apiserverstub"
+	"github.com/vipd-project/vipd/test/nspawn"
+)
+
+// TestDay2 runs bootstrap's day-2 operations on one simulated-host lab (test/nspawn, the
+// stand-in Kubernetes packages) while a client sends a new TLS request through the VIP every
+// 50 ms and holds one node watch open: `status` names the hosts of the file not in the
+// cluster; adding a master and a worker to the file and running `up` joins them and adds the
+// master to both vipds by a reload (vipd's PID unchanged); `remove` takes out a worker and a
+// master (the master's removal killed at a random point and rerun); after each step the
+// cluster verifies through the VIP and the failed requests of the step are counted.
+func TestDay2(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces, systemd-nspawn)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
+	defer cancel()
+	start := time.Now()
+	bin := t.TempDir()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = "/usr/local/go/bin/go"
+	}
+	for _, p := range []string{"vipd", "bootstrap"} {
+		if out, err := exec.CommandContext(ctx, goTool, "build", "-o", filepath.Join(bin, p), "../../cmd/"+p).CombinedOutput(); err != nil {
+			t.Fatalf("go build cmd/%s: %v\n%s", p, err, out)
+		}
+	}
+	bootstrap := filepath.Join(bin, "bootstrap")
+	c, err := nspawn.StartCluster(ctx, nspawn.ClusterOptions{LBs: 2, Masters: 4, Workers: 2, Log: bsLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("lab cleanup: %v", err)
+		}
+	})
+	t.Logf("lab with %d hosts up in %v", len(c.Hosts), time.Since(start).Round(time.Millisecond))
+
+	// The cluster is built from a file without master4 and worker2; the lab's topology (every
+	// host) is the file after the user added them.
+	full := c.Topology
+	var members []nspawn.Member
+	for _, h := range c.Hosts {
+		if h.Name != "master4" && h.Name != "worker2" {
+			members = append(members, nspawn.Member{Host: h, Role: h.Role})
+		}
+	}
+	small := filepath.Join(t.TempDir(), "topology.yaml")
+	if err := os.WriteFile(small, c.TopologyYAML(nspawn.TopologyOptions{Members: members}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(step string, args ...string) (string, int) {
+		t.Helper()
+		ts := time.Now()
+		cmd := c.OperatorCommand(ctx, bootstrap, args...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%s: run bootstrap: %v", step, err)
+		}
+		t.Logf("%s: bootstrap %s -> exit %d in %v", step, strings.Join(args, " "), code, time.Since(ts).Round(time.Millisecond))
+		return out.String(), code
+	}
+	if out, code := run("up (3 masters, 1 worker)", "up", "-f", small); code != 0 {
+		bsDumpJournals(ctx, t, c)
+		t.Fatalf("up: exit %d:\n%s", code, out)
+	}
+
+	vip := strings.Split(c.VIP, "/")[0]
+	target := net.JoinHostPort(vip, "6443")
+	tlsConf := &tls.Config{InsecureSkipVerify: true}
+	prober := apiserverstub.StartProber(c.DialContext, tlsConf, target, 50*time.Millisecond, 3*time.Second)
+	defer prober.Stop()
+	watch := startNodeWatch(ctx, c, tlsConf, target)
+	defer watch.stop()
+	// step measures the client's requests during one operation: it fails the test on a
+	// failed request when strict (vipd with runtime backend control), logs them otherwise.
+	step := func(t *testing.T, name string, t0 time.Time) {
+		t.Helper()
+		end := time.Now()
+		prober.WaitDone(end)
+		total, failed, byHost, errs := apiserverstub.Summary(prober.Between(t0, end))
+		t.Logf("%s: %d requests through the VIP, %d failed, longest gap %v, answered by %v", name, total, failed, prober.LongestGap(t0).Round(time.Millisecond), byHost)
+		if total == 0 {
+			t.Errorf("%s: no request through the VIP was made", name)
+		}
+		if failed > 0 {
+			t.Errorf("%s: %d of %d requests through the VIP failed: %v", name, failed, total, errs[:min(len(errs), 5)])
+		}
+	}
+	nodes := func(t *testing.T, want ...string) {
+		t.Helper()
+		out, err := c.Exec(ctx, "master1", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "--server", "https://"+target, "get", "nodes", "--no-headers")
+		if err != nil {
+			t.Fatalf("kubectl get nodes through the VIP: %v %s", err, out)
+		}
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if f := strings.Fields(l); len(f) > 1 {
+				got = append(got, f[0])
+				if f[1] != "Ready" {
+					t.Errorf("node %s is %s:\n%s", f[0], f[1], out)
+				}
+			}
+		}
+		slices.Sort(got)
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("nodes through the VIP: %v, want %v", got, want)
+		}
+	}
+	vipdPIDs := func() map[string]string {
+		pids := map[string]string{}
+		for _, lb := range []string{"lb1", "lb2"} {
+			out, _ := c.Exec(ctx, lb, "systemctl", "show", "-p", "MainPID", "--value", "vipd")
+			pids[lb] = strings.TrimSpace(string(out))
+		}
+		return pids
+	}
+	backends := func(t *testing.T, lb string) string {
+		out, err := c.Exec(ctx, lb, "vipd", "status", "--json")
+		if err != nil {
+			t.Fatalf("vipd status on %s: %v", lb, err)
+		}
+		var addrs []string
+		for _, m := range regexp.MustCompile(`"addr": ?"([0-9.]+:6443)"`).FindAllStringSubmatch(string(out), -1) {
+			addrs = append(addrs, m[1])
+		}
+		return strings.Join(addrs, " ")
+	}
+	addr := func(name string) string { return c.Host(name).Addr.String() + ":6443" }
+
+	t.Run("status names the hosts to add", func(t *testing.T) {
+		out, code := run("status", "status", "-f", full)
+		if code != 0 || !strings.Contains(out, "in the file, not in the cluster: master4, worker2") {
+			t.Errorf("status with master4 and worker2 added to the file: exit %d, want 0 and both named as to join:\n%s", code, out)
+		}
+	})
+
+	t.Run("add a master and a worker", func(t *testing.T) {
+		before := vipdPIDs()
+		t0 := time.Now()
+		out, code := run("up (master4 and worker2 added)", "up", "-f", full)
+		if code != 0 {
+			bsDumpJournals(ctx, t, c)
+			t.Fatalf("up: exit %d:\n%s", code, out)
+		}
+		for _, want := range []string{"[lb1] lb: vipd configuration reloaded", "[lb2] lb: vipd configuration reloaded", "[master4] join-masters: joined as control-plane", "[worker2] join-workers: joined as worker"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("up output lacks %q:\n%s", want, bsTail(out, 30))
+			}
+		}
+		if after := vipdPIDs(); after["lb1"] != before["lb1"] || after["lb2"] != before["lb2"] {
+			t.Errorf("vipd restarted to add master4 (MainPID %v -> %v), want a reload", before, after)
+		}
+		for _, lb := range []string{"lb1", "lb2"} {
+			if b := backends(t, lb); !strings.Contains(b, addr("master4")) {
+				t.Errorf("%s's vipd backends: %s, want master4 (%s) among them", lb, b, addr("master4"))
+			}
+		}
+		nodes(t, "master1", "master2", "master3", "master4", "worker1", "worker2")
+		step(t, "add", t0)
+		if out, _ := run("status", "status", "-f", full); !strings.Contains(out, "are the nodes of the cluster") {
+			t.Errorf("status after the add does not say file and cluster agree:\n%s", out)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	t.Run("remove a worker", func(t *testing.T) {
+		t0 := time.Now()
+		out, code := run("remove worker2", "remove", "-f", full, "worker2")
+		if code != 0 {
+			t.Fatalf("remove worker2: exit %d:\n%s", code, out)
+		}
+		t.Logf("remove output:\n%s", out)
+		nodes(t, "master1", "master2", "master3", "master4", "worker1")
+		if _, err := c.Exec(ctx, "worker2", "test", "-e", "/etc/kubernetes/kubelet.conf"); err == nil {
+			t.Errorf("worker2 still has kubelet.conf after remove (kubeadm reset did not run)")
+		}
+		if out, _ := run("status", "status", "-f", full); !strings.Contains(out, "in the file, not in the cluster: worker2") {
+			t.Errorf("status after removing worker2 does not name it:\n%s", out)
+		}
+		step(t, "remove worker2", t0)
+	})
+
+	t.Run("remove a master, killed and rerun", func(t *testing.T) {
+		before := vipdPIDs()
+		t0 := time.Now()
+		delay := time.Duration(500+rand.IntN(2500)) * time.Millisecond
+		kctx, kcancel := context.WithTimeout(ctx, delay)
+		cmd := c.OperatorCommand(kctx, bootstrap, "remove", "-f", full, "master4")
+		cmd.Cancel = func() error { return cmd.Process.Kill() }
+		var kout bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &kout, &kout
+		kerr := cmd.Run()
+		kcancel()
+		t.Logf("remove master4 killed after %v (%v):\n%s", delay, kerr, kout.String())
+		out, code := run("remove master4 (rerun)", "remove", "-f", full, "master4")
+		if code != 0 {
+			bsDumpJournals(ctx, t, c)
+			t.Fatalf("rerun of remove master4: exit %d:\n%s", code, out)
+		}
+		t.Logf("rerun output:\n%s", out)
+		nodes(t, "master1", "master2", "master3", "worker1")
+		for _, lb := range []string{"lb1", "lb2"} {
+			if b := backends(t, lb); strings.Contains(b, addr("master4")) || !strings.Contains(b, addr("master1")) {
+				t.Errorf("%s's vipd backends after removing master4: %s", lb, b)
+			}
+			if cfg, _ := c.ReadFile(lb, "/etc/vipd/vipd.yaml"); bytes.Contains(cfg, []byte(addr("master4"))) {
+				t.Errorf("%s's vipd.yaml still names master4", lb)
+			}
+		}
+		if after := vipdPIDs(); after["lb1"] != before["lb1"] || after["lb2"] != before["lb2"] {
+			t.Errorf("vipd restarted to remove master4 (MainPID %v -> %v), want a reload", before, after)
+		}
+		out2, err := c.Exec(ctx, "master1", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "-n", "kube-system", "exec", "etcd-master1", "--", "etcdctl", "member", "list")
+		if err != nil || strings.Contains(string(out2), "master4") || strings.Count(string(out2), "started") != 3 {
+			t.Errorf("etcd members after removing master4 (%v):\n%s", err, out2)
+		}
+		step(t, "remove master4", t0)
+		out, code = run("remove master4 (again)", "remove", "-f", full, "master4")
+		if code != 0 || strings.Contains(out, "drained") || strings.Contains(out, "reloaded") {
+			t.Errorf("a third remove of master4: exit %d, want 0 and nothing done:\n%s", code, out)
+		}
+	})
+	if err := watch.err(); err != nil {
+		t.Logf("the node watch through the VIP ended: %v (after %d events)", err, watch.count())
+	} else {
+		t.Logf("the node watch through the VIP is still open (%d events)", watch.count())
+	}
+	t.Logf("whole test: %v", time.Since(start).Round(time.Millisecond))
+}
+
+// nodeWatch is a watch on the nodes held open through the VIP (GET /api/v1/nodes?watch=true
+// with bookmarks each second), like a controller's.
+type nodeWatch struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	events int
+	end    error
+}
+
+func startNodeWatch(ctx context.Context, c *nspawn.ClusterLab, tlsConf *tls.Config, target string) *nodeWatch {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &nodeWatch{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		hc := &http.Client{Transport: &http.Transport{DialContext: c.DialContext, TLSClientConfig: tlsConf}}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+target+"/api/v1/nodes?watch=true&allowWatchBookmarks=true", nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			w.setEnd(err)
+			return
+		}
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			w.mu.Lock()
+			w.events++
+			w.mu.Unlock()
+		}
+		err = sc.Err()
+		if err == nil {
+			err = fmt.Errorf("closed by the server side after %d events", w.count())
+		}
+		w.setEnd(err)
+	}()
+	return w
+}
+
+func (w *nodeWatch) setEnd(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.end = err
+}
+
+func (w *nodeWatch) err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.end
+}
+
+func (w *nodeWatch) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.events
+}
+
+func (w *nodeWatch) stop() {
+	w.cancel()
+	<-w.done
+}
