@@ -13,8 +13,7 @@ import (
 	"github.com/vipd-project/vipd/pkg/phases"
 )
 
-// day2Commands are the commands that change a running cluster: remove (and, below, upgrade
-// and upgrade-lb).
+// day2Commands are the commands that change a running cluster: remove, upgrade.
 func (g *globalOpts) day2Commands() []*cobra.Command {
 	var yes bool
 	remove := &cobra.Command{
@@ -43,5 +42,39 @@ it finishes. Then delete the host from the file (until then, ` + "`bootstrap up`
 		},
 	}
 	remove.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation on a terminal")
-	return []*cobra.Command{remove}
+
+	var uo phases.UpgradeOptions
+	var dryRun bool
+	upgrade := &cobra.Command{
+		Use:   "upgrade --to VERSION",
+		Short: "Upgrade Kubernetes one minor version (or a patch): kubeadm upgrade apply/node master by master, then the workers, each drained; a master's backend drained on every vipd meanwhile",
+		Long: `Upgrade the cluster to --to the kubeadm way: the first master with kubeadm upgrade plan and
+apply, the other masters with kubeadm upgrade node, one at a time, then the workers in batches
+of --worker-batch; kubeadm, kubelet and kubectl are re-pinned (apt-mark hold) to the target
+on each. Before a master's control plane restarts, its backend is drained on every lb
+(vipd backend drain --wait) and it is enabled again once its /readyz answers; each node is
+drained (kubectl drain) before its kubelet restarts and uncordoned once Ready at the target.
+Hosts already at the target are skipped: rerun it after an interruption and it finishes.
+Then set cluster.kubernetesVersion in the file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if uo.To == "" {
+				return usageErr(errors.New("--to VERSION is required (e.g. --to 1.34.2)"))
+			}
+			return g.withRunner(cmd.Context(), dryRun, func(r *phases.Runner) error {
+				if err := r.Upgrade(cmd.Context(), uo); err != nil {
+					return err
+				}
+				if dryRun {
+					fmt.Fprintln(g.stdout, "Plan done: run without --dry-run to apply it.")
+				}
+				return nil
+			})
+		},
+	}
+	upgrade.Flags().StringVar(&uo.To, "to", "", "target Kubernetes version (one minor up at most, kubeadm's rule), e.g. 1.34.2")
+	upgrade.Flags().StringVar(&uo.Only, "only", "", "upgrade only this host (masters before workers, the first master first)")
+	upgrade.Flags().IntVar(&uo.WorkerBatch, "worker-batch", 1, "workers upgraded at the same time")
+	upgrade.Flags().BoolVar(&dryRun, "dry-run", false, "probe the hosts and print the plan; change nothing")
+	return []*cobra.Command{remove, upgrade}
 }

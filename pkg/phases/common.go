@@ -169,6 +169,9 @@ func (commonPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Statu
 	if _, ok := pkgOK[ctrPkg]; !ok {
 		s.ctrInstall = true
 	}
+	if err := versionGuard(r.t, h, pkgOK["kubeadm"]); err != nil {
+		return Status{}, err
+	}
 	want := r.t.Cluster.KubernetesVersion + "-"
 	for _, p := range kubePackages {
 		if v, ok := pkgOK[p]; !ok || !strings.HasPrefix(v, want) {

@@ -248,8 +248,13 @@ func (r *Runner) withoutHost(h topology.Host) *Runner {
 			t.Hosts = append(t.Hosts, o)
 		}
 	}
+	return r.withTopology(&t)
+}
+
+// withTopology returns a runner over t sharing r's connections and options.
+func (r *Runner) withTopology(t *topology.Topology) *Runner {
 	o := r.o
-	o.Topology = &t
+	o.Topology = t
 	o.Connect = func(ctx context.Context, h topology.Host) (Host, error) { return r.Host(ctx, h) }
 	return NewRunner(o)
 }

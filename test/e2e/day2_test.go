@@ -22,6 +22,7 @@ import (
 
 	"github.com/vipd-project/vipd/test/apiserverstub"
 	"github.com/vipd-project/vipd/test/nspawn"
+	"github.com/vipd-project/vipd/test/standin"
 )
 
 // TestDay2 runs bootstrap's day-2 operations on one simulated-host lab (test/nspawn, the
@@ -29,8 +30,10 @@ import (
 // 50 ms and holds one node watch open: `status` names the hosts of the file not in the
 // cluster; adding a master and a worker to the file and running `up` joins them and adds the
 // master to both vipds by a reload (vipd's PID unchanged); `remove` takes out a worker and a
-// master (the master's removal killed at a random point and rerun); after each step the
-// cluster verifies through the VIP and the failed requests of the step are counted.
+// master (the master's removal killed at a random point and rerun); `upgrade` takes the 3
+// masters and 2 workers from the stand-ins' 1.33.6 to 1.34.2 (killed at a random point and
+// rerun); after each step the cluster verifies through the VIP and the failed requests of
+// the step are counted.
 func TestDay2(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces, systemd-nspawn)")
@@ -49,7 +52,7 @@ func TestDay2(t *testing.T) {
 		}
 	}
 	bootstrap := filepath.Join(bin, "bootstrap")
-	c, err := nspawn.StartCluster(ctx, nspawn.ClusterOptions{LBs: 2, Masters: 4, Workers: 2, Log: bsLogger(t)})
+	c, err := nspawn.StartCluster(ctx, nspawn.ClusterOptions{LBs: 2, Masters: 3, Workers: 2, Log: bsLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,12 +63,12 @@ func TestDay2(t *testing.T) {
 	})
 	t.Logf("lab with %d hosts up in %v", len(c.Hosts), time.Since(start).Round(time.Millisecond))
 
-	// The cluster is built from a file without master4 and worker2; the lab's topology (every
+	// The cluster is built from a file without master3 and worker2; the lab's topology (every
 	// host) is the file after the user added them.
 	full := c.Topology
 	var members []nspawn.Member
 	for _, h := range c.Hosts {
-		if h.Name != "master4" && h.Name != "worker2" {
+		if h.Name != "master3" && h.Name != "worker2" {
 			members = append(members, nspawn.Member{Host: h, Role: h.Role})
 		}
 	}
@@ -90,7 +93,7 @@ func TestDay2(t *testing.T) {
 		t.Logf("%s: bootstrap %s -> exit %d in %v", step, strings.Join(args, " "), code, time.Since(ts).Round(time.Millisecond))
 		return out.String(), code
 	}
-	if out, code := run("up (3 masters, 1 worker)", "up", "-f", small); code != 0 {
+	if out, code := run("up (2 masters, 1 worker)", "up", "-f", small); code != 0 {
 		bsDumpJournals(ctx, t, c)
 		t.Fatalf("up: exit %d:\n%s", code, out)
 	}
@@ -104,7 +107,14 @@ func TestDay2(t *testing.T) {
 	defer watch.stop()
 	// step measures the client's requests during one operation: it fails the test on a
 	// failed request when strict (vipd with runtime backend control), logs them otherwise.
-	step := func(t *testing.T, name string, t0 time.Time) {
+	// A vipd without runtime backend control (before `vipd backend`) cannot drain a master
+	// before its apiserver restarts: the requests sent to it meanwhile fail until its health
+	// check takes it out. The steps that need it are then reported, not asserted.
+	_, noCtl := c.Exec(ctx, "lb1", "vipd", "backend", "list")
+	if noCtl != nil {
+		t.Logf("vipd has no runtime backend control (vipd backend list: %v): failed requests during master restarts are logged, not asserted", noCtl)
+	}
+	step := func(t *testing.T, name string, t0 time.Time, needsCtl bool) {
 		t.Helper()
 		end := time.Now()
 		prober.WaitDone(end)
@@ -113,7 +123,9 @@ func TestDay2(t *testing.T) {
 		if total == 0 {
 			t.Errorf("%s: no request through the VIP was made", name)
 		}
-		if failed > 0 {
+		if failed > 0 && needsCtl && noCtl != nil {
+			t.Logf("%s: %d of %d requests through the VIP failed (no runtime backend control): %v", name, failed, total, errs[:min(len(errs), 5)])
+		} else if failed > 0 {
 			t.Errorf("%s: %d of %d requests through the VIP failed: %v", name, failed, total, errs[:min(len(errs), 5)])
 		}
 	}
@@ -160,34 +172,34 @@ func TestDay2(t *testing.T) {
 
 	t.Run("status names the hosts to add", func(t *testing.T) {
 		out, code := run("status", "status", "-f", full)
-		if code != 0 || !strings.Contains(out, "in the file, not in the cluster: master4, worker2") {
-			t.Errorf("status with master4 and worker2 added to the file: exit %d, want 0 and both named as to join:\n%s", code, out)
+		if code != 0 || !strings.Contains(out, "in the file, not in the cluster: master3, worker2") {
+			t.Errorf("status with master3 and worker2 added to the file: exit %d, want 0 and both named as to join:\n%s", code, out)
 		}
 	})
 
 	t.Run("add a master and a worker", func(t *testing.T) {
 		before := vipdPIDs()
 		t0 := time.Now()
-		out, code := run("up (master4 and worker2 added)", "up", "-f", full)
+		out, code := run("up (master3 and worker2 added)", "up", "-f", full)
 		if code != 0 {
 			bsDumpJournals(ctx, t, c)
 			t.Fatalf("up: exit %d:\n%s", code, out)
 		}
-		for _, want := range []string{"[lb1] lb: vipd configuration reloaded", "[lb2] lb: vipd configuration reloaded", "[master4] join-masters: joined as control-plane", "[worker2] join-workers: joined as worker"} {
+		for _, want := range []string{"[lb1] lb: vipd configuration reloaded", "[lb2] lb: vipd configuration reloaded", "[master3] join-masters: joined as control-plane", "[worker2] join-workers: joined as worker"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("up output lacks %q:\n%s", want, bsTail(out, 30))
 			}
 		}
 		if after := vipdPIDs(); after["lb1"] != before["lb1"] || after["lb2"] != before["lb2"] {
-			t.Errorf("vipd restarted to add master4 (MainPID %v -> %v), want a reload", before, after)
+			t.Errorf("vipd restarted to add master3 (MainPID %v -> %v), want a reload", before, after)
 		}
 		for _, lb := range []string{"lb1", "lb2"} {
-			if b := backends(t, lb); !strings.Contains(b, addr("master4")) {
-				t.Errorf("%s's vipd backends: %s, want master4 (%s) among them", lb, b, addr("master4"))
+			if b := backends(t, lb); !strings.Contains(b, addr("master3")) {
+				t.Errorf("%s's vipd backends: %s, want master3 (%s) among them", lb, b, addr("master3"))
 			}
 		}
-		nodes(t, "master1", "master2", "master3", "master4", "worker1", "worker2")
-		step(t, "add", t0)
+		nodes(t, "master1", "master2", "master3", "worker1", "worker2")
+		step(t, "add", t0, false)
 		if out, _ := run("status", "status", "-f", full); !strings.Contains(out, "are the nodes of the cluster") {
 			t.Errorf("status after the add does not say file and cluster agree:\n%s", out)
 		}
@@ -196,6 +208,72 @@ func TestDay2(t *testing.T) {
 		t.FailNow()
 	}
 
+	t.Run("upgrade, killed and rerun", func(t *testing.T) {
+		to := "v" + standin.UpgradeVersion
+		out, code := run("upgrade --to 1.35.0", "upgrade", "-f", full, "--to", "1.35.0")
+		if code == 0 || !strings.Contains(out, "one minor version at a time") {
+			t.Errorf("upgrade two minors up: exit %d, want a refusal naming kubeadm's rule:\n%s", code, out)
+		}
+		out, code = run("upgrade --dry-run", "upgrade", "-f", full, "--to", standin.UpgradeVersion, "--dry-run")
+		if code != 0 || !strings.Contains(out, "[master1] upgrade: would kubeadm upgrade apply -y "+to) || !strings.Contains(out, "[master2] upgrade: would kubeadm upgrade node") {
+			t.Errorf("upgrade --dry-run: exit %d, want the plan:\n%s", code, out)
+		}
+		t0 := time.Now()
+		delay := time.Duration(3000+rand.IntN(20000)) * time.Millisecond
+		kctx, kcancel := context.WithTimeout(ctx, delay)
+		cmd := c.OperatorCommand(kctx, bootstrap, "upgrade", "-f", full, "--to", standin.UpgradeVersion)
+		cmd.Cancel = func() error { return cmd.Process.Kill() }
+		var kout bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &kout, &kout
+		kerr := cmd.Run()
+		kcancel()
+		t.Logf("upgrade killed after %v (%v):\n%s", delay, kerr, kout.String())
+		out, code = run("upgrade (rerun)", "upgrade", "-f", full, "--to", standin.UpgradeVersion)
+		if code != 0 {
+			bsDumpJournals(ctx, t, c)
+			t.Fatalf("rerun of upgrade: exit %d:\n%s", code, out)
+		}
+		t.Logf("rerun output:\n%s", out)
+		// Every kubelet reports the target, no node is left cordoned, every apiserver
+		// reports the target, the packages are held at it.
+		nodesOut, err := c.Exec(ctx, "master1", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "nodes", "--no-headers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(nodesOut)), "\n") {
+			if f := strings.Fields(l); len(f) < 5 || f[1] != "Ready" || f[4] != to {
+				t.Errorf("node after the upgrade: %q, want Ready (not cordoned) at %s", l, to)
+			}
+		}
+		for _, m := range []string{"master1", "master2", "master3"} {
+			v, err := c.Exec(ctx, m, "curl", "-ks", "https://"+addr(m)+"/version")
+			if err != nil || !strings.Contains(string(v), `"gitVersion":"`+to+`"`) {
+				t.Errorf("%s's apiserver /version after the upgrade: %s %v", m, v, err)
+			}
+		}
+		for _, h := range []string{"master1", "master2", "master3", "worker1", "worker2"} {
+			pk, _ := c.Exec(ctx, h, "bash", "-c", "dpkg-query -W -f='${Package}=${Version} ' kubeadm kubelet kubectl; apt-mark showhold | tr '\\n' ' '")
+			for _, p := range []string{"kubeadm", "kubelet", "kubectl"} {
+				if !strings.Contains(string(pk), p+"="+standin.UpgradeDebVersion) {
+					t.Errorf("%s: %s not at %s: %s", h, p, standin.UpgradeDebVersion, pk)
+				}
+			}
+			if strings.Count(string(pk), "kube") != 6 {
+				t.Errorf("%s: kubeadm, kubelet, kubectl not all held: %s", h, pk)
+			}
+		}
+		step(t, "upgrade", t0, true)
+		// The file still says the old version: up refuses to downgrade, naming the fix.
+		out, code = run("up with the file at the old version", "up", "-f", full, "--dry-run")
+		if code == 0 || !strings.Contains(out, "set cluster.kubernetesVersion: \""+standin.UpgradeVersion+"\"") {
+			t.Errorf("up after the upgrade with the old version in the file: exit %d, want a refusal naming the fix:\n%s", code, bsTail(out, 15))
+		}
+		out, code = run("upgrade (again)", "upgrade", "-f", full, "--to", standin.UpgradeVersion)
+		if code != 0 || strings.Count(out, "already at "+to) != 5 {
+			t.Errorf("a second upgrade: exit %d, want 0 and every node already at %s:\n%s", code, to, out)
+		}
+	})
+
 	t.Run("remove a worker", func(t *testing.T) {
 		t0 := time.Now()
 		out, code := run("remove worker2", "remove", "-f", full, "worker2")
@@ -203,14 +281,14 @@ func TestDay2(t *testing.T) {
 			t.Fatalf("remove worker2: exit %d:\n%s", code, out)
 		}
 		t.Logf("remove output:\n%s", out)
-		nodes(t, "master1", "master2", "master3", "master4", "worker1")
+		nodes(t, "master1", "master2", "master3", "worker1")
 		if _, err := c.Exec(ctx, "worker2", "test", "-e", "/etc/kubernetes/kubelet.conf"); err == nil {
 			t.Errorf("worker2 still has kubelet.conf after remove (kubeadm reset did not run)")
 		}
 		if out, _ := run("status", "status", "-f", full); !strings.Contains(out, "in the file, not in the cluster: worker2") {
 			t.Errorf("status after removing worker2 does not name it:\n%s", out)
 		}
-		step(t, "remove worker2", t0)
+		step(t, "remove worker2", t0, false)
 	})
 
 	t.Run("remove a master, killed and rerun", func(t *testing.T) {
@@ -218,39 +296,39 @@ func TestDay2(t *testing.T) {
 		t0 := time.Now()
 		delay := time.Duration(500+rand.IntN(2500)) * time.Millisecond
 		kctx, kcancel := context.WithTimeout(ctx, delay)
-		cmd := c.OperatorCommand(kctx, bootstrap, "remove", "-f", full, "master4")
+		cmd := c.OperatorCommand(kctx, bootstrap, "remove", "-f", full, "master3")
 		cmd.Cancel = func() error { return cmd.Process.Kill() }
 		var kout bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &kout, &kout
 		kerr := cmd.Run()
 		kcancel()
-		t.Logf("remove master4 killed after %v (%v):\n%s", delay, kerr, kout.String())
-		out, code := run("remove master4 (rerun)", "remove", "-f", full, "master4")
+		t.Logf("remove master3 killed after %v (%v):\n%s", delay, kerr, kout.String())
+		out, code := run("remove master3 (rerun)", "remove", "-f", full, "master3")
 		if code != 0 {
 			bsDumpJournals(ctx, t, c)
-			t.Fatalf("rerun of remove master4: exit %d:\n%s", code, out)
+			t.Fatalf("rerun of remove master3: exit %d:\n%s", code, out)
 		}
 		t.Logf("rerun output:\n%s", out)
-		nodes(t, "master1", "master2", "master3", "worker1")
+		nodes(t, "master1", "master2", "worker1")
 		for _, lb := range []string{"lb1", "lb2"} {
-			if b := backends(t, lb); strings.Contains(b, addr("master4")) || !strings.Contains(b, addr("master1")) {
-				t.Errorf("%s's vipd backends after removing master4: %s", lb, b)
+			if b := backends(t, lb); strings.Contains(b, addr("master3")) || !strings.Contains(b, addr("master1")) {
+				t.Errorf("%s's vipd backends after removing master3: %s", lb, b)
 			}
-			if cfg, _ := c.ReadFile(lb, "/etc/vipd/vipd.yaml"); bytes.Contains(cfg, []byte(addr("master4"))) {
-				t.Errorf("%s's vipd.yaml still names master4", lb)
+			if cfg, _ := c.ReadFile(lb, "/etc/vipd/vipd.yaml"); bytes.Contains(cfg, []byte(addr("master3"))) {
+				t.Errorf("%s's vipd.yaml still names master3", lb)
 			}
 		}
 		if after := vipdPIDs(); after["lb1"] != before["lb1"] || after["lb2"] != before["lb2"] {
-			t.Errorf("vipd restarted to remove master4 (MainPID %v -> %v), want a reload", before, after)
+			t.Errorf("vipd restarted to remove master3 (MainPID %v -> %v), want a reload", before, after)
 		}
 		out2, err := c.Exec(ctx, "master1", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "-n", "kube-system", "exec", "etcd-master1", "--", "etcdctl", "member", "list")
-		if err != nil || strings.Contains(string(out2), "master4") || strings.Count(string(out2), "started") != 3 {
-			t.Errorf("etcd members after removing master4 (%v):\n%s", err, out2)
+		if err != nil || strings.Contains(string(out2), "master3") || strings.Count(string(out2), "started") != 2 {
+			t.Errorf("etcd members after removing master3 (%v):\n%s", err, out2)
 		}
-		step(t, "remove master4", t0)
-		out, code = run("remove master4 (again)", "remove", "-f", full, "master4")
+		step(t, "remove master3", t0, true)
+		out, code = run("remove master3 (again)", "remove", "-f", full, "master3")
 		if code != 0 || strings.Contains(out, "drained") || strings.Contains(out, "reloaded") {
-			t.Errorf("a third remove of master4: exit %d, want 0 and nothing done:\n%s", code, out)
+			t.Errorf("a third remove of master3: exit %d, want 0 and nothing done:\n%s", code, out)
 		}
 	})
 	if err := watch.err(); err != nil {
