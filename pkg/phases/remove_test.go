@@ -36,10 +36,7 @@ func TestRemoveMaster(t *testing.T) {
 	if err := r.Remove(context.Background(), "k8s-master-3"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	var order []string
-	for _, c := range w.changes() {
-		order = append(order, c)
-	}
+	order := w.changes()
 	want := []string{
 		"k8s-master-1: change kubectl drain",
 		"lb1: change vipd backend drain",

@@ -62,7 +62,7 @@ type UpgradeOptions struct {
 // nodeVersions is what the upgrade asks of a host before deciding what to do on it.
 type nodeVersions struct {
 	kubeadm, kubelet, apiserver string // "v1.34.2"; apiserver "" on a worker
-	unschedulable                   bool
+	unschedulable               bool
 }
 
 // upgradeState is the cluster as the upgrade found it.

@@ -25,7 +25,7 @@ type Server struct {
 	// Version is the version this apiserver reports (its static pod manifest's, which
 	// kubeadm upgrade rewrites).
 	Version string
-	Log    *slog.Logger
+	Log     *slog.Logger
 
 	synced  atomic.Bool
 	started time.Time
