@@ -13,7 +13,7 @@ import (
 	"github.com/vipd-project/vipd/pkg/phases"
 )
 
-// day2Commands are the commands that change a running cluster: remove, upgrade.
+// day2Commands are the commands that change a running cluster: remove, upgrade, upgrade-lb.
 func (g *globalOpts) day2Commands() []*cobra.Command {
 	var yes bool
 	remove := &cobra.Command{
@@ -76,5 +76,29 @@ Then set cluster.kubernetesVersion in the file.`,
 	upgrade.Flags().StringVar(&uo.Only, "only", "", "upgrade only this host (masters before workers, the first master first)")
 	upgrade.Flags().IntVar(&uo.WorkerBatch, "worker-batch", 1, "workers upgraded at the same time")
 	upgrade.Flags().BoolVar(&dryRun, "dry-run", false, "probe the hosts and print the plan; change nothing")
-	return []*cobra.Command{remove, upgrade}
+
+	var lbDryRun bool
+	upgradeLB := &cobra.Command{
+		Use:   "upgrade-lb",
+		Short: "Replace vipd on the lb hosts one at a time, the VIP holder last through vipd maintenance mode",
+		Long: `Install the vipd given by --vipd-binary (and the unit and configuration of the file) on the lb
+hosts one at a time: those without the VIP first, the VIP holder last. The holder is first put
+in maintenance (vipd maintenance on --wait): it hands the VIP to a peer, which holds it before
+the holder lets go; then it is replaced and restarted, and taken out of maintenance. An lb
+already up to date is skipped: rerun it after an interruption and it finishes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withRunner(cmd.Context(), lbDryRun, func(r *phases.Runner) error {
+				if err := r.UpgradeLB(cmd.Context()); err != nil {
+					return err
+				}
+				if lbDryRun {
+					fmt.Fprintln(g.stdout, "Plan done: run without --dry-run to apply it.")
+				}
+				return nil
+			})
+		},
+	}
+	upgradeLB.Flags().BoolVar(&lbDryRun, "dry-run", false, "probe the lb hosts and print the plan; change nothing")
+	return []*cobra.Command{remove, upgrade, upgradeLB}
 }

@@ -81,7 +81,8 @@ func TestDay2(t *testing.T) {
 		ts := time.Now()
 		cmd := c.OperatorCommand(ctx, bootstrap, args...)
 		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
+		sw := &stampWriter{w: &out}
+		cmd.Stdout, cmd.Stderr = sw, sw
 		err := cmd.Run()
 		code := 0
 		var ee *exec.ExitError
@@ -204,10 +205,6 @@ func TestDay2(t *testing.T) {
 			t.Errorf("status after the add does not say file and cluster agree:\n%s", out)
 		}
 	})
-	if t.Failed() {
-		t.FailNow()
-	}
-
 	t.Run("upgrade, killed and rerun", func(t *testing.T) {
 		to := "v" + standin.UpgradeVersion
 		out, code := run("upgrade --to 1.35.0", "upgrade", "-f", full, "--to", "1.35.0")
@@ -219,12 +216,13 @@ func TestDay2(t *testing.T) {
 			t.Errorf("upgrade --dry-run: exit %d, want the plan:\n%s", code, out)
 		}
 		t0 := time.Now()
-		delay := time.Duration(3000+rand.IntN(20000)) * time.Millisecond
+		delay := time.Duration(8000+rand.IntN(60000)) * time.Millisecond
 		kctx, kcancel := context.WithTimeout(ctx, delay)
 		cmd := c.OperatorCommand(kctx, bootstrap, "upgrade", "-f", full, "--to", standin.UpgradeVersion)
 		cmd.Cancel = func() error { return cmd.Process.Kill() }
 		var kout bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &kout, &kout
+		ksw := &stampWriter{w: &kout}
+		cmd.Stdout, cmd.Stderr = ksw, ksw
 		kerr := cmd.Run()
 		kcancel()
 		t.Logf("upgrade killed after %v (%v):\n%s", delay, kerr, kout.String())
@@ -274,6 +272,49 @@ func TestDay2(t *testing.T) {
 		}
 	})
 
+	t.Run("upgrade-lb", func(t *testing.T) {
+		newVipd := filepath.Join(bin, "vipd-new")
+		if out, err := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-o", newVipd, "../../cmd/vipd").CombinedOutput(); err != nil {
+			t.Fatalf("go build vipd-new: %v\n%s", err, out)
+		}
+		sum, err := exec.Command("sha256sum", newVipd).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		holder := bsVIPHolder(ctx, t, c, vip)
+		other := map[string]string{"lb1": "lb2", "lb2": "lb1"}[holder]
+		before := vipdPIDs()
+		t0 := time.Now()
+		out, code := run("upgrade-lb", "upgrade-lb", "-f", full, "--vipd-binary", newVipd)
+		t.Logf("upgrade-lb output:\n%s", out)
+		if code != 0 {
+			bsDumpJournals(ctx, t, c)
+			t.Fatalf("upgrade-lb: exit %d", code)
+		}
+		if i, j := strings.Index(out, "["+other+"] upgrade-lb: vipd updated and restarted"), strings.Index(out, "["+holder+"] upgrade-lb: vipd updated and restarted"); i < 0 || j < 0 || i > j {
+			t.Errorf("upgrade-lb did not replace %s (backup) before %s (VIP holder)", other, holder)
+		}
+		after := vipdPIDs()
+		for _, lb := range []string{"lb1", "lb2"} {
+			if after[lb] == before[lb] {
+				t.Errorf("%s: vipd not restarted (MainPID %s)", lb, after[lb])
+			}
+			got, _ := c.Exec(ctx, lb, "sha256sum", "/usr/local/bin/vipd")
+			if strings.Fields(string(got))[0] != strings.Fields(string(sum))[0] {
+				t.Errorf("%s: /usr/local/bin/vipd is not the new vipd", lb)
+			}
+		}
+		if h := bsVIPHolder(ctx, t, c, vip); h == "" {
+			t.Errorf("no lb holds the VIP after upgrade-lb")
+		}
+		nodes(t, "master1", "master2", "master3", "worker1", "worker2")
+		step(t, "upgrade-lb", t0, true)
+		out, code = run("upgrade-lb (again)", "upgrade-lb", "-f", full, "--vipd-binary", newVipd)
+		if code != 0 || strings.Contains(out, "restarted") || vipdPIDs()["lb1"] != after["lb1"] {
+			t.Errorf("a second upgrade-lb: exit %d, want 0 and nothing restarted:\n%s", code, out)
+		}
+	})
+
 	t.Run("remove a worker", func(t *testing.T) {
 		t0 := time.Now()
 		out, code := run("remove worker2", "remove", "-f", full, "worker2")
@@ -299,7 +340,8 @@ func TestDay2(t *testing.T) {
 		cmd := c.OperatorCommand(kctx, bootstrap, "remove", "-f", full, "master3")
 		cmd.Cancel = func() error { return cmd.Process.Kill() }
 		var kout bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &kout, &kout
+		ksw := &stampWriter{w: &kout}
+		cmd.Stdout, cmd.Stderr = ksw, ksw
 		kerr := cmd.Run()
 		kcancel()
 		t.Logf("remove master3 killed after %v (%v):\n%s", delay, kerr, kout.String())
@@ -398,4 +440,28 @@ func (w *nodeWatch) count() int {
 func (w *nodeWatch) stop() {
 	w.cancel()
 	<-w.done
+}
+
+// stampWriter prefixes every line with the time it was written (bootstrap's output, to
+// place the client's failed requests among its steps).
+type stampWriter struct {
+	mu  sync.Mutex
+	w   *bytes.Buffer
+	mid bool
+}
+
+func (s *stampWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, line := range bytes.SplitAfter(p, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		if !s.mid {
+			s.w.WriteString(time.Now().Format("15:04:05.000 "))
+		}
+		s.w.Write(line)
+		s.mid = line[len(line)-1] != '\n'
+	}
+	return len(p), nil
 }

@@ -1,0 +1,115 @@
+package phases
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/vipd-project/vipd/pkg/topology"
+)
+
+// MaintenanceWait bounds `vipd maintenance on --wait`: how long the VIP holder waits to hear
+// its peer as MASTER before it gives the VIP up anyway (a few advert intervals).
+const MaintenanceWait = 30 * time.Second
+
+// UpgradeLB replaces vipd (and whatever else the lb phase finds stale: unit, configuration)
+// on the lb hosts one at a time: the hosts without the VIP first, the VIP holder last. The
+// holder is put in maintenance first (`vipd maintenance on --wait`: it hands the VIP to a
+// peer, which holds it before the holder lets go, and keeps serving its open connections
+// meanwhile), then replaced and restarted, then taken out of maintenance. An lb already
+// up to date is skipped, so a rerun finishes an interrupted run.
+func (r *Runner) UpgradeLB(ctx context.Context) error {
+	holders, err := r.VIPHolders(ctx)
+	if err != nil {
+		return err
+	}
+	var order []topology.Host
+	var holder *topology.Host
+	for _, lb := range r.t.LBs() {
+		if len(holders) == 1 && lb.Name == holders[0] {
+			h := lb
+			holder = &h
+			continue
+		}
+		order = append(order, lb)
+	}
+	if holder != nil {
+		order = append(order, *holder)
+	}
+	p := lbPhase{}
+	for _, lb := range order {
+		start := time.Now()
+		st, err := p.Probe(ctx, r, lb)
+		if err != nil {
+			return r.lbFailed(lb, err, start)
+		}
+		isHolder := holder != nil && lb.Name == holder.Name
+		if st.Done {
+			// An interrupted run may have left it in maintenance.
+			if isHolder || r.o.DryRun {
+				r.Line(lb.Name, "upgrade-lb", st.Detail, time.Since(start))
+				continue
+			}
+			if err := r.maintenance(ctx, lb, "off"); err != nil {
+				return r.lbFailed(lb, err, start)
+			}
+			r.Line(lb.Name, "upgrade-lb", st.Detail, time.Since(start))
+			continue
+		}
+		if r.o.DryRun {
+			if isHolder {
+				r.Line(lb.Name, "upgrade-lb", fmt.Sprintf("would vipd maintenance on --wait %s (hand the VIP to a peer)", MaintenanceWait), -1)
+			}
+			for _, t := range st.Todo {
+				r.Line(lb.Name, "upgrade-lb", "would "+t, -1)
+			}
+			r.Line(lb.Name, "upgrade-lb", "would vipd maintenance off; wait for one VIP holder", -1)
+			continue
+		}
+		if isHolder && len(r.t.LBs()) > 1 {
+			if err := r.maintenance(ctx, lb, "on", "--wait", MaintenanceWait.String()); err != nil {
+				return r.lbFailed(lb, err, start)
+			}
+			r.Line(lb.Name, "upgrade-lb", "in maintenance: the VIP handed to a peer", time.Since(start))
+		}
+		msg, err := p.Run(ctx, r, lb, st)
+		if err != nil {
+			return r.lbFailed(lb, err, start)
+		}
+		if err := r.maintenance(ctx, lb, "off"); err != nil {
+			return r.lbFailed(lb, err, start)
+		}
+		if _, _, err := p.Finish(ctx, r); err != nil {
+			return r.lbFailed(lb, err, start)
+		}
+		r.Line(lb.Name, "upgrade-lb", msg, time.Since(start))
+	}
+	return nil
+}
+
+func (r *Runner) lbFailed(lb topology.Host, err error, start time.Time) error {
+	r.reportFailureNoRerun(lb.Name, "upgrade-lb", err, time.Since(start))
+	return &PhaseError{Host: lb.Name, Phase: "upgrade-lb", Err: err}
+}
+
+// maintenance runs `vipd maintenance on|off` on lb. A vipd without it (exit 2: older than
+// the runtime commands) is warned about: "on" then falls back to the restart's own handover
+// (vipd gives the VIP up on SIGTERM), "off" has nothing to undo.
+func (r *Runner) maintenance(ctx context.Context, lb topology.Host, args ...string) error {
+	cmd := "vipd maintenance " + strings.Join(args, " ")
+	_, err := r.run(ctx, lb, changeCmd("vipd maintenance "+args[0], cmd))
+	code, cerr := exitCode(err)
+	switch {
+	case cerr != nil:
+		return stepErr(cmd, cerr)
+	case code == 2:
+		if args[0] == "on" {
+			r.warn(lb.Name, "upgrade-lb", fmt.Sprintf("`%s` refused (exit 2: this vipd has no maintenance mode): the VIP moves when vipd stops instead", cmd))
+		}
+		return nil
+	case code != 0:
+		return &StepError{Step: cmd, Err: err, Fix: fmt.Sprintf("look at `vipd status` and `journalctl -u vipd` on %s", lb.Name)}
+	}
+	return nil
+}
