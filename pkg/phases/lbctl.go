@@ -2,6 +2,7 @@ package phases
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
@@ -101,6 +102,38 @@ func (r *Runner) waitReadyz(ctx context.Context, m topology.Host, limit time.Dur
 	if err != nil {
 		return &StepError{Step: "wait for " + url, Err: fmt.Errorf("%w (last answer %q)", err, sshx.Tail(last, 2)),
 			Fix: fmt.Sprintf("check the control plane on %s (journalctl -u kubelet; crictl ps)", m.Name)}
+	}
+	return nil
+}
+
+// enableLeftDrained enables m's backend on the lbs where it is not READY: a run killed
+// between the drain and the enable leaves it drained, and vipd keeps that state across
+// reloads and restarts. A vipd without runtime control has nothing to undo.
+func (r *Runner) enableLeftDrained(ctx context.Context, m topology.Host) error {
+	be := r.backendOf(m)
+	for _, lb := range r.t.LBs() {
+		out, ok, err := r.probe(ctx, lb, "lb/backends", "vipd backend list --json")
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		var bs []struct {
+			Addr  string `json:"addr"`
+			Admin string `json:"admin"`
+		}
+		if err := json.Unmarshal([]byte(out), &bs); err != nil {
+			return &StepError{Step: "vipd backend list on " + lb.Name, Err: fmt.Errorf("decode: %w", err)}
+		}
+		for _, b := range bs {
+			if b.Addr == be && b.Admin != "" && b.Admin != "READY" {
+				if _, err := r.change(ctx, lb, "vipd backend enable", "vipd backend enable "+sshx.Quote(be)); err != nil {
+					return err
+				}
+				r.Line(lb.Name, "lb", fmt.Sprintf("backend %s was %s (left by an interrupted run): enabled", be, b.Admin), -1)
+			}
+		}
 	}
 	return nil
 }

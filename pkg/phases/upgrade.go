@@ -224,6 +224,11 @@ func (r *Runner) upgradeHost(ctx context.Context, st *upgradeState, h topology.H
 		}
 	}
 	if v.kubeadm == st.vTo && cpDone && v.kubelet == st.vTo && !v.unschedulable {
+		if control && !r.o.DryRun {
+			if err := r.enableLeftDrained(ctx, h); err != nil {
+				return err
+			}
+		}
 		r.Line(h.Name, "upgrade", "already at "+st.vTo, -1)
 		return nil
 	}

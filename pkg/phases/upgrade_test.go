@@ -68,6 +68,7 @@ func upgradeWorld(t *testing.T, top *topology.Topology, mastersDone bool) *world
 		return answer{code: 1, err: "no such node"}
 	}})
 	w.set("*", "probe upgrade/package-version", answer{out: "1.34.2-1.1\n"})
+	w.set("*", "probe lb/backends", answer{out: `[{"addr":"192.168.10.138:6443","admin":"READY"},{"addr":"192.168.10.139:6443","admin":"READY"},{"addr":"192.168.10.140:6443","admin":"READY"}]`})
 	w.set("*", "probe readyz", answer{out: "ok"})
 	for _, tag := range []string{"upgrade/kubernetes-key", "upgrade/apt-update", "upgrade/install", "upgrade/hold", "kubeadm upgrade plan", "kubeadm upgrade", "restart kubelet", "kubectl uncordon", "vipd backend enable"} {
 		w.set("*", "change "+tag, answer{})
@@ -158,6 +159,16 @@ func TestUpgradeWorker(t *testing.T) {
 	}
 	if ch := w.changes(); len(ch) != before || strings.Count(out.String(), "already at v1.34.2") != len(top.Nodes()) {
 		t.Errorf("a second run changed %v:\n%s", ch[before:], out)
+	}
+	// A run killed between a master's drain and its enable left its backend drained on
+	// lb2 (vipd keeps that across restarts): the rerun enables it there, only there.
+	w.set("lb2", "probe lb/backends", answer{out: `[{"addr":"192.168.10.138:6443","admin":"READY"},{"addr":"192.168.10.139:6443","admin":"DRAIN"}]`})
+	r, out = newTestRunner(t, top, w, false)
+	if err := r.Upgrade(context.Background(), UpgradeOptions{To: "1.34.2"}); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if ch := w.changes()[before:]; strings.Join(ch, ",") != "lb2: change vipd backend enable" || !strings.Contains(out.String(), "[lb2] lb: backend 192.168.10.139:6443 was DRAIN (left by an interrupted run): enabled") {
+		t.Errorf("a backend left drained: changes %v\n%s", ch, out)
 	}
 }
 
