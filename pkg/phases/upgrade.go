@@ -148,7 +148,7 @@ func (r *Runner) Upgrade(ctx context.Context, o UpgradeOptions) error {
 		}
 	}
 	if !r.o.DryRun && o.Only == "" && r.t.Cluster.KubernetesVersion != to.String() {
-		r.Line(r.t.File, "upgrade", fmt.Sprintf("cluster at %s: set cluster.kubernetesVersion: %q in %s (`bootstrap up` refuses a file older than the cluster)", to, to.String(), r.t.File), -1)
+		r.Line("cluster", "upgrade", fmt.Sprintf("at %s: now set cluster.kubernetesVersion: %q in %s (`bootstrap up` refuses a file older than the cluster)", to, to.String(), r.t.File), -1)
 	}
 	return nil
 }

@@ -51,7 +51,7 @@ func (r *Runner) UpgradeLB(ctx context.Context) error {
 				r.Line(lb.Name, "upgrade-lb", st.Detail, time.Since(start))
 				continue
 			}
-			if err := r.maintenance(ctx, lb, "off"); err != nil {
+			if _, err := r.maintenance(ctx, lb, "off"); err != nil {
 				return r.lbFailed(lb, err, start)
 			}
 			r.Line(lb.Name, "upgrade-lb", st.Detail, time.Since(start))
@@ -68,16 +68,19 @@ func (r *Runner) UpgradeLB(ctx context.Context) error {
 			continue
 		}
 		if isHolder && len(r.t.LBs()) > 1 {
-			if err := r.maintenance(ctx, lb, "on", "--wait", MaintenanceWait.String()); err != nil {
+			ok, err := r.maintenance(ctx, lb, "on", "--wait", MaintenanceWait.String())
+			if err != nil {
 				return r.lbFailed(lb, err, start)
 			}
-			r.Line(lb.Name, "upgrade-lb", "in maintenance: the VIP handed to a peer", time.Since(start))
+			if ok {
+				r.Line(lb.Name, "upgrade-lb", "in maintenance: the VIP handed to a peer", time.Since(start))
+			}
 		}
 		msg, err := p.Run(ctx, r, lb, st)
 		if err != nil {
 			return r.lbFailed(lb, err, start)
 		}
-		if err := r.maintenance(ctx, lb, "off"); err != nil {
+		if _, err := r.maintenance(ctx, lb, "off"); err != nil {
 			return r.lbFailed(lb, err, start)
 		}
 		if _, _, err := p.Finish(ctx, r); err != nil {
@@ -93,23 +96,23 @@ func (r *Runner) lbFailed(lb topology.Host, err error, start time.Time) error {
 	return &PhaseError{Host: lb.Name, Phase: "upgrade-lb", Err: err}
 }
 
-// maintenance runs `vipd maintenance on|off` on lb. A vipd without it (exit 2: older than
-// the runtime commands) is warned about: "on" then falls back to the restart's own handover
-// (vipd gives the VIP up on SIGTERM), "off" has nothing to undo.
-func (r *Runner) maintenance(ctx context.Context, lb topology.Host, args ...string) error {
+// maintenance runs `vipd maintenance on|off` on lb and reports whether vipd has it. A vipd
+// without it (exit 2: older than the runtime commands) is warned about: "on" then falls back
+// to the restart's own handover (vipd gives the VIP up on SIGTERM), "off" has nothing to undo.
+func (r *Runner) maintenance(ctx context.Context, lb topology.Host, args ...string) (bool, error) {
 	cmd := "vipd maintenance " + strings.Join(args, " ")
 	_, err := r.run(ctx, lb, changeCmd("vipd maintenance "+args[0], cmd))
 	code, cerr := exitCode(err)
 	switch {
 	case cerr != nil:
-		return stepErr(cmd, cerr)
+		return false, stepErr(cmd, cerr)
 	case code == 2:
 		if args[0] == "on" {
 			r.warn(lb.Name, "upgrade-lb", fmt.Sprintf("`%s` refused (exit 2: this vipd has no maintenance mode): the VIP moves when vipd stops instead", cmd))
 		}
-		return nil
+		return false, nil
 	case code != 0:
-		return &StepError{Step: cmd, Err: err, Fix: fmt.Sprintf("look at `vipd status` and `journalctl -u vipd` on %s", lb.Name)}
+		return false, &StepError{Step: cmd, Err: err, Fix: fmt.Sprintf("look at `vipd status` and `journalctl -u vipd` on %s", lb.Name)}
 	}
-	return nil
+	return true, nil
 }

@@ -102,21 +102,27 @@ func TestDay2(t *testing.T) {
 	vip := strings.Split(c.VIP, "/")[0]
 	target := net.JoinHostPort(vip, "6443")
 	tlsConf := &tls.Config{InsecureSkipVerify: true}
-	prober := apiserverstub.StartProber(c.DialContext, tlsConf, target, 50*time.Millisecond, 3*time.Second)
+	// 5 s per request: a failure is a refused, reset or unanswered request, not CPU starvation
+	// of a loaded CI machine (stalls of 2.4 s were seen at load 36 on 2 cores with nothing
+	// else wrong; kubectl and client-go wait longer by default).
+	prober := apiserverstub.StartProber(c.DialContext, tlsConf, target, 50*time.Millisecond, 5*time.Second)
 	defer prober.Stop()
 	watch := startNodeWatch(ctx, c, tlsConf, target)
 	defer watch.stop()
 	// step measures the client's requests during one operation: it fails the test on a
 	// failed request when strict (vipd with runtime backend control), logs them otherwise.
-	// A vipd without runtime backend control (before `vipd backend`) cannot drain a master
-	// before its apiserver restarts: the requests sent to it meanwhile fail until its health
-	// check takes it out. The steps that need it are then reported, not asserted.
-	_, noCtl := c.Exec(ctx, "lb1", "vipd", "backend", "list")
-	if noCtl != nil {
-		t.Logf("vipd has no runtime backend control (vipd backend list: %v): failed requests during master restarts are logged, not asserted", noCtl)
-	}
-	step := func(t *testing.T, name string, t0 time.Time, needsCtl bool) {
+	// A vipd without runtime backend control (before `vipd backend`, `vipd maintenance`)
+	// cannot drain a master before its apiserver restarts, nor hand the VIP over before it
+	// stops: bootstrap says so (a warning naming exit 2), and the requests failed meanwhile
+	// are then reported, not asserted.
+	step := func(t *testing.T, name string, t0 time.Time, out string) {
 		t.Helper()
+		lenient := ""
+		for _, w := range []string{"has no runtime backend control", "has no maintenance mode"} {
+			if strings.Contains(out, w) {
+				lenient = w
+			}
+		}
 		end := time.Now()
 		prober.WaitDone(end)
 		total, failed, byHost, errs := apiserverstub.Summary(prober.Between(t0, end))
@@ -124,8 +130,8 @@ func TestDay2(t *testing.T) {
 		if total == 0 {
 			t.Errorf("%s: no request through the VIP was made", name)
 		}
-		if failed > 0 && needsCtl && noCtl != nil {
-			t.Logf("%s: %d of %d requests through the VIP failed (no runtime backend control): %v", name, failed, total, errs[:min(len(errs), 5)])
+		if failed > 0 && lenient != "" {
+			t.Logf("%s: %d of %d requests through the VIP failed (bootstrap warned: this vipd %s): %v", name, failed, total, lenient, errs[:min(len(errs), 5)])
 		} else if failed > 0 {
 			t.Errorf("%s: %d of %d requests through the VIP failed: %v", name, failed, total, errs[:min(len(errs), 5)])
 		}
@@ -200,7 +206,7 @@ func TestDay2(t *testing.T) {
 			}
 		}
 		nodes(t, "master1", "master2", "master3", "worker1", "worker2")
-		step(t, "add", t0, false)
+		step(t, "add", t0, "")
 		if out, _ := run("status", "status", "-f", full); !strings.Contains(out, "are the nodes of the cluster") {
 			t.Errorf("status after the add does not say file and cluster agree:\n%s", out)
 		}
@@ -260,7 +266,7 @@ func TestDay2(t *testing.T) {
 				t.Errorf("%s: kubeadm, kubelet, kubectl not all held: %s", h, pk)
 			}
 		}
-		step(t, "upgrade", t0, true)
+		step(t, "upgrade", t0, kout.String()+out)
 		// The file still says the old version: up refuses to downgrade, naming the fix.
 		out, code = run("up with the file at the old version", "up", "-f", full, "--dry-run")
 		if code == 0 || !strings.Contains(out, "set cluster.kubernetesVersion: \""+standin.UpgradeVersion+"\"") {
@@ -272,9 +278,12 @@ func TestDay2(t *testing.T) {
 		}
 	})
 
+	// After upgrade-lb, every command that runs the lb phase names the vipd now installed
+	// (bootstrap refuses to change more than the backends while removing a master).
+	vipdFlag := []string{}
 	t.Run("upgrade-lb", func(t *testing.T) {
 		newVipd := filepath.Join(bin, "vipd-new")
-		if out, err := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-o", newVipd, "../../cmd/vipd").CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(ctx, goTool, "build", "-ldflags", "-X github.com/vipd-project/vipd/pkg/cli.version=9.9.9-day2", "-o", newVipd, "../../cmd/vipd").CombinedOutput(); err != nil {
 			t.Fatalf("go build vipd-new: %v\n%s", err, out)
 		}
 		sum, err := exec.Command("sha256sum", newVipd).Output()
@@ -308,7 +317,8 @@ func TestDay2(t *testing.T) {
 			t.Errorf("no lb holds the VIP after upgrade-lb")
 		}
 		nodes(t, "master1", "master2", "master3", "worker1", "worker2")
-		step(t, "upgrade-lb", t0, true)
+		step(t, "upgrade-lb", t0, out)
+		vipdFlag = []string{"--vipd-binary", newVipd}
 		out, code = run("upgrade-lb (again)", "upgrade-lb", "-f", full, "--vipd-binary", newVipd)
 		if code != 0 || strings.Contains(out, "restarted") || vipdPIDs()["lb1"] != after["lb1"] {
 			t.Errorf("a second upgrade-lb: exit %d, want 0 and nothing restarted:\n%s", code, out)
@@ -317,7 +327,7 @@ func TestDay2(t *testing.T) {
 
 	t.Run("remove a worker", func(t *testing.T) {
 		t0 := time.Now()
-		out, code := run("remove worker2", "remove", "-f", full, "worker2")
+		out, code := run("remove worker2", append([]string{"remove", "-f", full, "worker2"}, vipdFlag...)...)
 		if code != 0 {
 			t.Fatalf("remove worker2: exit %d:\n%s", code, out)
 		}
@@ -329,7 +339,7 @@ func TestDay2(t *testing.T) {
 		if out, _ := run("status", "status", "-f", full); !strings.Contains(out, "in the file, not in the cluster: worker2") {
 			t.Errorf("status after removing worker2 does not name it:\n%s", out)
 		}
-		step(t, "remove worker2", t0, false)
+		step(t, "remove worker2", t0, "")
 	})
 
 	t.Run("remove a master, killed and rerun", func(t *testing.T) {
@@ -337,7 +347,7 @@ func TestDay2(t *testing.T) {
 		t0 := time.Now()
 		delay := time.Duration(500+rand.IntN(2500)) * time.Millisecond
 		kctx, kcancel := context.WithTimeout(ctx, delay)
-		cmd := c.OperatorCommand(kctx, bootstrap, "remove", "-f", full, "master3")
+		cmd := c.OperatorCommand(kctx, bootstrap, append([]string{"remove", "-f", full, "master3"}, vipdFlag...)...)
 		cmd.Cancel = func() error { return cmd.Process.Kill() }
 		var kout bytes.Buffer
 		ksw := &stampWriter{w: &kout}
@@ -345,7 +355,7 @@ func TestDay2(t *testing.T) {
 		kerr := cmd.Run()
 		kcancel()
 		t.Logf("remove master3 killed after %v (%v):\n%s", delay, kerr, kout.String())
-		out, code := run("remove master3 (rerun)", "remove", "-f", full, "master3")
+		out, code := run("remove master3 (rerun)", append([]string{"remove", "-f", full, "master3"}, vipdFlag...)...)
 		if code != 0 {
 			bsDumpJournals(ctx, t, c)
 			t.Fatalf("rerun of remove master3: exit %d:\n%s", code, out)
@@ -367,8 +377,8 @@ func TestDay2(t *testing.T) {
 		if err != nil || strings.Contains(string(out2), "master3") || strings.Count(string(out2), "started") != 2 {
 			t.Errorf("etcd members after removing master3 (%v):\n%s", err, out2)
 		}
-		step(t, "remove master3", t0, true)
-		out, code = run("remove master3 (again)", "remove", "-f", full, "master3")
+		step(t, "remove master3", t0, kout.String()+out)
+		out, code = run("remove master3 (again)", append([]string{"remove", "-f", full, "master3"}, vipdFlag...)...)
 		if code != 0 || strings.Contains(out, "drained") || strings.Contains(out, "reloaded") {
 			t.Errorf("a third remove of master3: exit %d, want 0 and nothing done:\n%s", code, out)
 		}
