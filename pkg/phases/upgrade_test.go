@@ -185,3 +185,16 @@ func TestVersionGuard(t *testing.T) {
 		}
 	}
 }
+
+// The common phase of `up` on a host the cluster's upgrade left at 1.34.2, with the file
+// still at 1.33.6: refused (it planned apt-get install kubelet=1.33.6-* --allow-downgrades).
+func TestUpRefusesToDowngrade(t *testing.T) {
+	top := refTopology(t)
+	w := doneWorld(t, top)
+	w.set("*", "probe common", answer{out: strings.ReplaceAll(commonProbeDone(top), "1.33.6-1.1", "1.34.2-1.1")})
+	r, out := newTestRunner(t, top, w, true)
+	err := r.Up(context.Background(), []string{PhaseCommon})
+	if err == nil || !strings.Contains(out.String(), `fix: the cluster was upgraded: set cluster.kubernetesVersion: "1.34.2" in topology.yaml`) || strings.Contains(out.String(), "would apt-get install") {
+		t.Errorf("up --only common on an upgraded host: %v\n%s", err, out)
+	}
+}
