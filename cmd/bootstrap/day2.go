@@ -16,6 +16,7 @@ import (
 // day2Commands are the commands that change a running cluster: remove, upgrade, upgrade-lb.
 func (g *globalOpts) day2Commands() []*cobra.Command {
 	var yes bool
+	var ro phases.RemoveOptions
 	remove := &cobra.Command{
 		Use:   "remove HOST",
 		Short: "Take a master or worker out of the cluster: drain, its backend out of every vipd, kubeadm reset, its etcd member and node removed",
@@ -37,11 +38,12 @@ it finishes. Then delete the host from the file (until then, ` + "`bootstrap up`
 				if _, ok := r.Topology().Host(args[0]); !ok {
 					return usageErr(fmt.Errorf("%s is not a host of %s", args[0], g.file))
 				}
-				return r.Remove(cmd.Context(), args[0])
+				return r.Remove(cmd.Context(), args[0], ro)
 			})
 		},
 	}
 	remove.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation on a terminal")
+	remove.Flags().BoolVar(&ro.HostGone, "host-gone", false, "the host is dead or unreachable for good: do not drain its node or run kubeadm reset on it")
 
 	var uo phases.UpgradeOptions
 	var dryRun bool

@@ -129,13 +129,20 @@ func (r *Runner) memberHealth(ctx context.Context, m topology.Host, ms []etcdMem
 	return health, nil
 }
 
+// RemoveOptions tune `bootstrap remove`.
+type RemoveOptions struct {
+	// HostGone: the host is dead or unreachable for good. Its node is not drained (its pods
+	// could never finish) and kubeadm reset is not run on it; wipe it before reusing it.
+	HostGone bool
+}
+
 // Remove takes a master or worker out of the cluster: the etcd quorum checked (a master),
 // the node drained, its backend drained on every lb through vipd's runtime control and
 // then removed from every vipd.yaml with a reload, kubeadm reset on the host, the stale
 // etcd member and the node object removed. Every step is skipped when already done, so a
 // run killed anywhere is finished by running it again. The host stays in the file; until
 // it is deleted from it, `bootstrap up` would join it again.
-func (r *Runner) Remove(ctx context.Context, name string) error {
+func (r *Runner) Remove(ctx context.Context, name string, o RemoveOptions) error {
 	h, ok := r.t.Host(name)
 	if !ok {
 		return fmt.Errorf("remove: %s is not a host of %s (put it back in the file to remove it)", name, r.t.File)
@@ -144,7 +151,7 @@ func (r *Runner) Remove(ctx context.Context, name string) error {
 		return fmt.Errorf("remove: %s is a load balancer; remove handles masters and workers (delete an lb from the file and stop vipd on it: `systemctl disable --now vipd`)", name)
 	}
 	start := time.Now()
-	err := r.remove(ctx, h)
+	err := r.remove(ctx, h, o)
 	if err != nil {
 		r.reportFailureNoRerun(h.Name, "remove", err, time.Since(start))
 		return &PhaseError{Host: h.Name, Phase: "remove", Err: err}
@@ -152,7 +159,7 @@ func (r *Runner) Remove(ctx context.Context, name string) error {
 	return nil
 }
 
-func (r *Runner) remove(ctx context.Context, h topology.Host) error {
+func (r *Runner) remove(ctx context.Context, h topology.Host, o RemoveOptions) error {
 	control := h.Role == topology.RoleMaster
 	op, err := r.opMaster(h)
 	if err != nil {
@@ -185,7 +192,9 @@ func (r *Runner) remove(ctx context.Context, h topology.Host) error {
 		}
 	}
 	// 1. Drain the node: no new pods, the running ones evicted.
-	if listed {
+	if listed && o.HostGone {
+		r.Line(h.Name, "remove", "node not drained (--host-gone: its pods are deleted with the node)", -1)
+	} else if listed {
 		t0 := time.Now()
 		cmd := fmt.Sprintf("%s drain %s --ignore-daemonsets --delete-emptydir-data --timeout=%ds", kubectl, sshx.Quote(h.Name), int(DrainTimeout.Seconds()))
 		if _, err := r.change(ctx, op, "kubectl drain", cmd); err != nil {
@@ -205,12 +214,16 @@ func (r *Runner) remove(ctx context.Context, h topology.Host) error {
 	}
 	// 3. kubeadm reset on the host (stops kubelet and the control plane, removes its own
 	// etcd member when it can reach the cluster).
-	t0 := time.Now()
-	msg, err := r.resetNode(ctx, h)
-	if err != nil {
-		return err
+	if o.HostGone {
+		r.Line(h.Name, "remove", "kubeadm reset not run (--host-gone): wipe the host before reusing it", -1)
+	} else {
+		t0 := time.Now()
+		msg, err := r.resetNode(ctx, h)
+		if err != nil {
+			return err
+		}
+		r.Line(h.Name, "remove", msg, time.Since(t0))
 	}
-	r.Line(h.Name, "remove", msg, time.Since(t0))
 	// 4. The etcd member kubeadm reset could not remove, and the node object.
 	if hasMember {
 		ms, err := r.membersOn(ctx, op)

@@ -33,7 +33,7 @@ func TestRemoveMaster(t *testing.T) {
 	top := refTopology(t)
 	w := removeWorld(t)
 	r, out := newTestRunner(t, top, w, false)
-	if err := r.Remove(context.Background(), "k8s-master-3"); err != nil {
+	if err := r.Remove(context.Background(), "k8s-master-3", RemoveOptions{}); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	order := w.changes()
@@ -84,7 +84,7 @@ func TestRemoveRefusesToBreakQuorum(t *testing.T) {
 		return answer{out: "ok"}
 	}})
 	r, out := newTestRunner(t, top, w, false)
-	err := r.Remove(context.Background(), "k8s-master-2")
+	err := r.Remove(context.Background(), "k8s-master-2", RemoveOptions{})
 	if err == nil {
 		t.Fatalf("removal of master-2 with master-3 down accepted:\n%s", out)
 	}
@@ -105,13 +105,43 @@ func TestRemoveAgainChangesNothing(t *testing.T) {
 	w.set("*", "probe cluster/nodes", answer{out: nodesOut(top, "k8s-worker-1")})
 	w.set("*", "probe reset", answer{out: "kubeadm\n"})
 	r, out := newTestRunner(t, top, w, false)
-	if err := r.Remove(context.Background(), "k8s-worker-1"); err != nil {
+	if err := r.Remove(context.Background(), "k8s-worker-1", RemoveOptions{}); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if ch := w.changes(); len(ch) > 0 {
 		t.Errorf("rerun changed hosts: %v\n%s", ch, out)
 	}
-	if err := r.Remove(context.Background(), "lb1"); err == nil || !strings.Contains(err.Error(), "load balancer") {
+	if err := r.Remove(context.Background(), "lb1", RemoveOptions{}); err == nil || !strings.Contains(err.Error(), "load balancer") {
 		t.Errorf("remove lb1: %v", err)
+	}
+}
+
+// A dead master (--host-gone): nothing runs on it; its backend, etcd member and node go.
+func TestRemoveGoneHost(t *testing.T) {
+	top := refTopology(t)
+	w := removeWorld(t)
+	w.set("k8s-master-1", "probe remove/member-health", answer{fn: func(_ *world, cmd string) answer {
+		if strings.Contains(cmd, "192.168.10.140") {
+			return answer{code: 7}
+		}
+		return answer{out: "ok"}
+	}})
+	r, out := newTestRunner(t, top, w, false)
+	if err := r.Remove(context.Background(), "k8s-master-3", RemoveOptions{HostGone: true}); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	got := strings.Join(w.changes(), "\n")
+	for _, c := range w.calls {
+		if strings.HasPrefix(c, "k8s-master-3: ") {
+			t.Errorf("a command ran on the gone host: %s", c)
+		}
+	}
+	for _, want := range []string{"lb1: change vipd backend drain", "k8s-master-1: change remove/etcd-member", "k8s-master-1: change remove/delete-node"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("changes lack %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "kubectl drain") {
+		t.Errorf("the gone host's node was drained:\n%s", got)
 	}
 }
