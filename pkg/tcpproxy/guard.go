@@ -103,6 +103,12 @@ func (p *Proxy) admitSource(c *net.TCPConn, rc *runtimeConfig) (netip.AddrPort, 
 // of a dual-stack listener counts as its IPv4 address).
 func sourceOf(ap netip.AddrPort) netip.Addr { return ap.Addr().Unmap() }
 
+// unmapped prints ap with an IPv4 address as such ("10.0.0.5:4242", not
+// "[::ffff:10.0.0.5]:4242" as a dual-stack listener reports it).
+func unmapped(ap netip.AddrPort) string {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+}
+
 // sweepEvery is the sweeper's period: a quarter of the shortest timeout
 // set, 50 ms-1 s (a session is closed at most that late).
 func sweepEvery(c Config) time.Duration {
@@ -170,7 +176,7 @@ func (p *Proxy) sweep(c Config) {
 				timeout = c.HalfClosedTimeout
 			}
 			p.log.Warn("proxy: closed connections held without use", "reason", closedReasons[why], "timeout", timeout,
-				"closed", closed[why], "closed_total", total[why], "client", example[why].clientAP.String(), "suppressed_lines", sup)
+				"closed", closed[why], "closed_total", total[why], "client", unmapped(example[why].clientAP), "suppressed_lines", sup)
 		}
 	}
 }
