@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests, the demo and the benchmarks need on a Debian 12 machine:
-# Debian packages (real Keepalived, HAProxy, OpenSSH, systemd-nspawn, Chromium, nftables...)
+# Debian packages (real Keepalived, HAProxy, OpenSSH, systemd-nspawn, Chromium, nftables,
+# stress-ng for the suite-under-load runs...)
 # and the Go modules. Run as root: sudo make deps
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 pkgs=(make git iproute2 iputils-ping nftables tcpdump keepalived haproxy iperf3 wrk
       chromium openssh-server openssh-client sudo debootstrap systemd-container
       apt-utils dpkg-dev gnupg zstd curl ca-certificates procps prometheus time openssl passwd util-linux kmod
-      lintian)
+      lintian stress-ng)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
