@@ -69,12 +69,7 @@ func (d *daemon) handleBackend(r *http.Request, who peer) (ctlResult, error) {
 	default:
 		return res, &ctlError{http.StatusNotFound, fmt.Sprintf("unknown backend operation %q (drain, disable, enable, weight)", verb)}
 	}
-	if err := d.saveState(); err != nil {
-		// Applied but not kept: say so, a restart would undo it.
-		log.Error("control: cannot save the run-time state; the change is applied but a restart will not keep it", "state_file", d.stateFile(), "err", err)
-		res.Message += fmt.Sprintf(" (WARNING: not saved to %s: %v; a restart will undo it)", d.stateFile(), err)
-	}
-	return res, nil
+	return d.saved(res)
 }
 
 // resolveBackend finds name among the configured backends: exactly as written in vipd.yaml

@@ -47,6 +47,7 @@ func (d *daemon) serveControl(ctx context.Context) (net.Listener, error) {
 		writeJSON(w, http.StatusOK, d.snapshot().Backends)
 	})
 	mux.HandleFunc("POST /backends/{verb}", d.changeOnly(d.handleBackend))
+	mux.HandleFunc("POST /maintenance/{mode}", d.changeOnly(d.handleMaintenance))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ConnContext: withPeerCred}
 	go func() {
 		_ = srv.Serve(ln)

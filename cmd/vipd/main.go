@@ -72,7 +72,7 @@ announces it with gratuitous ARP, proxies TCP to the healthy kube-apiservers, an
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(), newCheckCmd(), newStatusCmd(), newReleaseCmd(), newImportCmd(), newBackendCmd())
+	root.AddCommand(newRunCmd(), newCheckCmd(), newStatusCmd(), newReleaseCmd(), newImportCmd(), newBackendCmd(), newMaintenanceCmd())
 	cli.AddVersion(root, cli.Version())
 	cli.AddDocs(root, "8", manExitStatus, manFiles)
 	cli.StrictUsage(root)

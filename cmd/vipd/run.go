@@ -112,6 +112,7 @@ func newDaemon(cfg *config.Config, path string, log *slog.Logger, level *slog.Le
 		d.proxy.OnServingChange(func(ok bool, reason string) { d.track.Set(!ok, reason) })
 	}
 	d.loadState() // what vipd backend/maintenance set before a restart
+	d.router.SetHold(d.maint.Load())
 	if err := d.newCluster(); err != nil {
 		d.router.Close()
 		return nil, err
@@ -235,10 +236,7 @@ loop:
 		}
 	}
 	_ = d.notify.send("STOPPING=1")
-	// Give up the VIP first (priority-0 advert: the peer takes over at once), and at the
-	// same time stop accepting and drain the proxy's connections for drain_grace.
-	vcancel()
-	cancel()
+	d.stop(vcancel, cancel)
 	if ctl != nil {
 		ctl.Close()
 	}

@@ -2,6 +2,8 @@ package tcpproxy
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -221,4 +223,22 @@ func lessLoaded(ca, wa, cb, wb int64) bool {
 		return ca < cb
 	}
 	return ca*wb < cb*wa
+}
+
+// CloseLocal closes (resets) the open connections whose local address is one of addrs (the
+// VIPs after this host gave them up: the clients' packets now reach another host, so those
+// connections can never finish here) and returns how many.
+func (p *Proxy) CloseLocal(addrs []netip.Addr) int {
+	p.mu.Lock()
+	var victims []*session
+	for _, s := range p.sessions {
+		if slices.Contains(addrs, s.localAP.Addr().Unmap()) {
+			victims = append(victims, s)
+		}
+	}
+	p.mu.Unlock()
+	for _, s := range victims {
+		s.abort()
+	}
+	return len(victims)
 }

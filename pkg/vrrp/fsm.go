@@ -52,6 +52,13 @@ const (
 	EvFault
 	// EvFaultClear leaves FAULT.
 	EvFaultClear
+	// EvResign starts a planned handover (handover.go): a master advertises priority 0 but
+	// keeps the VIP until it hears another master, for at most Interval; then (Release) it
+	// gives the VIP up anyway, or keeps it and goes on as master.
+	EvResign
+	// EvHold (Hold true) keeps the router BACKUP whatever it hears (maintenance); Hold false
+	// lets it take part in the election again.
+	EvHold
 )
 
 // Event is an input of the state machine.
@@ -61,6 +68,10 @@ type Event struct {
 	Src      netip.Addr
 	Interval time.Duration
 	Reason   string
+	// Release (EvResign): give the VIP up when Interval passes without a peer taking over.
+	Release bool
+	// Hold (EvHold): stay BACKUP.
+	Hold bool
 }
 
 // ActionKind is the kind of an Action the Machine asks its owner to perform.
@@ -120,6 +131,8 @@ type Machine struct {
 	lastForced          time.Time // master: last extra advert+announce
 	pendingAnnounce     time.Time // master: a rate-limited announce is due then
 	started             bool
+	resign              *resign // master: a planned handover in progress (handover.go)
+	hold                bool    // maintenance: stay BACKUP (handover.go)
 }
 
 // NewMachine returns a machine in INIT.
@@ -223,11 +236,15 @@ func (m *Machine) Configure(now time.Time, cfg MachineConfig) []Action {
 func (m *Machine) change(acts []Action, to State, reason string) []Action {
 	from := m.state
 	m.state = to
+	m.resign = nil
 	m.pendingAnnounce = time.Time{}
 	return append(acts, Action{Kind: ActStateChange, From: from, To: to, Reason: reason})
 }
 
 func (m *Machine) toMaster(now time.Time, acts []Action, reason string) []Action {
+	if m.hold {
+		return m.stayBackup(now, acts, reason)
+	}
 	acts = append(acts, Action{Kind: ActSendAdvert, Priority: m.prio}, Action{Kind: ActAcquire})
 	m.masterAdverInterval = m.cfg.AdvertInterval
 	m.deadline = now.Add(m.cfg.AdvertInterval)
@@ -296,7 +313,16 @@ func (m *Machine) Handle(now time.Time, ev Event) []Action {
 	case EvPriority:
 		return m.setPriority(now, ev.Priority)
 
+	case EvResign:
+		return m.startResign(now, ev)
+
+	case EvHold:
+		return m.setHold(now, ev.Hold)
+
 	case EvTimer:
+		if m.state == StateMaster && m.resign != nil {
+			return m.resignTimer(now)
+		}
 		if m.state == StateMaster && !m.pendingAnnounce.IsZero() && !now.Before(m.pendingAnnounce) {
 			m.pendingAnnounce = time.Time{}
 			m.lastForced = now
@@ -322,6 +348,9 @@ func (m *Machine) Handle(now time.Time, ev Event) []Action {
 		case StateBackup:
 			return m.backupAdvert(now, ev, acts)
 		case StateMaster:
+			if m.resign != nil {
+				return m.resignAdvert(now, ev)
+			}
 			return m.masterAdvert(now, ev, acts)
 		}
 	}
@@ -347,6 +376,9 @@ func (m *Machine) setPriority(now time.Time, p uint8) []Action {
 	m.prio = p
 	switch m.state {
 	case StateMaster:
+		if m.resign != nil {
+			return nil // the priority-0 adverts go on
+		}
 		// Tell the peers at once so a preempting backup takes over now
 		// instead of at the next advert.
 		m.deadline = now.Add(m.cfg.AdvertInterval)

@@ -111,6 +111,8 @@ type Router struct {
 	advCh    chan rxAdvert
 	wake     chan struct{}
 	annReq   chan struct{}
+	do       chan func(now time.Time) // run in the Run goroutine (handover.go)
+	hold     atomic.Bool              // maintenance (handover.go)
 	reconfCh chan reconfReq
 	ready    chan struct{}
 	done     chan struct{}
@@ -172,6 +174,7 @@ func New(cfg Config, log *slog.Logger) (*Router, error) {
 		advCh:    make(chan rxAdvert, 64),
 		wake:     make(chan struct{}, 1),
 		annReq:   make(chan struct{}, 1),
+		do:       make(chan func(time.Time)),
 		reconfCh: make(chan reconfReq),
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
@@ -615,6 +618,7 @@ func (r *Router) Run(ctx context.Context) error {
 	if len(faults) > 0 {
 		r.apply(now, r.m.Handle(now, Event{Kind: EvFault, Reason: strings.Join(faults, "; ")}))
 	}
+	r.apply(now, r.m.Handle(now, Event{Kind: EvHold, Hold: r.hold.Load()}))
 	r.apply(now, r.m.Handle(now, Event{Kind: EvStartup}))
 	r.updatePrioStatus(prio, faults)
 	r.log.Info("VRRP started", "version", cfg.Version, "priority", cfg.Priority, "advert_interval", cfg.AdvertInterval,
@@ -669,6 +673,8 @@ func (r *Router) Run(ctx context.Context) error {
 			r.apply(now, r.m.Handle(now, Event{Kind: EvAdvert, Priority: a.priority, Src: a.src, Interval: a.interval}))
 		case <-r.wake:
 			r.reevaluate()
+		case f := <-r.do:
+			f(time.Now())
 		case <-r.annReq:
 			if r.m.State() == StateMaster {
 				r.ensureVIP()
@@ -710,6 +716,10 @@ func (r *Router) reevaluate() {
 	prio, faults := r.effectiveLocked()
 	r.mu.Unlock()
 	now := time.Now()
+	if h := r.hold.Load(); h != r.m.Held() {
+		r.apply(now, r.m.Handle(now, Event{Kind: EvHold, Hold: h}))
+		r.log.Info("maintenance", "on", h)
+	}
 	if len(faults) > 0 && r.m.State() != StateFault {
 		r.apply(now, r.m.Handle(now, Event{Kind: EvPriority, Priority: prio}))
 		r.apply(now, r.m.Handle(now, Event{Kind: EvFault, Reason: strings.Join(faults, "; ")}))

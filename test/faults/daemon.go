@@ -200,3 +200,12 @@ func (d *kaDaemon) State(context.Context) (string, error) {
 func (d *kaDaemon) LogPath() string        { return d.ka.LogPath }
 func (d *kaDaemon) TransitionLine() string { return "Entering " }
 func (d *kaDaemon) Tail(n int) string      { return d.ka.Tail(n) }
+
+// VipdOf is the lab process behind a vipd Daemon (nil for Keepalived + HAProxy): for the
+// tests that talk to its control socket.
+func VipdOf(d Daemon) *lab.Vipd {
+	if v, ok := d.(vipdDaemon); ok {
+		return v.v
+	}
+	return nil
+}
