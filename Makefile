@@ -12,7 +12,7 @@ FUZZTIME  ?= 11s
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 
 # Installs Debian packages and Go modules the tests need (root).
-.PHONY: all deps build package test unit e2e fuzz lint k8s-lab test-k8s demo demo-vrrp demo-cluster bench bench-failover bench-proxy bench-cluster bench-faults bench-bootstrap clean
+.PHONY: all deps build package test unit e2e fuzz lint k8s-lab test-k8s demo demo-vrrp demo-cluster bench bench-failover bench-proxy bench-cluster bench-faults bench-day2 bench-bootstrap clean
 
 all: build
 
@@ -84,7 +84,7 @@ demo-cluster: build
 	$(GO) run ./test/nspawn/cmd/vipd-lab -- sh -c '$(abspath $(BIN))/bootstrap up -f "$$TOPOLOGY" --accept-new-host-keys && $(abspath $(BIN))/bootstrap status -f "$$TOPOLOGY" && $(abspath $(BIN))/bootstrap drill -f "$$TOPOLOGY"'
 
 # Benchmarks print ratios against Keepalived / HAProxy measured in the same run (root).
-bench: bench-failover bench-proxy bench-cluster bench-faults bench-bootstrap
+bench: bench-failover bench-proxy bench-cluster bench-faults bench-day2 bench-bootstrap
 
 bench-failover: build
 	$(GO) run ./bench/failover -vipd $(BIN)/vipd
@@ -98,6 +98,10 @@ bench-cluster: build
 # The LB fault matrix: vipd gossip off vs on vs Keepalived + HAProxy (issue 8).
 bench-faults: build
 	$(GO) run ./bench/faults -vipd $(BIN)/vipd
+
+# Day-2 operations (drain, maintenance, SIGTERM handover): vipd vs Keepalived + HAProxy (issue 12).
+bench-day2: build
+	$(GO) run ./bench/day2 -vipd $(BIN)/vipd
 
 bench-bootstrap: build
 	$(GO) run ./bench/bootstrap -bootstrap $(BIN)/bootstrap -vipd $(BIN)/vipd

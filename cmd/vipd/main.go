@@ -87,7 +87,11 @@ var (
 
 2: usage error: an unknown command or flag, wrong arguments.
 
-3: vipd status: the daemon is not answering on its control socket or stats URL.`}
+3: vipd status: the daemon is not answering on its control socket or stats URL.
+
+4: vipd status: an alarm is raised (a cluster alarm, or this host is in FAULT).
+
+5: vipd status: the VIP is held by no host or by two (from gossip when cluster.enabled; without it a host sees only itself and the master it hears).`}
 	manFiles = cli.ManSection{Title: "FILES", Text: `/etc/vipd/vipd.yaml: the configuration, described in vipd.yaml(5). The package installs an example that vipd refuses until it is edited for the host and its first line is deleted.
 
 /run/vipd/vipd.sock: the control socket that vipd status, vipd backend and vipd maintenance use.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vipd-project/vipd/pkg/config"
+	"github.com/vipd-project/vipd/pkg/stats"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -27,7 +29,7 @@ func newStatusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show the running daemon's VRRP state, backends and LB tier",
 		Long: "Asks the running vipd over its control socket (control_socket in the config, default\n" +
-			"/run/vipd/vipd.sock) or, with --url, over the stats port (http://HOST:8404).",
+			"/run/vipd/vipd.sock) or, with --url, over the stats port (http://HOST:8404).\n\n" + statusExitText,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if socket == "" && url == "" {
@@ -42,15 +44,20 @@ func newStatusCmd() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 3, err: err}
 			}
-			if asJSON {
-				_, err := cmd.OutOrStdout().Write(body)
-				return err
-			}
-			var s statusView
+			var s stats.Snapshot
 			if err := json.Unmarshal(body, &s); err != nil {
-				return fmt.Errorf("decode status: %w", err)
+				return &exitError{code: 3, err: fmt.Errorf("decode status: %w", err)}
 			}
-			printStatus(cmd.OutOrStdout(), &s)
+			if asJSON {
+				if _, err := cmd.OutOrStdout().Write(body); err != nil {
+					return err
+				}
+			} else {
+				printStatus(cmd.OutOrStdout(), &s)
+			}
+			if code, why := statusCode(&s); code != 0 {
+				return &exitError{code: code, err: errors.New(why)}
+			}
 			return nil
 		},
 	}
@@ -95,51 +102,7 @@ func fetchStatus(ctx context.Context, socket, url string) ([]byte, error) {
 	return b, nil
 }
 
-// statusView is the part of /stats.json that `vipd status` prints.
-type statusView struct {
-	Node    string `json:"node"`
-	Version string `json:"version"`
-	VRRP    struct {
-		State             string            `json:"state"`
-		Priority          int               `json:"priority"`
-		EffectivePriority int               `json:"effective_priority"`
-		MasterAddr        string            `json:"master_addr"`
-		VIPs              []string          `json:"vips"`
-		HoldsVIP          bool              `json:"holds_vip"`
-		Interface         string            `json:"interface"`
-		VRID              int               `json:"vrid"`
-		Faults            []string          `json:"faults"`
-		Drops             map[string]uint64 `json:"drops"`
-	} `json:"vrrp"`
-	Frontend *struct {
-		Listen       string `json:"listen"`
-		CurrentConns int64  `json:"current_conns"`
-		TotalConns   int64  `json:"total_conns"`
-	} `json:"frontend"`
-	Backends []struct {
-		Addr         string `json:"addr"`
-		Up           bool   `json:"up"`
-		Since        string `json:"since"`
-		LastResult   string `json:"last_result"`
-		CurrentConns int64  `json:"current_conns"`
-	} `json:"backends"`
-	Cluster *struct {
-		Members []struct {
-			Name      string `json:"name"`
-			Addr      string `json:"addr"`
-			Alive     bool   `json:"alive"`
-			VRRPState string `json:"vrrp_state"`
-			Priority  int    `json:"priority"`
-			HoldsVIP  bool   `json:"holds_vip"`
-		} `json:"members"`
-		Alarms []struct {
-			Kind    string `json:"kind"`
-			Message string `json:"message"`
-		} `json:"alarms"`
-	} `json:"cluster"`
-}
-
-func printStatus(w io.Writer, s *statusView) {
+func printStatus(w io.Writer, s *stats.Snapshot) {
 	v := s.VRRP
 	holder := v.MasterAddr
 	if v.HoldsVIP {
@@ -177,7 +140,14 @@ func printStatus(w io.Writer, s *statusView) {
 			if b.Up {
 				st = "UP"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", b.Addr, st, b.Since, b.CurrentConns, b.LastResult)
+			if b.Status != "" {
+				st = b.Status
+			}
+			since := ""
+			if !b.Since.IsZero() {
+				since = b.Since.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", b.Addr, st, since, b.CurrentConns, b.LastResult)
 		}
 		tw.Flush()
 	}

@@ -394,6 +394,10 @@ func (m *Machine) setPriority(now time.Time, p uint8) []Action {
 }
 
 func (m *Machine) backupAdvert(now time.Time, ev Event, acts []Action) []Action {
+	if m.hold && ev.Priority > 0 {
+		m.acceptMaster(now, ev) // maintenance: any master is our master
+		return nil
+	}
 	if ev.Priority == 0 {
 		if m.cfg.SolePeer {
 			return m.toMaster(now, acts, "sole peer "+ev.Src.String()+" resigned (priority 0)")

@@ -3,6 +3,7 @@ package vrrp
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -93,6 +94,7 @@ func (m *Machine) stayBackup(now time.Time, acts []Action, reason string) []Acti
 	if m.state != StateBackup {
 		return m.toBackup(now, acts, reason+" (maintenance: staying BACKUP)")
 	}
+	m.masterAddr = netip.Addr{} // the master went silent or resigned: none is known now
 	m.deadline = now.Add(m.MasterDownInterval())
 	return acts
 }

@@ -95,14 +95,17 @@ type kaDaemon struct {
 	h  *lab.Host
 	// haArgv restarts HAProxy.
 	haArgv []string
+	// cfg is haproxy.cfg; backends the servers it lists (day2.go edits it).
+	cfg      string
+	backends []string
 }
 
-func startKeepalivedHAProxy(h *lab.Host, o lab.KeepalivedOptions, backend string) (*kaDaemon, error) {
+func startKeepalivedHAProxy(h *lab.Host, o lab.KeepalivedOptions, backends []string) (*kaDaemon, error) {
 	cfg := filepath.Join(h.Lab().Dir, h.Name+"-haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(haproxyConfig(backend)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(haproxyConfig(backends)), 0o600); err != nil {
 		return nil, err
 	}
-	d := &kaDaemon{h: h, haArgv: []string{"haproxy", "-db", "-f", cfg}}
+	d := &kaDaemon{h: h, cfg: cfg, backends: backends, haArgv: []string{"haproxy", "-db", "-f", cfg}}
 	var err error
 	if d.ha, err = h.Start("haproxy", d.haArgv, ""); err != nil {
 		return nil, err
@@ -113,9 +116,13 @@ func startKeepalivedHAProxy(h *lab.Host, o lab.KeepalivedOptions, backend string
 	return d, d.ka.WaitStarted(10 * time.Second)
 }
 
-// haproxyConfig is the reference's haproxy.cfg for one master, with the kubeadm guide's
-// timeouts.
-func haproxyConfig(backend string) string {
+// haproxyConfig is the reference's haproxy.cfg for the masters (m1, m2... in order), with the
+// kubeadm guide's timeouts.
+func haproxyConfig(backends []string) string {
+	var servers strings.Builder
+	for i, b := range backends {
+		fmt.Fprintf(&servers, "    server m%d %s check inter 2s fall 3 rise 2\n", i+1, b)
+	}
 	return fmt.Sprintf(`global
     maxconn 4000
 
@@ -132,8 +139,7 @@ frontend k8s-api
 
 backend k8s-masters
     balance roundrobin
-    server m1 %s check inter 2s fall 3 rise 2
-`, backend)
+%s`, servers.String())
 }
 
 func (d *kaDaemon) Kill() error {

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,7 +41,8 @@ var (
 	Keepalived = Mode{Name: "keepalived", Keepalived: true}
 )
 
-// Env is the lab: lb1, lb2, a master m1 running the apiserver stand-in, and a client.
+// Env is the lab: lb1, lb2, a master m1 running the apiserver stand-in (and m2 when the lab
+// has it: the day-2 benchmark drains one of two masters), and a client.
 type Env struct {
 	Lab      *lab.Lab
 	LB1, LB2 *lab.Host
@@ -48,6 +50,8 @@ type Env struct {
 	VIP      netip.Addr
 	Bin      string
 	Masters  *apiserverstub.Masters
+	// MasterHosts run the stand-ins: m1, and m2 when the lab has it.
+	MasterHosts []*lab.Host
 	// D1 and D2 run on lb1 (priority 100, the master) and lb2 (90).
 	D1, D2 Daemon
 	mode   *Mode
@@ -75,7 +79,12 @@ func NewEnv(ctx context.Context, l *lab.Lab, bin string) (*Env, error) {
 		return nil, err
 	}
 	var err error
-	e.Masters, err = apiserverstub.StartMasters(ctx, l, []*lab.Host{l.Host("m1")}, []net.IP{e.VIP.AsSlice()})
+	for _, name := range []string{"m1", "m2"} {
+		if h := l.Host(name); h != nil {
+			e.MasterHosts = append(e.MasterHosts, h)
+		}
+	}
+	e.Masters, err = apiserverstub.StartMasters(ctx, l, e.MasterHosts, []net.IP{e.VIP.AsSlice()})
 	if err != nil {
 		return nil, err
 	}
@@ -101,15 +110,14 @@ func (e *Env) yaml(h *lab.Host, mode Mode) (lab.VipdOptions, error) {
 	extra := fmt.Sprintf(`proxy:
   listen: ":6443"
   backends:
-    - %s
-  connect_timeout: 1s
+%s  connect_timeout: 1s
 health:
   type: https
   path: /readyz
   interval: 500ms
   tls:
     insecure_skip_verify: true
-`, e.Masters.Addr("m1"))
+`, backendsYAML(e.Backends()))
 	if mode.Gossip {
 		keyFile := filepath.Join(e.Lab.Dir, h.Name+"-gossip.key")
 		if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(e.key)+"\n"), 0o600); err != nil {
@@ -157,7 +165,7 @@ func (e *Env) startDaemon(h *lab.Host, mode Mode) (Daemon, error) {
 		if h == e.LB2 {
 			prio, state = 90, "BACKUP"
 		}
-		return startKeepalivedHAProxy(h, lab.KeepalivedOptions{VIP: e.VIP, Priority: prio, State: state}, e.Masters.Addr("m1"))
+		return startKeepalivedHAProxy(h, lab.KeepalivedOptions{VIP: e.VIP, Priority: prio, State: state}, e.Backends())
 	}
 	o, err := e.yaml(h, mode)
 	if err != nil {
@@ -303,4 +311,21 @@ func tail(d Daemon) string {
 		return "(not started)"
 	}
 	return d.Tail(20)
+}
+
+// Backends are the masters' apiserver addresses, m1 first.
+func (e *Env) Backends() []string {
+	var out []string
+	for _, h := range e.MasterHosts {
+		out = append(out, e.Masters.Addr(h.Name))
+	}
+	return out
+}
+
+func backendsYAML(bs []string) string {
+	var b strings.Builder
+	for _, a := range bs {
+		fmt.Fprintf(&b, "    - %s\n", a)
+	}
+	return b.String()
 }
