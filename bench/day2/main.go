@@ -51,6 +51,8 @@ type op struct {
 	do   func(ctx context.Context, e *faults.Env) error
 	// keepalived: how the reference pair does it (nil: it cannot).
 	keepalived func(ctx context.Context, e *faults.Env) error
+	// holder is the host that holds the VIP when the operation is done.
+	holder string
 }
 
 const drainGrace = 5 * time.Second
@@ -67,12 +69,12 @@ func ops() []op {
 	term := func(_ context.Context, e *faults.Env) error { return e.D1.Term() }
 	restart := func(_ context.Context, e *faults.Env) error { return e.D1.Restart() }
 	return []op{
-		{"drain m1 on the VIP holder", drain(true), drain(true)},
-		{"m1 back (enable / cfg + reload)", drain(false), drain(false)},
-		{"maintenance on (VIP to lb2)", maint(true), nil},
-		{"maintenance off (VIP back)", maint(false), nil},
-		{"SIGTERM handover (systemctl stop)", term, term},
-		{"preempting return (start again)", restart, restart},
+		{"drain m1 on the VIP holder", drain(true), drain(true), "lb1"},
+		{"m1 back (enable / cfg + reload)", drain(false), drain(false), "lb1"},
+		{"maintenance on (VIP to lb2)", maint(true), nil, "lb2"},
+		{"maintenance off (VIP back)", maint(false), nil, "lb1"},
+		{"SIGTERM handover (systemctl stop)", term, term, "lb2"},
+		{"preempting return (start again)", restart, restart, "lb1"},
 	}
 }
 
@@ -119,8 +121,11 @@ func run(ctx context.Context, bin string, runs int, keepalived bool) error {
 					prober.Stop()
 					return fmt.Errorf("%s, %s: %w", m.Name, o.name, err)
 				}
-				// Until the pair is steady again (the VIP on one host for good), then 1 s more.
-				settle(ctx, e)
+				// Until the VIP is on the expected host alone for good, then 1 s more.
+				if err := settle(ctx, e, o.holder); err != nil {
+					prober.Stop()
+					return fmt.Errorf("%s, %s: %w", m.Name, o.name, err)
+				}
 				time.Sleep(time.Second)
 				rs := prober.Between(t0, time.Now())
 				total, failed, _, errs := apiserverstub.Summary(rs)
@@ -159,23 +164,26 @@ func run(ctx context.Context, bin string, runs int, keepalived bool) error {
 	return w.Flush()
 }
 
-// settle waits (at most 15 s) until both daemons run and exactly one host holds the VIP,
-// unchanged for 500 ms; a daemon that was stopped on purpose counts as settled once it is gone.
-func settle(ctx context.Context, e *faults.Env) {
-	deadline := time.Now().Add(15 * time.Second)
+// settle waits (at most 20 s) until holder alone holds the VIP, unchanged for 500 ms.
+func settle(ctx context.Context, e *faults.Env, holder string) error {
+	deadline := time.Now().Add(20 * time.Second)
 	var since time.Time
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if len(e.Holders()) == 1 {
+	for ctx.Err() == nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the VIP is on %v after 20 s, want %s", e.Holders(), holder)
+		}
+		if h := e.Holders(); len(h) == 1 && h[0] == holder {
 			if since.IsZero() {
 				since = time.Now()
 			} else if time.Since(since) > 500*time.Millisecond {
-				return
+				return nil
 			}
 		} else {
 			since = time.Time{}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return ctx.Err()
 }
 
 func longestGap(rs []apiserverstub.Result, t0 time.Time) time.Duration {
