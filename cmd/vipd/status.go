@@ -56,6 +56,9 @@ func newStatusCmd() *cobra.Command {
 				printStatus(cmd.OutOrStdout(), &s)
 			}
 			if code, why := statusCode(&s); code != 0 {
+				if asJSON {
+					return &exitError{code: code} // stdout stays one JSON document, also merged with stderr
+				}
 				return &exitError{code: code, err: errors.New(why)}
 			}
 			return nil

@@ -21,7 +21,7 @@ peer_lost, gossip_key) or this host is in FAULT; 5 the VIP is held by no host or
 usage error. When several apply, the highest wins; the reason is printed on stderr.
 Who holds the VIP: with gossip (cluster.enabled) from every live member's report. Without
 gossip a host knows only itself and the master it hears: "no host" is this host not holding
-the VIP and hearing no master's adverts; two holders cannot be seen from one host (run vipd
+the VIP and hearing no master's adverts for a master-down interval; two holders cannot be seen from one host (run vipd
 status on each, or enable gossip).`
 
 // statusCode judges a snapshot: the exit code and why.
@@ -42,6 +42,10 @@ func statusCode(s *stats.Snapshot) (int, string) {
 			holders = []string{s.Node}
 		case s.VRRP.MasterAddr != "":
 			holders = []string{s.VRRP.MasterAddr}
+		case !s.Time.IsZero() && s.Time.Sub(s.VRRP.Since) < 4*s.VRRP.AdvertInterval.Std():
+			// Just started or just changed state: a master's advert may not have come yet
+			// (a master-down interval is at most 4 advert intervals). No verdict.
+			holders = []string{"unknown yet"}
 		}
 	}
 	switch {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"testing"
+	"time"
 
 	"github.com/vipd-project/vipd/pkg/stats"
 )
@@ -9,6 +10,7 @@ import (
 // vipd status exits non-zero when the VIP is on no host or two, or an alarm is raised; the old
 // command exited 0 whenever the daemon answered.
 func TestStatusCode(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
 	member := func(name string, alive, holds bool) stats.MemberView {
 		return stats.MemberView{Name: name, Alive: alive, HoldsVIP: holds}
 	}
@@ -23,6 +25,8 @@ func TestStatusCode(t *testing.T) {
 		{"master, no gossip", stats.Snapshot{VRRP: stats.VRRPView{State: "MASTER", HoldsVIP: true}}, 0},
 		{"backup hearing a master", stats.Snapshot{VRRP: stats.VRRPView{State: "BACKUP", MasterAddr: "10.0.0.2"}}, 0},
 		{"backup hearing no master", stats.Snapshot{VRRP: stats.VRRPView{State: "BACKUP"}}, statusVIP},
+		{"backup hearing no master for 1 s", stats.Snapshot{Time: t0.Add(time.Second), VRRP: stats.VRRPView{State: "BACKUP", Since: t0, AdvertInterval: stats.Duration(200 * time.Millisecond)}}, statusVIP},
+		{"backup just started", stats.Snapshot{Time: t0.Add(300 * time.Millisecond), VRRP: stats.VRRPView{State: "BACKUP", Since: t0, AdvertInterval: stats.Duration(200 * time.Millisecond)}}, 0},
 		{"fault, master heard", stats.Snapshot{VRRP: stats.VRRPView{State: "FAULT", MasterAddr: "10.0.0.2"}}, statusAlarm},
 		{"gossip: one holder", stats.Snapshot{Cluster: cluster(nil, member("a", true, true), member("b", true, false))}, 0},
 		{"gossip: two holders", stats.Snapshot{VRRP: stats.VRRPView{HoldsVIP: true}, Cluster: cluster(nil, member("a", true, true), member("b", true, true))}, statusVIP},
