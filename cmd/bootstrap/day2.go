@@ -63,6 +63,9 @@ Then set cluster.kubernetesVersion in the file.`,
 			if uo.To == "" {
 				return usageErr(errors.New("--to VERSION is required (e.g. --to 1.34.2)"))
 			}
+			if err := phases.CheckVersionArg(uo.To); err != nil {
+				return usageErr(err)
+			}
 			return g.withRunner(cmd.Context(), dryRun, func(r *phases.Runner) error {
 				if err := r.Upgrade(cmd.Context(), uo); err != nil {
 					return err

@@ -25,6 +25,14 @@ func parseKubeVersion(s string) (kubeVersion, bool) {
 	return v, true
 }
 
+// CheckVersionArg checks a version given on the command line ("1.34.2" or "v1.34.2").
+func CheckVersionArg(s string) error {
+	if _, ok := parseKubeVersion(s); !ok {
+		return fmt.Errorf("--to %q: want a Kubernetes version like 1.34.2", s)
+	}
+	return nil
+}
+
 func (v kubeVersion) String() string { return fmt.Sprintf("%d.%d.%d", v.major, v.minor, v.patch) }
 
 func (v kubeVersion) less(o kubeVersion) bool {
