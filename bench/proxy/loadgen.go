@@ -53,7 +53,7 @@ type lgOpts struct {
 
 func loadgenMain(args []string) error {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
-	mode := fs.String("mode", "tls", "tls (new TLS connection per request, -c workers for -d), rate (-rate new connections per second for -d), idle (hold -n connections until stdin closes)")
+	mode := fs.String("mode", "tls", "tls (new TLS connection per request, -c workers for -d), rate (-rate new connections per second for -d), idle (hold -n connections until stdin closes), watch (a watch, then again once it ends; JSON lines)")
 	targets := fs.String("targets", "", "host:port list, comma separated (requests go round robin)")
 	conc := fs.Int("c", 64, "concurrent workers (tls, and dialing in idle)")
 	dur := fs.Duration("d", 10*time.Second, "duration (tls, rate)")
@@ -83,6 +83,8 @@ func loadgenMain(args []string) error {
 		res = lgTLS(o)
 	case "rate":
 		res = lgRate(o)
+	case "watch":
+		return lgWatch(o)
 	case "idle":
 		res, err = lgIdle(o)
 		if err != nil {

@@ -70,12 +70,13 @@ type options struct {
 	rounds            int
 	storm             int
 	stormRounds       int
+	watchRounds       int
 	kaTime            time.Duration
 	only              map[string]bool
 }
 
 // sections of the benchmark, in the order they run (-only picks some).
-var sections = []string{"bulk", "tls", "keepalive", "storm", "idle", "faults"}
+var sections = []string{"bulk", "tls", "keepalive", "storm", "idle", "watch", "faults"}
 
 func (o *options) runs(section string) bool { return len(o.only) == 0 || o.only[section] }
 
@@ -89,6 +90,7 @@ func run() int {
 	flag.IntVar(&o.rounds, "rounds", 6, "alternating rounds of the TLS connection and keep-alive loads")
 	flag.IntVar(&o.storm, "storm", 2000, "clients connecting at once in the connection storm")
 	flag.IntVar(&o.stormRounds, "storm-rounds", 3, "rounds of the connection storm per proxy (order alternated)")
+	flag.IntVar(&o.watchRounds, "watch-rounds", 3, "rounds of the watch recovery after a master SIGKILL per proxy (order alternated)")
 	only := flag.String("only", "", "run only these sections, comma separated: "+strings.Join(sections, ","))
 	flag.IntVar(&o.conc, "c", 64, "concurrent clients for the TLS connection rate")
 	flag.IntVar(&o.idle, "idle", 10000, "idle connections to hold through each proxy")
@@ -198,6 +200,7 @@ type results struct {
 	IdleLoad     map[string]float64  `json:"idle_loadavg_1m"`
 
 	Storm stormResult `json:"storm"`
+	Watch watchResult `json:"watch_recovery"`
 
 	Kill faultResult `json:"master_kill"`
 	Cut  faultResult `json:"master_link_cut"`
@@ -259,6 +262,11 @@ func (b *bench) run(ctx context.Context) error {
 	if b.o.runs("idle") {
 		if err := b.idleConns(ctx, v, h); err != nil {
 			return fmt.Errorf("idle connections: %w", err)
+		}
+	}
+	if b.o.runs("watch") {
+		if err := b.watchRecovery(ctx, v); err != nil {
+			return fmt.Errorf("watch recovery: %w", err)
 		}
 	}
 	if b.o.runs("faults") {
@@ -902,18 +910,8 @@ func (b *bench) underLoad(ctx context.Context, v *lab.Vipd, what string, victim 
 }
 
 // (iv) one master's process SIGKILLed under load; then (v) another master's link cut.
-func (b *bench) masterFaults(ctx context.Context, v *lab.Vipd) error {
-	m3 := b.masters[2]
-	var err error
-	if b.res.Kill, err = b.underLoad(ctx, v, "master killed", m3, func() error {
-		return b.ms.Kill(m3.Name)
-	}); err != nil {
-		return err
-	}
-	// m3 back, and UP on both proxies, before the next fault.
-	if err := b.ms.Start(ctx, m3.Name); err != nil {
-		return err
-	}
+// waitAllUp waits (20 s at most) until every master is UP on both proxies.
+func (b *bench) waitAllUp(ctx context.Context, v *lab.Vipd) error {
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	for {
@@ -933,13 +931,30 @@ func (b *bench) masterFaults(ctx context.Context, v *lab.Vipd) error {
 			}
 		}
 		if up == 2*len(b.masters) {
-			break
+			return nil
 		}
 		select {
 		case <-wctx.Done():
-			return fmt.Errorf("%s not UP again on both proxies: %w", m3.Name, wctx.Err())
+			return fmt.Errorf("masters not all UP again on both proxies: %w", wctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+func (b *bench) masterFaults(ctx context.Context, v *lab.Vipd) error {
+	m3 := b.masters[2]
+	var err error
+	if b.res.Kill, err = b.underLoad(ctx, v, "master killed", m3, func() error {
+		return b.ms.Kill(m3.Name)
+	}); err != nil {
+		return err
+	}
+	// m3 back, and UP on both proxies, before the next fault.
+	if err := b.ms.Start(ctx, m3.Name); err != nil {
+		return err
+	}
+	if err := b.waitAllUp(ctx, v); err != nil {
+		return err
 	}
 	m2 := b.masters[1]
 	b.res.Cut, err = b.underLoad(ctx, v, "master link cut", m2, m2.LinkDown)

@@ -78,6 +78,12 @@ func (b *bench) report() error {
 	if b.o.runs("idle") {
 		rows = append(rows, b.idleRows()...)
 	}
+	if b.o.runs("watch") {
+		w := r.Watch
+		rows = append(rows, roundRows("watch after its master's SIGKILL: ms until the client saw it end", w.GoneMs, false, "vipd <= haproxy")...)
+		rows = append(rows, roundRows("  ms until the first event of the new watch", w.BackMs, false, "vipd <= haproxy")...)
+		rows = append(rows, roundRows("  connections tried for the new watch", w.Tries, false, "")...)
+	}
 	if b.o.runs("faults") {
 		rows = append(rows, b.faultRows()...)
 	}
