@@ -40,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vipd-project/vipd/bench/internal/measure"
 	"github.com/vipd-project/vipd/pkg/stats"
 	"github.com/vipd-project/vipd/test/apiserverstub"
 	"github.com/vipd-project/vipd/test/lab"
@@ -183,6 +184,7 @@ type results struct {
 	// Per round (-rounds), for the medians of the vipd/haproxy ratios.
 	TLSRoundRate roundStats `json:"tls_round_conns_per_sec"`
 	TLSRoundP99  roundStats `json:"tls_round_p99_ms"`
+	TLSRoundCPU  roundStats `json:"tls_round_cpu_ms_per_1000_conns"` // the proxy process's utime+stime
 	TLSRoundLoad roundStats `json:"tls_round_loadavg_1m"`
 
 	KeepAlive keepAliveResult `json:"keepalive"`
@@ -226,7 +228,7 @@ func (b *bench) run(ctx context.Context) error {
 		RSSStartMiB: map[string]float64{}, RSSIdleMiB: map[string]float64{}, RSSBeforeMiB: map[string]float64{},
 		RSSIdleExt: map[string]float64{}, FDsPerConn: map[string]float64{}, IdleHeld: map[string]int{},
 		IdleClosed: map[string]int{}, IdleMem: map[string]memSplit{}, IdleLoad: map[string]float64{},
-		TLSRoundRate: roundStats{}, TLSRoundP99: roundStats{}, TLSRoundLoad: roundStats{}}
+		TLSRoundRate: roundStats{}, TLSRoundP99: roundStats{}, TLSRoundCPU: roundStats{}, TLSRoundLoad: roundStats{}}
 	b.res.LoadAvg[0] = loadAvg()
 	b.res.VipdConfig = "defaults"
 	if b.o.connectTimeout > 0 {
@@ -245,7 +247,7 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	if b.o.runs("tls") {
-		if err := b.tlsRate(ctx); err != nil {
+		if err := b.tlsRate(ctx, map[string]int{"vipd": v.PID, "haproxy": h.PID}); err != nil {
 			return fmt.Errorf("TLS connection rate: %w", err)
 		}
 	}
@@ -674,7 +676,7 @@ func (b *bench) startProxies(ctx context.Context) (*lab.Vipd, *lab.Proc, error) 
 }
 
 // (ii) new TLS connections per second with b.o.conc clients, in two interleaved halves.
-func (b *bench) tlsRate(ctx context.Context) error {
+func (b *bench) tlsRate(ctx context.Context, pids map[string]int) error {
 	targets := map[string]string{
 		"direct":  strings.Join(b.backends6443(), ","),
 		"vipd":    hostPort(b.lbv, 6443),
@@ -689,9 +691,14 @@ func (b *bench) tlsRate(ctx context.Context) error {
 		for _, path := range order {
 			b.log.Info("new TLS connections", "round", i+1, "path", path, "clients", b.o.conc, "for", slot)
 			la := loadAvg()
+			t0, _ := measure.CPUTicks(pids[path])
 			r, err := b.loadgen(ctx, "-mode", "tls", "-targets", targets[path], "-c", strconv.Itoa(b.o.conc), "-d", slot.String())
 			if err != nil {
 				return err
+			}
+			if t1, err := measure.CPUTicks(pids[path]); err == nil && pids[path] != 0 && r.OK > 0 {
+				// CPU ms of the proxy process per 1,000 connections (USER_HZ ticks are 10 ms).
+				b.res.TLSRoundCPU[path] = append(b.res.TLSRoundCPU[path], float64(t1-t0)*10/float64(r.OK)*1000)
 			}
 			if r.Errors > 0 {
 				b.log.Warn("TLS requests failed", "path", path, "errors", r.Errors, "first", r.ErrText)

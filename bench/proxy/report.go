@@ -50,6 +50,7 @@ func (b *bench) report() error {
 				"vipd <= haproxy: " + mark(r.TLSP99["vipd"] > 0 && r.TLSP99["vipd"] <= r.TLSP99["haproxy"])},
 		}...)
 		rows = append(rows, roundRows("  per round, p99 ms", r.TLSRoundP99, false, "vipd <= haproxy")...)
+		rows = append(rows, roundRows("  proxy CPU, ms per 1,000 connections", r.TLSRoundCPU, false, "vipd <= haproxy")...)
 		rows = append(rows, row{"  failed requests", strconv.Itoa(r.TLSErrs["direct"]), strconv.Itoa(r.TLSErrs["vipd"]), strconv.Itoa(r.TLSErrs["haproxy"]), "", "", "",
 			fmt.Sprintf("of %d / %d / %d; load average %s", r.TLSTotal["direct"], r.TLSTotal["vipd"], r.TLSTotal["haproxy"], loadRange(r.TLSRoundLoad))})
 	}
