@@ -199,10 +199,8 @@ func TestProxyHoldersAreReclaimed(t *testing.T) {
 	for i, s := range silent {
 		el := s.closed.Sub(s.opened)
 		switch {
-		case el < time.Second:
+		case el < firstByte*3/4: // refused at accept (counted below against vipd's count)
 			refused++
-		case el < firstByte*3/4:
-			t.Errorf("silent connection %d closed after %s, first_byte_timeout %s", i, el, firstByte)
 		case el > firstByte+slack:
 			t.Errorf("silent connection %d still open %s after it was opened, first_byte_timeout %s", i, el, firstByte)
 		default:
@@ -225,6 +223,12 @@ func TestProxyHoldersAreReclaimed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("timed out: %v; refused per source %d", snap.Frontend.TimedOut, snap.Frontend.RefusedPerSource)
+	// What the attacker saw is what vipd counted: a held connection closed early would show
+	// as one refusal too many.
+	if uint64(refused) != snap.Frontend.RefusedPerSource || uint64(reclaimed) != snap.Frontend.TimedOut["first_byte_timeout"] {
+		t.Errorf("attacker saw %d refused and %d closed after first_byte_timeout; vipd counted %d and %d",
+			refused, reclaimed, snap.Frontend.RefusedPerSource, snap.Frontend.TimedOut["first_byte_timeout"])
+	}
 	if n := snap.Frontend.TimedOut["half_closed_timeout"]; n != halfHeld {
 		t.Errorf("%d sessions closed by half_closed_timeout, want %d (the prober never half-closes)", n, halfHeld)
 	}
