@@ -180,6 +180,28 @@ func TestHitlessHandover(t *testing.T) {
 	if out, code := status(ctx, e.LB1, bin); code != 5 || !strings.Contains(out, "held by no host") {
 		t.Errorf("vipd status with the VIP on no host: exit %d, want 5 naming it:\n%s", code, out)
 	}
+
+	// Maintenance survives a restart (state_file): lb1 comes back BACKUP, alone, without the VIP.
+	if err := e.D1.Term(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.D1.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // several master-down intervals
+	if h := e.Holders(); len(h) != 0 || state(e.D1) != "BACKUP" {
+		t.Fatalf("lb1 restarted in maintenance: VIP on %v, lb1 %s; want no holder, BACKUP", h, state(e.D1))
+	}
+	if err := ctl("maintenance", "off")(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for state(e.D1) != "MASTER" && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s := state(e.D1); s != "MASTER" {
+		t.Fatalf("maintenance off with no peer: lb1 %s, want MASTER", s)
+	}
 }
 
 // status runs `vipd status` in h against its vipd's socket and returns the output and exit code.
