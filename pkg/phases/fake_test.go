@@ -246,6 +246,7 @@ func doneWorld(t *testing.T, top *topology.Topology) *world {
 	w.set("*", "probe cluster/nodes", answer{out: nodesOut(top, "")})
 	w.set("*", "probe cni", answer{out: "daemonset.apps/calico-node\n"})
 	w.set("*", "probe join", answer{})
+	w.set("*", "probe init/leftovers", answer{})
 	w.set("*", "probe join/etcd-members", answer{out: etcdMembers(top, "k8s-master-1", "k8s-master-2", "k8s-master-3")})
 	w.set("*", "probe verify/nodes", answer{out: nodesOut(top, "")})
 	w.set("*", "probe verify/healthz", answer{out: "ok"})

@@ -106,6 +106,7 @@ const leftoversScript = `for f in /etc/kubernetes/pki/ca.crt /etc/kubernetes/man
 
 // joinRepair is what a rerun undoes before joining a host an interrupted run left half-done.
 type joinRepair struct {
+	stop       string // PID of the kubeadm join of an interrupted run, still running (orphan.go)
 	reset      bool   // kubeadm reset -f on the host (it has kubelet.conf)
 	deleteNode bool   // the cluster lists the node but the host is not joined
 	member     string // ID of the host's stale etcd member (masters)
@@ -116,10 +117,11 @@ type joinRepair struct {
 // half-joined host (a join killed or failed half-way, kubernetes/kubeadm#2095): the plan
 // repairs it (kubeadm reset -f, the stale node and etcd member removed) before joining again.
 func (r *Runner) probeJoin(ctx context.Context, h topology.Host, control bool) (Status, error) {
-	out, hasKubelet, err := r.probe(ctx, h, "join", leftoversScript+"test -f "+KubeletConf)
+	out, hasKubelet, err := r.probe(ctx, h, "join", orphanProbe+leftoversScript+"test -f "+KubeletConf)
 	if err != nil {
 		return Status{}, err
 	}
+	orphan, out := splitOrphan(out)
 	leftovers := strings.Fields(out)
 	exists, nodes, err := r.clusterNodes(ctx)
 	if err != nil {
@@ -129,21 +131,25 @@ func (r *Runner) probeJoin(ctx context.Context, h topology.Host, control bool) (
 	fm := r.firstMaster()
 	rerun := fmt.Sprintf("; then rerun %s --only %s", r.o.RerunHint, map[bool]string{true: PhaseJoinMasters, false: PhaseJoinWorkers}[control])
 	switch {
-	case hasKubelet && listed:
+	case hasKubelet && listed && orphan == "":
 		return Status{Done: true, Detail: fmt.Sprintf("already a member (%s)", nodes[h.Name])}, nil
 	case hasKubelet && !exists:
 		return Status{}, &StepError{Step: "check membership", Err: fmt.Errorf("%s has %s but there is no cluster on %s", h.Name, KubeletConf, fm.Name),
 			Fix: fmt.Sprintf("run `kubeadm reset -f` on %s%s", h.Name, rerun)}
 	}
-	rep := &joinRepair{reset: hasKubelet || len(leftovers) > 0, deleteNode: listed}
+	rep := &joinRepair{stop: orphan, reset: hasKubelet || len(leftovers) > 0 || orphan != "", deleteNode: listed}
 	if control && exists {
 		if rep.member, err = r.staleMember(ctx, h); err != nil {
 			return Status{}, err
 		}
 	}
 	var todo, found []string
+	if orphan != "" {
+		found = append(found, orphanNote("kubeadm join", orphan))
+		todo = append(todo, "stop it (SIGTERM, SIGKILL after 10s)")
+	}
 	switch {
-	case hasKubelet:
+	case hasKubelet && !listed:
 		found = append(found, fmt.Sprintf("%s exists but the cluster has no node %s", KubeletConf, h.Name))
 	case len(leftovers) > 0:
 		found = append(found, "leftovers of an interrupted kubeadm join: "+strings.Join(leftovers, " "))
@@ -152,7 +158,9 @@ func (r *Runner) probeJoin(ctx context.Context, h topology.Host, control bool) (
 		todo = append(todo, "kubeadm reset -f (undo the half-done join)")
 	}
 	if rep.deleteNode {
-		found = append(found, fmt.Sprintf("the cluster lists node %s but %s has no %s", h.Name, h.Name, KubeletConf))
+		if !hasKubelet {
+			found = append(found, fmt.Sprintf("the cluster lists node %s but %s has no %s", h.Name, h.Name, KubeletConf))
+		}
 		todo = append(todo, fmt.Sprintf("kubectl delete node %s (on %s)", h.Name, fm.Name))
 	}
 	if rep.member != "" {
@@ -177,6 +185,12 @@ func (r *Runner) probeJoin(ctx context.Context, h topology.Host, control bool) (
 func (r *Runner) repairJoin(ctx context.Context, h topology.Host, rep *joinRepair) ([]string, error) {
 	var did []string
 	fm := r.firstMaster()
+	if rep.stop != "" {
+		if _, err := r.change(ctx, h, "join/stop-orphan", stopOrphanCmd(rep.stop)); err != nil {
+			return nil, err
+		}
+		did = append(did, "the interrupted run's kubeadm join stopped")
+	}
 	if rep.reset {
 		if _, err := r.change(ctx, h, "join/reset", "rm -f "+JoinConfig+"; kubeadm reset -f"); err != nil {
 			return nil, err
@@ -240,7 +254,7 @@ func (r *Runner) joinHost(ctx context.Context, h topology.Host, control bool, st
 	if err := r.upload(ctx, h, JoinConfig, RenderJoinConfig(r.t, h, sec, control), 0o600, "root:root"); err != nil {
 		return "", err
 	}
-	cmd := fmt.Sprintf("trap 'rm -f %[1]s' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; kubeadm join --config %[1]s", JoinConfig)
+	cmd := fmt.Sprintf("trap 'rm -f %[1]s' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; %[2]s", JoinConfig, kubeadmTracked("join --config "+JoinConfig))
 	if _, err := r.change(ctx, h, "kubeadm join", cmd); err != nil {
 		se := stderrOf(err)
 		if strings.Contains(se, "already exists") || strings.Contains(se, "[ERROR") {

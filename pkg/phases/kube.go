@@ -28,36 +28,78 @@ func (initPhase) Hosts(r *Runner) []topology.Host {
 }
 
 func (initPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status, error) {
-	exists, nodes, err := r.clusterNodes(ctx)
+	// What an interrupted kubeadm init leaves: a kubeadm init still running (orphan.go), or
+	// admin.conf without bootstrap's last step of init (the copy to /root/.kube/config; kubeadm
+	// writes admin.conf before it even starts the control plane), or files that would fail
+	// its preflight.
+	out, _, err := r.probe(ctx, h, "init/leftovers", orphanProbe+leftoversScript+"[ -e "+KubeletConf+" ] && echo "+KubeletConf+
+		"; [ -e "+AdminConf+" ] && [ ! -e "+rootKubeconfig+" ] && echo "+initUnfinished+"; true")
 	if err != nil {
 		return Status{}, err
 	}
-	if exists {
-		return Status{Done: true, Detail: fmt.Sprintf("cluster exists (%d nodes)", len(nodes))}, nil
+	orphan, out := splitOrphan(out)
+	unfinished := strings.Contains(out, initUnfinished)
+	out = strings.ReplaceAll(out, initUnfinished, "")
+	if unfinished && orphan == "" {
+		// Nodes joined already: not an interrupted init (joins run after it), just a missing copy.
+		if _, nodes, err := r.clusterNodes(ctx); err == nil && len(nodes) > 1 {
+			unfinished = false
+		}
 	}
-	// No admin.conf: kubeadm init never got far enough to make a cluster. Files it left
-	// behind when it was interrupted would fail its preflight: reset them first.
-	out, _, err := r.probe(ctx, h, "init/leftovers", leftoversScript+"[ -e "+KubeletConf+" ] && echo "+KubeletConf+"; true")
-	if err != nil {
-		return Status{}, err
+	if orphan == "" && !unfinished {
+		exists, nodes, err := r.clusterNodes(ctx)
+		if err != nil {
+			return Status{}, err
+		}
+		if exists {
+			return Status{Done: true, Detail: fmt.Sprintf("cluster exists (%d nodes)", len(nodes))}, nil
+		}
 	}
 	st := Status{Todo: []string{
 		fmt.Sprintf("upload %s (0600; controlPlaneEndpoint %s, kubernetesVersion v%s, podSubnet %s)", KubeadmConfig, r.t.APIEndpoint(), r.t.Cluster.KubernetesVersion, r.t.Cluster.PodCIDR),
 		"kubeadm init --config " + KubeadmConfig + " --upload-certs",
 		"copy " + AdminConf + " to /root/.kube/config (0600)",
 	}}
+	var found []string
+	if orphan != "" {
+		found = append(found, orphanNote("kubeadm init", orphan))
+	}
+	if unfinished {
+		found = append(found, AdminConf+" without "+rootKubeconfig+": kubeadm init did not finish")
+	}
 	if left := strings.Fields(out); len(left) > 0 {
-		st.HalfDone = "leftovers of an interrupted kubeadm init: " + strings.Join(left, " ") + "; the rerun repairs it"
+		found = append(found, "leftovers of an interrupted kubeadm init: "+strings.Join(left, " "))
+	}
+	if len(found) > 0 {
+		st.HalfDone = strings.Join(found, "; ") + "; the rerun repairs it"
 		st.Detail = st.HalfDone
 		st.Todo = append([]string{"kubeadm reset -f (undo the half-done init)"}, st.Todo...)
-		st.data = true
+		if orphan != "" {
+			st.Todo = append([]string{"stop the running kubeadm init (SIGTERM, SIGKILL after 10s)"}, st.Todo...)
+		}
+		st.data = &initRepair{stop: orphan}
 	}
 	return st, nil
 }
 
+// initRepair is what a rerun undoes before kubeadm init runs again.
+type initRepair struct {
+	stop string // PID of the interrupted run's kubeadm init, still running
+}
+
+const (
+	rootKubeconfig = "/root/.kube/config"
+	initUnfinished = "init-unfinished"
+)
+
 func (initPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Status) (string, error) {
 	repaired := ""
-	if reset, _ := st.data.(bool); reset {
+	if rep, ok := st.data.(*initRepair); ok {
+		if rep.stop != "" {
+			if _, err := r.change(ctx, h, "init/stop-orphan", stopOrphanCmd(rep.stop)); err != nil {
+				return "", err
+			}
+		}
 		if _, err := r.change(ctx, h, "init/reset", "kubeadm reset -f"); err != nil {
 			return "", err
 		}
@@ -70,13 +112,13 @@ func (initPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Status)
 		return "", err
 	}
 	// stdout holds the join commands with their secrets: it is not kept or shown.
-	if _, err := r.change(ctx, h, "kubeadm init", "kubeadm init --config "+KubeadmConfig+" --upload-certs"); err != nil {
+	if _, err := r.change(ctx, h, "kubeadm init", kubeadmTracked("init --config "+KubeadmConfig+" --upload-certs")); err != nil {
 		if se := stderrOf(err); strings.Contains(se, "[ERROR") || strings.Contains(se, "already exists") {
 			return "", &StepError{Step: "kubeadm init", Err: err, Fix: fmt.Sprintf("%s has leftovers of an earlier attempt: run `kubeadm reset -f` on it (or `bootstrap reset`), then rerun", h.Name)}
 		}
 		return "", err
 	}
-	if _, err := r.change(ctx, h, "init/kubeconfig", "install -d -m 0700 /root/.kube && install -m 0600 "+AdminConf+" /root/.kube/config"); err != nil {
+	if _, err := r.change(ctx, h, "init/kubeconfig", "install -d -m 0700 /root/.kube && install -m 0600 "+AdminConf+" "+rootKubeconfig); err != nil {
 		return "", err
 	}
 	return repaired + "cluster initialised (controlPlaneEndpoint " + r.t.APIEndpoint() + ")", nil
