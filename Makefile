@@ -12,7 +12,7 @@ FUZZTIME  ?= 11s
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 
 # Installs Debian packages and Go modules the tests need (root).
-.PHONY: all deps build package test unit e2e fuzz lint k8s-lab test-k8s demo demo-vrrp demo-cluster bench bench-failover bench-proxy bench-cluster bench-faults bench-day2 bench-bootstrap clean
+.PHONY: all deps build package test unit e2e fuzz lint k8s-lab test-k8s demo demo-vrrp demo-cluster demo-k8s bench bench-failover bench-proxy bench-cluster bench-faults bench-day2 bench-bootstrap bench-k8s-kill clean
 
 all: build
 
@@ -83,6 +83,13 @@ demo-vrrp: build
 demo-cluster: build
 	$(GO) run ./test/nspawn/cmd/vipd-lab -- sh -c '$(abspath $(BIN))/bootstrap up -f "$$TOPOLOGY" --accept-new-host-keys && $(abspath $(BIN))/bootstrap status -f "$$TOPOLOGY" && $(abspath $(BIN))/bootstrap drill -f "$$TOPOLOGY"'
 
+# The real-Kubernetes variant of demo-cluster (root): the same six hosts running the real
+# kubeadm, kubelet, etcd and apiservers of `make k8s-lab` (built first when not cached: ~30
+# min once); `bootstrap up` (~3-4 min on 2 busy cores), status, drill, then the real kubectl
+# through the VIP.
+demo-k8s: build
+	$(GO) run ./test/nspawn/cmd/vipd-lab -k8s -- sh -c '$(abspath $(BIN))/bootstrap up -f "$$TOPOLOGY" --accept-new-host-keys && $(abspath $(BIN))/bootstrap status -f "$$TOPOLOGY" && $(abspath $(BIN))/bootstrap drill -f "$$TOPOLOGY" && $(abspath $(BIN))/bootstrap kubeconfig -f "$$TOPOLOGY" -o "$$LAB_DIR/admin.conf" && kubectl --kubeconfig "$$LAB_DIR/admin.conf" get nodes -o wide && kubectl --kubeconfig "$$LAB_DIR/admin.conf" get pods -A -o wide'
+
 # Benchmarks print ratios against Keepalived / HAProxy measured in the same run (root).
 bench: bench-failover bench-proxy bench-cluster bench-faults bench-day2 bench-bootstrap
 
@@ -105,6 +112,11 @@ bench-day2: build
 
 bench-bootstrap: build
 	$(GO) run ./bench/bootstrap -bootstrap $(BIN)/bootstrap -vipd $(BIN)/vipd
+
+# `bootstrap up` killed at 20 random points on the REAL cluster (needs `make k8s-lab`'s cache;
+# about 1-2 hours on 2 busy cores), one rerun each: how many converge (bench/killrerun).
+bench-k8s-kill: build
+	$(GO) run ./bench/killrerun -bootstrap $(BIN)/bootstrap
 
 clean:
 	rm -rf $(BIN)

@@ -113,10 +113,17 @@ func (initPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Status)
 	}
 	// stdout holds the join commands with their secrets: it is not kept or shown.
 	if _, err := r.change(ctx, h, "kubeadm init", kubeadmTracked("init --config "+KubeadmConfig+" --upload-certs")); err != nil {
-		if se := stderrOf(err); strings.Contains(se, "[ERROR") || strings.Contains(se, "already exists") {
+		se := stderrOf(err)
+		if phase, ok := initFailedAfterControlPlane(se); ok {
+			if ferr := r.finishInit(ctx, h); ferr != nil {
+				return "", fmt.Errorf("%w; finishing it from phase %s failed too: %w", err, phase, ferr)
+			}
+			repaired += fmt.Sprintf("kubeadm init's phases from %s run again after: %s; ", phase, initErrLine(se))
+		} else if strings.Contains(se, "[ERROR") || strings.Contains(se, "already exists") {
 			return "", &StepError{Step: "kubeadm init", Err: err, Fix: fmt.Sprintf("%s has leftovers of an earlier attempt: run `kubeadm reset -f` on it (or `bootstrap reset`), then rerun", h.Name)}
+		} else {
+			return "", err
 		}
-		return "", err
 	}
 	if _, err := r.change(ctx, h, "init/kubeconfig", "install -d -m 0700 /root/.kube && install -m 0600 "+AdminConf+" "+rootKubeconfig); err != nil {
 		return "", err

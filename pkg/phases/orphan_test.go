@@ -89,3 +89,39 @@ func TestUnfinishedInitRedone(t *testing.T) {
 		t.Errorf("want stop, reset, init in that order:\n%s", calls)
 	}
 }
+
+// kubeadm init failing in a phase after the control plane runs (a request through the VIP
+// met a restarting API server, seen on the real cluster) is finished by running kubeadm's
+// remaining phases again, not reported as a failure.
+func TestInitFinishedAfterLatePhaseError(t *testing.T) {
+	top := refTopology(t)
+	w := freshRunWorld(top)
+	w.set("k8s-master-1", "change kubeadm init", answer{code: 1, err: "[WARNING SystemVerification]: cgroups v1\nerror execution phase upload-config/kubelet: error writing CRISocket for this node: error patching Node \"k8s-master-1\": read: connection reset by peer\n"})
+	w.set("k8s-master-1", "change init/finish", answer{})
+	r, out := newTestRunner(t, top, w, false)
+	m1 := top.Masters()[0]
+	st, err := initPhase{}.Probe(context.Background(), r, m1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := (initPhase{}).Run(context.Background(), r, m1, st)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	if !strings.Contains(msg, "phases from upload-config run again") || !strings.Contains(msg, "cluster initialised") {
+		t.Errorf("message %q", msg)
+	}
+	for _, c := range w.cmds {
+		if strings.Contains(c, "# change init/finish") {
+			for _, p := range []string{"upload-config all", "upload-certs --upload-certs", "mark-control-plane", "bootstrap-token", "kubelet-finalize all", "addon all"} {
+				if !strings.Contains(c, "kubeadm init phase "+p+" --config "+KubeadmConfig) {
+					t.Errorf("finish command lacks phase %s:\n%s", p, c)
+				}
+			}
+		}
+	}
+	// An error before the control plane runs is not retried this way.
+	if _, ok := initFailedAfterControlPlane("error execution phase wait-control-plane: timed out"); ok {
+		t.Error("wait-control-plane taken for a phase after the control plane")
+	}
+}

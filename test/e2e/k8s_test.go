@@ -109,7 +109,7 @@ func TestRealKubernetes(t *testing.T) {
 	// The first up is killed inside master2's control-plane kubeadm join; status must say
 	// master2 is half-done, and one rerun must finish the cluster (k8s_kill_test.go).
 	killer := newK8sKiller(t)
-	fullUp := k8sKillRound(ctx, t, c, bootstrap, killer.inJoin("master2"))
+	k8sKillRound(ctx, t, c, bootstrap, killer.inJoin("master2"))
 	for _, h := range c.Hosts {
 		if h.Role == "lb" {
 			continue
@@ -256,7 +256,8 @@ ip -4 route show | grep '^10\.10\.' ; ip link show cni0 2>/dev/null | head -1; t
 				t.Fatalf("reset: exit %d:\n%s", code, out)
 			}
 		}
-		k8sKillRound(ctx, t, c, bootstrap, killer.anywhere(fullUp))
+		// An up after a reset (packages present) takes 60-120 s here.
+		k8sKillRound(ctx, t, c, bootstrap, killer.anywhere(90*time.Second))
 	}
 	failed = t.Failed()
 	t.Logf("whole test: %v", time.Since(start).Round(time.Second))

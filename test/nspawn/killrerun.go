@@ -166,14 +166,14 @@ type PhaseHosts struct {
 
 var upLine = regexp.MustCompile(`^\[([^\]]+)\] ([a-z-]+): `)
 
-// ParsePhases reads up's output.
+// ParsePhases reads up's output (a host's FAILED report does not count as its line).
 func ParsePhases(out string) PhaseHosts {
 	ph := PhaseHosts{Hosts: map[string]map[string]bool{}}
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		m := upLine.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
+		if m == nil || strings.HasPrefix(sc.Text()[len(m[0]):], "FAILED") {
+			continue // a failure report (SIGINT cancels the running phase) is not the phase done
 		}
 		if ph.Hosts[m[2]] == nil {
 			ph.Order = append(ph.Order, m[2])
