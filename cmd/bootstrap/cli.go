@@ -190,7 +190,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	kubeconfig.Flags().StringVarP(&outFile, "output", "o", "admin.conf", "file to write")
 
-	root.AddCommand(up, status, drill, reset, kubeconfig)
+	root.AddCommand(up, status, drill, reset, kubeconfig, newBundleCmd(g))
 	root.AddCommand(g.day2Commands()...)
 	cli.AddVersion(root, cli.Version())
 	cli.AddDocs(root, "1", manExitStatus)

@@ -55,6 +55,9 @@ func (r *Runner) Status(ctx context.Context) []HostStatus {
 				s.VipdActive = strings.TrimSpace(o)
 			case topology.RoleMaster:
 				phases = []Phase{commonPhase{}}
+				if runsOn(r, imagesPhase{}, h) {
+					phases = append(phases, imagesPhase{})
+				}
 				if h.Name == r.firstMaster().Name {
 					phases = append(phases, initPhase{})
 				}
@@ -66,6 +69,9 @@ func (r *Runner) Status(ctx context.Context) []HostStatus {
 				}
 			case topology.RoleWorker:
 				phases = []Phase{commonPhase{}}
+				if runsOn(r, imagesPhase{}, h) {
+					phases = append(phases, imagesPhase{})
+				}
 				if runsOn(r, cniPhase{}, h) {
 					phases = append(phases, cniPhase{})
 				}

@@ -61,6 +61,8 @@ type Runner struct {
 	gkey  *gossipKey
 	// lbRestartMu lets one lb restart vipd at a time.
 	lbRestartMu sync.Mutex
+
+	img imagesState // packages.imageBundle (images.go)
 }
 
 type lazyConn struct {
@@ -224,6 +226,7 @@ const (
 	PhaseFacts       = "facts"
 	PhaseLB          = "lb"
 	PhaseCommon      = "common"
+	PhaseImages      = "images"
 	PhaseInit        = "init"
 	PhaseCNI         = "cni"
 	PhaseJoinMasters = "join-masters"
@@ -233,7 +236,7 @@ const (
 
 // All returns the phases in order.
 func All() []Phase {
-	return []Phase{factsPhase{}, lbPhase{}, commonPhase{}, initPhase{}, cniPhase{}, joinMastersPhase{}, joinWorkersPhase{}, verifyPhase{}}
+	return []Phase{factsPhase{}, lbPhase{}, commonPhase{}, imagesPhase{}, initPhase{}, cniPhase{}, joinMastersPhase{}, joinWorkersPhase{}, verifyPhase{}}
 }
 
 // Names returns the phase names in order.
@@ -272,6 +275,10 @@ func (r *Runner) Up(ctx context.Context, only []string) error {
 	sel := map[string]bool{}
 	for _, o := range only {
 		sel[o] = true
+	}
+	// The image bundle is checked before any host is touched.
+	if _, err := r.imageBundle(); err != nil {
+		return err
 	}
 	if r.o.DryRun {
 		r.outMu.Lock()

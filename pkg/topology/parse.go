@@ -487,7 +487,8 @@ func (v *validator) validate() {
 		v.errf("packages.containerd.package", "%q is not a Debian package name (lower-case letters, digits, '+', '-', '.'; no version: bootstrap installs the repository's)", p)
 	}
 	for _, f := range []struct{ field, val string }{{"packages.containerd.repo", t.Packages.Containerd.Repo}, {"packages.containerd.key", t.Packages.Containerd.Key},
-		{"packages.kubernetesKey", t.Packages.KubernetesKey}, {"cluster.cni.manifest", t.Cluster.CNI.Manifest}, {"cluster.cni.version", t.Cluster.CNI.Version}} {
+		{"packages.kubernetesKey", t.Packages.KubernetesKey}, {"cluster.cni.manifest", t.Cluster.CNI.Manifest}, {"cluster.cni.version", t.Cluster.CNI.Version},
+		{"packages.imageBundle", t.Packages.ImageBundle}} {
 		if strings.ContainsFunc(f.val, unicode.IsControl) {
 			v.errf(f.field, "%q contains a line break or control character", f.val)
 		}

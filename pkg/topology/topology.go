@@ -205,6 +205,13 @@ type Packages struct {
 	// Default: KubernetesRepo + "Release.key".
 	KubernetesKey string     `yaml:"kubernetesKey"`
 	Containerd    Containerd `yaml:"containerd"`
+	// ImageBundle is a local image bundle directory (`bootstrap bundle` writes one; pkg/bundle
+	// says what it holds), relative to the working directory like cluster.cni.manifest. When
+	// set, bootstrap checks it covers the images kubeadm needs before touching a host, then
+	// uploads its image archives to every node and imports them into containerd before
+	// kubeadm runs: no node pulls from a registry (air-gapped installs). Default: none (the
+	// nodes pull from registry.k8s.io).
+	ImageBundle string `yaml:"imageBundle"`
 }
 
 // Containerd says which package provides containerd and from where.

@@ -67,8 +67,11 @@ func TestRealKubernetes(t *testing.T) {
 	}
 	bootstrap := filepath.Join(bin, "bootstrap")
 
+	// Air-gapped: the lab imports no image; the topology names an image bundle that
+	// `bootstrap bundle` makes from the build's image archives, and up imports it.
+	bundleDir := filepath.Join(t.TempDir(), "image-bundle")
 	t0 := time.Now()
-	c, err := nspawn.StartCluster(ctx, nspawn.ClusterOptions{LBs: 2, Masters: 3, Workers: 1, K8s: b, Log: bsLogger(t)})
+	c, err := nspawn.StartCluster(ctx, nspawn.ClusterOptions{LBs: 2, Masters: 3, Workers: 1, K8s: b, Log: bsLogger(t), ImageBundle: bundleDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +109,18 @@ func TestRealKubernetes(t *testing.T) {
 		return out.String(), code
 	}
 
+	bargs := append([]string{"bundle", "-f", c.Topology, "-o", bundleDir, "--kubeadm", filepath.Join(b.Bin, "kubeadm")}, b.Images...)
+	if out, err := exec.CommandContext(ctx, bootstrap, bargs...).CombinedOutput(); err != nil {
+		t.Fatalf("bootstrap bundle: %v\n%s", err, out)
+	} else {
+		t.Logf("bootstrap bundle: %s", out)
+	}
+	for _, h := range []string{"master1", "worker1"} {
+		if out, err := c.Exec(ctx, h, "sh", "-c", "ctr -n k8s.io images ls -q"); err != nil || strings.TrimSpace(string(out)) != "" {
+			t.Fatalf("%s has images before up (%v): %s; the lab must leave them to the bundle", h, err, out)
+		}
+	}
+
 	// The first up is killed inside master2's control-plane kubeadm join; status must say
 	// master2 is half-done, and one rerun must finish the cluster (k8s_kill_test.go).
 	killer := newK8sKiller(t)
@@ -120,6 +135,10 @@ func TestRealKubernetes(t *testing.T) {
 			continue
 		}
 		t.Logf("memory of %s (%s) after up: rss %d MiB, page cache %d MiB", h.Name, h.Role, rss>>20, cache>>20)
+		// Every image came from the bundle (the lab imported none).
+		if out, err := c.Exec(ctx, h.Name, "sh", "-c", "ctr -n k8s.io images ls -q | grep -cE '^registry[.]k8s[.]io/[^@]+$'"); err != nil || strings.TrimSpace(string(out)) != "7" {
+			t.Errorf("%s: %s registry.k8s.io images in containerd after up (%v), want the bundle's 7", h.Name, strings.TrimSpace(string(out)), err)
+		}
 	}
 
 	// The real kubectl, in the operator's namespace, with the admin kubeconfig: its server is

@@ -26,6 +26,10 @@ type ClusterOptions struct {
 	// CNI (offline) and kube-proxy's conntrack.maxPerCore 0 (nf_conntrack_max is read-only
 	// in a container).
 	K8s *K8sBuild
+	// ImageBundle (with K8s): the lab imports no images and the topology names this image
+	// bundle directory (packages.imageBundle), which the caller makes (`bootstrap bundle`), so
+	// bootstrap imports them: the air-gapped install.
+	ImageBundle string
 }
 
 // ClusterLab is a lab with the stand-in Kubernetes packages and the real containerd in its
@@ -79,9 +83,12 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*ClusterLab, error) {
 	}
 	l, err := Start(ctx, Options{Prefix: o.Prefix, Subnet: o.Subnet, Hosts: hosts, Log: o.Log,
 		Repos: []Repo{{Name: "k8s", Debs: debs}, {Name: "debian", Debs: ctr}},
-		Files: files, K8s: o.K8s})
+		Files: files, K8s: o.K8s, K8sNoImages: o.K8s != nil && o.ImageBundle != ""})
 	if err != nil {
 		return nil, err
+	}
+	if o.K8s != nil {
+		topo.ImageBundle = o.ImageBundle
 	}
 	c := &ClusterLab{Lab: l, Topology: filepath.Join(l.Dir, "topology.yaml"),
 		Env: []string{"BOOTSTRAP_SSH_PASSWORD=" + l.OpsPassword, "BOOTSTRAP_SUDO_PASSWORD=" + l.OpsPassword}}
@@ -106,6 +113,8 @@ type TopologyOptions struct {
 	CNI string
 	// ConntrackMaxPerCore, when set, is cluster.kubeProxy.conntrackMaxPerCore.
 	ConntrackMaxPerCore *int
+	// ImageBundle, when set, is packages.imageBundle.
+	ImageBundle string
 }
 
 // Member is a lab host as it appears in a topology.
@@ -187,6 +196,9 @@ hosts:
     repo: "deb [signed-by=/etc/apt/keyrings/containerd-apt-keyring.gpg] %s /"
     key: %s
 `, l.RepoURL("k8s"), l.RepoKeyURL("k8s"), l.RepoURL("debian"), l.RepoKeyURL("debian"))
+	if o.ImageBundle != "" {
+		fmt.Fprintf(&b, "  imageBundle: %s\n", o.ImageBundle)
+	}
 	return []byte(b.String())
 }
 

@@ -186,8 +186,11 @@ func (l *Lab) k8sNspawnArgs(h *Host) ([]string, error) {
 		}
 		args = append(args, "--bind="+p+":/var/lib/"+d)
 	}
-	return append(args, "--capability=all", "--bind-ro=/dev/kmsg",
-		"--bind-ro="+l.opts.K8s.ImageDir+":"+k8sGuestImages), nil
+	args = append(args, "--capability=all", "--bind-ro=/dev/kmsg")
+	if l.opts.K8sNoImages {
+		return args, nil
+	}
+	return append(args, "--bind-ro="+l.opts.K8s.ImageDir+":"+k8sGuestImages), nil
 }
 
 // writeK8sGuestFiles writes the lab-only units and scripts into the host's upper layer.
@@ -202,6 +205,10 @@ func (l *Lab) writeK8sGuestFiles(h *Host) error {
 		{"/usr/local/sbin/vipd-lab-import-images", k8sImportScript, 0o755},
 		{"/etc/systemd/system/containerd.service.d/50-vipd-lab.conf", k8sContainerdDropIn, 0o644},
 		{"/etc/systemd/system/kubelet.service.d/50-vipd-lab.conf", k8sKubeletDropIn, 0o644},
+	}
+	if l.opts.K8sNoImages {
+		// No image import: containerd starts empty, after the prep unit.
+		files[3].data = "#!/bin/sh\n# vipd lab: images come from bootstrap's image bundle\nexit 0\n"
 	}
 	for _, f := range files {
 		p := filepath.Join(h.merged, f.path)

@@ -56,6 +56,9 @@ type Options struct {
 	// this build imported into containerd when it starts). The packages are the caller's
 	// to serve (Repos).
 	K8s *K8sBuild
+	// K8sNoImages (with K8s): the lab does not import the images; bootstrap must (an image
+	// bundle, packages.imageBundle), as on an air-gapped host.
+	K8sNoImages bool
 }
 
 // Host is one booted simulated host.
