@@ -154,6 +154,10 @@ func (r *Runner) probeJoin(ctx context.Context, h topology.Host, control bool) (
 	case len(leftovers) > 0:
 		found = append(found, "leftovers of an interrupted kubeadm join: "+strings.Join(leftovers, " "))
 	}
+	if rep.member != "" {
+		found = append(found, fmt.Sprintf("etcd has a member %s for %s", rep.member, h.Name))
+		todo = append(todo, fmt.Sprintf("etcdctl member remove %s (the stale etcd member of %s, through etcd-%s), before kubeadm reset stops its etcd", rep.member, h.Name, fm.Name))
+	}
 	if rep.reset {
 		todo = append(todo, "kubeadm reset -f (undo the half-done join)")
 	}
@@ -162,10 +166,6 @@ func (r *Runner) probeJoin(ctx context.Context, h topology.Host, control bool) (
 			found = append(found, fmt.Sprintf("the cluster lists node %s but %s has no %s", h.Name, h.Name, KubeletConf))
 		}
 		todo = append(todo, fmt.Sprintf("kubectl delete node %s (on %s)", h.Name, fm.Name))
-	}
-	if rep.member != "" {
-		found = append(found, fmt.Sprintf("etcd has a member %s for %s", rep.member, h.Name))
-		todo = append(todo, fmt.Sprintf("etcdctl member remove %s (the stale etcd member of %s, through etcd-%s) unless kubeadm reset removed it", rep.member, h.Name, fm.Name))
 	}
 	role, extra := "worker", ""
 	if control {
@@ -191,12 +191,6 @@ func (r *Runner) repairJoin(ctx context.Context, h topology.Host, rep *joinRepai
 		}
 		did = append(did, "the interrupted run's kubeadm join stopped")
 	}
-	if rep.reset {
-		if _, err := r.change(ctx, h, "join/reset", "rm -f "+JoinConfig+"; kubeadm reset -f"); err != nil {
-			return nil, err
-		}
-		did = append(did, "kubeadm reset -f")
-	}
 	if rep.deleteNode {
 		if _, err := r.change(ctx, fm, "join/delete-node", kubectl+" delete node --ignore-not-found "+sshx.Quote(h.Name)); err != nil {
 			return nil, err
@@ -204,7 +198,11 @@ func (r *Runner) repairJoin(ctx context.Context, h topology.Host, rep *joinRepai
 		did = append(did, "stale node deleted")
 	}
 	if rep.member != "" {
-		// kubeadm reset removes its own member when it can reach the cluster; ask again.
+		// First, while etcd has its quorum: a control-plane join killed after kubeadm promoted
+		// the host's learner leaves a voting member whose etcd runs on the host. kubeadm reset
+		// stops that etcd, and does not always remove the member (seen on the real cluster): a
+		// two-member etcd has then lost its quorum and nothing can remove it any more (the
+		// API server, and so `kubectl exec`, needs etcd). Asked again: it may be gone.
 		id, err := r.staleMember(ctx, h)
 		if err != nil {
 			return nil, err
@@ -214,9 +212,13 @@ func (r *Runner) repairJoin(ctx context.Context, h topology.Host, rep *joinRepai
 				return nil, err
 			}
 			did = append(did, "stale etcd member "+id+" removed")
-		} else {
-			did = append(did, "stale etcd member removed by kubeadm reset")
 		}
+	}
+	if rep.reset {
+		if _, err := r.change(ctx, h, "join/reset", "rm -f "+JoinConfig+"; kubeadm reset -f"); err != nil {
+			return nil, err
+		}
+		did = append(did, "kubeadm reset -f")
 	}
 	return did, nil
 }
