@@ -65,7 +65,7 @@ k8s-lab:
 	$(GO) run ./test/nspawn/cmd/k8s-build
 
 test-k8s: k8s-lab
-	mkdir -p $(BIN) && $(GO) test -count=1 -timeout 30m -v -run '^TestRealKubernetes$$' ./test/e2e/ 2>&1 | tee $(BIN)/e2e-k8s.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+	mkdir -p $(BIN) && $(GO) test -count=1 -timeout 40m -v -run '^TestRealKubernetes$$' ./test/e2e/ 2>&1 | tee $(BIN)/e2e-k8s.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
 
 # The main job on a local lab (root; cleans up after itself, also on Ctrl-C):
 #  1. demo-vrrp: network namespaces lb1, lb2, three masters running a TLS kube-apiserver

@@ -25,7 +25,10 @@ import (
 // 4 Ready nodes, every kube-system pod runs and is ready, a Service's ClusterIP reaches a pod
 // on another node, a second `up` changes nothing, `bootstrap drill` passes against the
 // real apiservers, `bootstrap status` shows every node Ready, and `bootstrap reset` leaves
-// no cluster, CNI file or pod route behind.
+// no cluster, CNI file or pod route behind. Air-gapped: the lab imports no image, the
+// topology names an image bundle made by `bootstrap bundle`, and up imports it. Kill and
+// rerun (k8s_kill_test.go): the first up is killed inside master2's control-plane kubeadm
+// join, the last one at a random point after a reset; each is repaired by one rerun.
 //
 // It skips unless the real build is cached (make k8s-lab) or VIPD_K8S is set (then it
 // builds it first: about 30 minutes on 2 busy cores); VIPD_K8S=0 skips it even when cached.
@@ -41,7 +44,7 @@ func TestRealKubernetes(t *testing.T) {
 	if !cached && os.Getenv("VIPD_K8S") == "" {
 		t.Skip("no cached real Kubernetes build (make k8s-lab builds it, ~30 min) and VIPD_K8S is not set")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	if !cached {
 		bctx, bcancel := context.WithTimeout(context.Background(), 60*time.Minute)
