@@ -238,7 +238,7 @@ func TestBootstrap(t *testing.T) {
 		bsDumpJournals(ctx, t, c)
 		t.Fatalf("rerun of up: exit %d:\n%s", code, out)
 	}
-	if !strings.Contains(out, "[master3] join-masters: half-joined host repaired (kubeadm reset -f, stale etcd member") || !strings.Contains(out, "removed), joined as control-plane") {
+	if !strings.Contains(out, "[master3] join-masters: half-joined host repaired (stale etcd member") || !strings.Contains(out, "removed, kubeadm reset -f), joined as control-plane") {
 		t.Errorf("the rerun did not say it repaired master3:\n%s", bsTail(out, 30))
 	}
 	members, err := c.Exec(ctx, "master1", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "-n", "kube-system", "exec", "etcd-master1", "--", "etcdctl", "member", "list")
