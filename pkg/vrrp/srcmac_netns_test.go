@@ -160,11 +160,13 @@ func testForged(t *testing.T, unicast, silentBackup bool) {
 	// The flood is sent from this test's own process at full speed: on a loaded machine (the
 	// suite must pass beside stress-ng) it can starve both routers' goroutines for longer
 	// than a 300 ms advert's master-down interval, and lb2 would then take over for want of
-	// CPU, not because of a forged packet. Both run with 1 s adverts for the flood (master
-	// down ~3.3 s): what moves lb2 now can only be what it received. (The forgeries carry
-	// 300 ms: this is how a backup adopting the shorter interval of forgeries it could not
-	// verify under the flood was found.)
-	const floodAdvert = time.Second
+	// CPU, not because of a forged packet. Both run with 3 s adverts for the flood (master
+	// down ~9.9 s; with 1 s adverts lb2 still took over beside stress-ng --cpu 4 at load 35
+	// under the race detector: its receive goroutine was seconds behind the ~8,000 forgeries,
+	// with lb1's genuine adverts queued behind them): what moves lb2 now can only be what it
+	// received. (The forgeries carry 300 ms: this is how a backup adopting the shorter
+	// interval of forgeries it could not verify under the flood was found.)
+	const floodAdvert = 3 * time.Second
 	for _, n := range []struct {
 		r   *node
 		cfg Config
@@ -174,7 +176,7 @@ func testForged(t *testing.T, unicast, silentBackup bool) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "lb2 adopts lb1's 1 s advert interval", 15*time.Second, func() bool {
+	waitFor(t, "lb2 adopts lb1's 3 s advert interval", 15*time.Second, func() bool {
 		return lb2.r.Status().MasterAdvertInterval == floodAdvert && lb1.is(StateMaster)
 	})
 	floodPkt := forge(lb1h.Addr, lb2h.Addr, 254)
