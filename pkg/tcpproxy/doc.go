@@ -68,6 +68,14 @@
 //     backend, unless RemovedBackendGrace > 0 (then they are closed after
 //     that grace). Listen and Freebind cannot change on reload (error naming
 //     proxy.listen / proxy.freebind: restart needed).
+//   - Run-time backend state (admin.go; vipd backend over the control socket):
+//     SetAdmin drains (no new connections; open ones closed after a grace),
+//     disables (MAINT: open ones closed now) or enables a backend; SetWeight
+//     shares new connections (smooth weighted round-robin, or leastconn per
+//     weight). Health checks are independent of it. It lives in the per-backend
+//     state a reload keeps, so it survives reloads; a backend a reload removes
+//     is reset. CloseLocal closes the connections to an address this host gave
+//     up (the VIP after a handover).
 //   - Serving: CanServe / OnServingChange report whether this host can serve
 //     (listener bound and at least MinHealthy backends UP); vipd feeds it to
 //     the VRRP tracker.
