@@ -130,6 +130,7 @@ func (d *daemon) snapshot() stats.Snapshot {
 	node := d.cfg.NodeName
 	d.mu.Unlock()
 	s := stats.Snapshot{Node: node, Version: version, Time: time.Now(), Started: d.started, VRRP: vrrpView(d.router.Status())}
+	s.VRRP.Maintenance = d.maint.Load()
 	if d.proxy != nil {
 		ps := d.proxy.Stats()
 		s.Frontend = frontendView(ps)

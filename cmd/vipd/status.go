@@ -120,6 +120,9 @@ func printStatus(w io.Writer, s *stats.Snapshot) {
 	for _, f := range v.Faults {
 		fmt.Fprintf(w, "fault: %s\n", f)
 	}
+	if v.Maintenance {
+		fmt.Fprintln(w, "maintenance: on (stays BACKUP until `vipd maintenance off`)")
+	}
 	if len(v.Drops) > 0 {
 		keys := make([]string, 0, len(v.Drops))
 		for k := range v.Drops {

@@ -135,6 +135,8 @@ type VRRPView struct {
 	// Faults are the current reasons for FAULT or lowered priority (for
 	// example "link down on ens33", "0/3 backends UP (min 1)").
 	Faults []string `json:"faults"`
+	// Maintenance: `vipd maintenance on` holds this host BACKUP until it is turned off.
+	Maintenance bool `json:"maintenance,omitempty"`
 }
 
 // Transition is one VRRP state change.

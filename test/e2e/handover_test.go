@@ -160,8 +160,8 @@ func TestHitlessHandover(t *testing.T) {
 	if s := state(e.D1); s != "BACKUP" || !strings.Contains(strings.Join(e.Holders(), ","), "lb2") {
 		t.Errorf("in maintenance lb1 (priority 100) is %s, VIP on %v; want BACKUP, VIP on lb2", s, e.Holders())
 	}
-	if out, code := status(ctx, e.LB1, bin); code != 0 {
-		t.Errorf("vipd status on lb1 in maintenance, lb2 holding the VIP: exit %d, want 0:\n%s", code, out)
+	if out, code := status(ctx, e.LB1, bin); code != 0 || !strings.Contains(out, "maintenance: on") {
+		t.Errorf("vipd status on lb1 in maintenance, lb2 holding the VIP: exit %d, want 0 and maintenance shown:\n%s", code, out)
 	}
 	step("maintenance off", ctl("maintenance", "off"), is(e.D1, "MASTER", e.LB1), 5*time.Second)
 
