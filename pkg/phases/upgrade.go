@@ -237,6 +237,13 @@ func (r *Runner) upgradeHost(ctx context.Context, st *upgradeState, h topology.H
 				return err
 			}
 		}
+		if !r.o.DryRun {
+			// A run killed between installing the packages and holding them left them
+			// unheld: the next apt-get upgrade would move them past the cluster.
+			if err := r.holdLeftUnheld(ctx, h); err != nil {
+				return err
+			}
+		}
 		r.Line(h.Name, "upgrade", "already at "+st.vTo, -1)
 		return nil
 	}
@@ -401,6 +408,28 @@ func (r *Runner) repin(ctx context.Context, st *upgradeState, h topology.Host, p
 		return err
 	}
 	r.Line(h.Name, "upgrade", names+" "+exact+" installed and held", time.Since(t0))
+	return nil
+}
+
+// holdLeftUnheld holds the Kubernetes packages installed on h but not held (an upgrade
+// interrupted between `apt-get install` and `apt-mark hold`).
+func (r *Runner) holdLeftUnheld(ctx context.Context, h topology.Host) error {
+	out, _, err := r.probe(ctx, h, "upgrade/held", `held=$(apt-mark showhold 2>/dev/null)
+for p in kubeadm kubelet kubectl; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || continue
+  printf '%s\n' "$held" | grep -qx "$p" || echo "$p"
+done`)
+	if err != nil {
+		return err
+	}
+	unheld := strings.Fields(out)
+	if len(unheld) == 0 {
+		return nil
+	}
+	if _, err := r.change(ctx, h, "upgrade/hold", aptRun("apt-mark hold "+strings.Join(unheld, " "))); err != nil {
+		return err
+	}
+	r.Line(h.Name, "upgrade", strings.Join(unheld, " ")+" held again (an earlier run stopped before holding them)", -1)
 	return nil
 }
 

@@ -68,6 +68,7 @@ func upgradeWorld(t *testing.T, top *topology.Topology, mastersDone bool) *world
 		return answer{code: 1, err: "no such node"}
 	}})
 	w.set("*", "probe upgrade/package-version", answer{out: "1.34.2-1.1\n"})
+	w.set("*", "probe upgrade/held", answer{out: ""})
 	w.set("*", "probe lb/backends", answer{out: `[{"addr":"192.168.10.138:6443","admin":"READY"},{"addr":"192.168.10.139:6443","admin":"READY"},{"addr":"192.168.10.140:6443","admin":"READY"}]`})
 	w.set("*", "probe readyz", answer{out: "ok"})
 	for _, tag := range []string{"upgrade/kubernetes-key", "upgrade/apt-update", "upgrade/install", "upgrade/hold", "kubeadm upgrade plan", "kubeadm upgrade", "restart kubelet", "kubectl uncordon", "vipd backend enable"} {
@@ -169,6 +170,29 @@ func TestUpgradeWorker(t *testing.T) {
 	}
 	if ch := w.changes()[before:]; strings.Join(ch, ",") != "lb2: change vipd backend enable" || !strings.Contains(out.String(), "[lb2] lb: backend 192.168.10.139:6443 was DRAIN (left by an interrupted run): enabled") {
 		t.Errorf("a backend left drained: changes %v\n%s", ch, out)
+	}
+}
+
+// A run killed between installing a node's packages and holding them (the kill of TestDay2
+// landed there once): the rerun finds the node at the target and holds them, only them.
+func TestUpgradeRerunHoldsLeftUnheld(t *testing.T) {
+	top := refTopology(t)
+	w := upgradeWorld(t, top, true)
+	for _, h := range top.Nodes() {
+		w.set(h.Name, "probe upgrade/versions", answer{out: "v1.34.2\n{\"gitVersion\":\"v1.34.2\"}\n"})
+		w.set(h.Name, "probe upgrade/node", answer{out: h.Name + "   Ready   <none>   10m   v1.34.2\n"})
+	}
+	m := top.Masters()[0]
+	w.set(m.Name, "probe upgrade/held", answer{out: "kubelet\nkubectl\n"})
+	r, out := newTestRunner(t, top, w, false)
+	if err := r.Upgrade(context.Background(), UpgradeOptions{To: "1.34.2"}); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if ch := strings.Join(w.changes(), ","); ch != m.Name+": change upgrade/hold" {
+		t.Errorf("changes %q, want only the hold on %s\n%s", ch, m.Name, out)
+	}
+	if !strings.Contains(strings.Join(w.cmds, "\n"), "apt-mark hold kubelet kubectl") {
+		t.Errorf("kubelet and kubectl not held again:\n%s", out)
 	}
 }
 
