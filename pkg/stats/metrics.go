@@ -24,6 +24,8 @@ var (
 		"VRRP priority after tracking (lowered when the proxy cannot serve).", nil, nil)
 	descVRRPHoldsVIP = prometheus.NewDesc("vipd_vrrp_holds_vip",
 		"1 when the VIP is on this host's interface.", nil, nil)
+	descVRRPMaintenance = prometheus.NewDesc("vipd_vrrp_maintenance",
+		"1 while vipd maintenance on holds this host BACKUP.", nil, nil)
 	descVRRPLastChange = prometheus.NewDesc("vipd_vrrp_state_last_change_seconds",
 		"Seconds since the VRRP state last changed.", nil, nil)
 	descVRRPTransitions = prometheus.NewDesc("vipd_vrrp_transitions_total",
@@ -103,7 +105,7 @@ var (
 
 var allDescs = []*prometheus.Desc{
 	descBuildInfo, descStartTime,
-	descVRRPState, descVRRPPriority, descVRRPEffPriority, descVRRPHoldsVIP, descVRRPLastChange,
+	descVRRPState, descVRRPPriority, descVRRPEffPriority, descVRRPHoldsVIP, descVRRPMaintenance, descVRRPLastChange,
 	descVRRPTransitions, descVRRPAdvertsSent, descVRRPAdvertsRecv, descVRRPDropped, descVRRPGARPs,
 	descVRRPSourceTable, descVRRPSources,
 	descVRRPFaults,
@@ -169,6 +171,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descVRRPPriority, float64(v.Priority))
 	gauge(descVRRPEffPriority, float64(v.EffectivePriority))
 	gauge(descVRRPHoldsVIP, b2f(v.HoldsVIP))
+	gauge(descVRRPMaintenance, b2f(v.Maintenance))
 	if !v.Since.IsZero() {
 		gauge(descVRRPLastChange, max(0, now.Sub(v.Since).Seconds()))
 	}

@@ -79,6 +79,7 @@ func TestMetricsValues(t *testing.T) {
 		{"vipd_vrrp_priority", nil, 100},
 		{"vipd_vrrp_effective_priority", nil, 100},
 		{"vipd_vrrp_holds_vip", nil, 1},
+		{"vipd_vrrp_maintenance", nil, 0},
 		{"vipd_vrrp_state_last_change_seconds", nil, 192},
 		{"vipd_vrrp_transitions_total", nil, 2},
 		{"vipd_vrrp_adverts_sent_total", nil, 7200},
