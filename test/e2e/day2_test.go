@@ -307,6 +307,9 @@ func TestDay2(t *testing.T) {
 		if i, j := strings.Index(out, "["+other+"] upgrade-lb: vipd updated and restarted"), strings.Index(out, "["+holder+"] upgrade-lb: vipd updated and restarted"); i < 0 || j < 0 || i > j {
 			t.Errorf("upgrade-lb did not replace %s (backup) before %s (VIP holder)", other, holder)
 		}
+		if !strings.Contains(out, "has no maintenance mode") && !strings.Contains(out, "["+holder+"] upgrade-lb: in maintenance: the VIP handed to a peer") {
+			t.Errorf("the VIP holder %s was not put in maintenance before its restart", holder)
+		}
 		after := vipdPIDs()
 		for _, lb := range []string{"lb1", "lb2"} {
 			if after[lb] == before[lb] {
