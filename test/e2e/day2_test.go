@@ -280,6 +280,23 @@ func TestDay2(t *testing.T) {
 		if code != 0 || strings.Count(out, "already at "+to) != 5 {
 			t.Errorf("a second upgrade: exit %d, want 0 and every node already at %s:\n%s", code, to, out)
 		}
+		// The user sets the new version in the file, as upgrade says: up plans nothing for
+		// the packages any more.
+		b, err := os.ReadFile(full)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nb := bytes.Replace(b, []byte(`kubernetesVersion: "`+nspawn.KubernetesVersion+`"`), []byte(`kubernetesVersion: "`+standin.UpgradeVersion+`"`), 1)
+		if bytes.Equal(b, nb) {
+			t.Fatalf("no kubernetesVersion %s in %s", nspawn.KubernetesVersion, full)
+		}
+		if err := os.WriteFile(full, nb, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, code = run("up --dry-run with the file at the new version", "up", "-f", full, "--dry-run", "--only", "common")
+		if code != 0 || strings.Contains(out, "would") {
+			t.Errorf("up --dry-run --only common with the file at %s: exit %d, want 0 and nothing to do:\n%s", standin.UpgradeVersion, code, out)
+		}
 	})
 
 	// After upgrade-lb, every command that runs the lb phase names the vipd now installed
@@ -343,8 +360,8 @@ func TestDay2(t *testing.T) {
 		if _, err := c.Exec(ctx, "worker2", "test", "-e", "/etc/kubernetes/kubelet.conf"); err == nil {
 			t.Errorf("worker2 still has kubelet.conf after remove (kubeadm reset did not run)")
 		}
-		if out, _ := run("status", "status", "-f", full); !strings.Contains(out, "in the file, not in the cluster: worker2") {
-			t.Errorf("status after removing worker2 does not name it:\n%s", out)
+		if out, code := run("status", "status", "-f", full); code != 0 || !strings.Contains(out, "in the file, not in the cluster: worker2") {
+			t.Errorf("status after removing worker2: exit %d, want 0 and worker2 named as not in the cluster:\n%s", code, out)
 		}
 		step(t, "remove worker2", t0, "")
 	})
