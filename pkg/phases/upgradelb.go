@@ -2,6 +2,7 @@ package phases
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -86,6 +87,13 @@ func (r *Runner) UpgradeLB(ctx context.Context) error {
 		if _, _, err := p.Finish(ctx, r); err != nil {
 			return r.lbFailed(lb, err, start)
 		}
+		if !isHolder && holder != nil {
+			// The holder's maintenance needs a peer ready to take the VIP over: this one's
+			// vipd must be BACKUP and hearing the master before the next host is touched.
+			if err := r.waitBackup(ctx, lb); err != nil {
+				return r.lbFailed(lb, err, start)
+			}
+		}
 		r.Line(lb.Name, "upgrade-lb", msg, time.Since(start))
 	}
 	return nil
@@ -115,4 +123,33 @@ func (r *Runner) maintenance(ctx context.Context, lb topology.Host, args ...stri
 		return false, &StepError{Step: cmd, Err: err, Fix: fmt.Sprintf("look at `vipd status` and `journalctl -u vipd` on %s", lb.Name)}
 	}
 	return true, nil
+}
+
+// waitBackup waits (at most the VIP timeout) until vipd on lb is BACKUP and names the master
+// it hears (vipd status --json).
+func (r *Runner) waitBackup(ctx context.Context, lb topology.Host) error {
+	var last string
+	_, err := r.waitFor(ctx, r.o.VIPTimeout, r.o.Poll/2, func() (bool, error) {
+		out, _, err := r.probe(ctx, lb, "lb/vrrp-state", "vipd status --json")
+		if err != nil {
+			return false, err
+		}
+		var st struct {
+			VRRP struct {
+				State      string `json:"state"`
+				MasterAddr string `json:"master_addr"`
+			} `json:"vrrp"`
+		}
+		if json.Unmarshal([]byte(out), &st) != nil {
+			last = "no answer"
+			return false, nil
+		}
+		last = st.VRRP.State
+		return st.VRRP.State == "BACKUP" && st.VRRP.MasterAddr != "", nil
+	})
+	if err != nil {
+		return &StepError{Step: "wait for vipd on " + lb.Name + " to be BACKUP", Err: fmt.Errorf("%w (state %s)", err, last),
+			Fix: "look at `vipd status` and `journalctl -u vipd` on " + lb.Name}
+	}
+	return nil
 }

@@ -1,0 +1,57 @@
+package phases
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// upgrade-lb: the backup (lb2) first and only once it is BACKUP again, then the holder (lb1)
+// through maintenance: on, restart, off. A second run with the new vipd changes nothing on
+// the holder and only makes sure the other lb is out of maintenance.
+func TestUpgradeLB(t *testing.T) {
+	top := refTopology(t)
+	w := doneWorld(t, top)
+	for _, lb := range top.LBs() {
+		w.set(lb.Name, "probe lb", answer{out: strings.Replace(lbProbeDone(t, top, lb), sha(fakeVipd), "0ld", 1)})
+		w.set(lb.Name, "probe lb/config", answer{out: ""})
+	}
+	w.set("*", "change lb/systemctl", answer{})
+	w.set("*", "change vipd maintenance on", answer{})
+	w.set("*", "change vipd maintenance off", answer{})
+	w.set("lb2", "probe lb/vrrp-state", answer{out: `{"vrrp":{"state":"BACKUP","master_addr":"192.168.10.141"}}`})
+	r, out := newTestRunner(t, top, w, false)
+	if err := r.UpgradeLB(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	want := []string{
+		"lb2: change lb/systemctl",
+		"lb2: change vipd maintenance off",
+		"lb2: probe lb/vrrp-state",
+		"lb1: change vipd maintenance on",
+		"lb1: change lb/systemctl",
+		"lb1: change vipd maintenance off",
+	}
+	var got []string
+	for _, c := range w.calls {
+		for _, x := range want {
+			if c == x {
+				got = append(got, c)
+			}
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("calls:\n%s\nwant:\n%s\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"), out)
+	}
+	for _, c := range w.cmds {
+		if strings.HasPrefix(c, "lb1: # change vipd maintenance on") && !strings.Contains(c, "vipd maintenance on --wait 30s") {
+			t.Errorf("maintenance command: %s", c)
+		}
+		if strings.HasPrefix(c, "lb1: # change lb/systemctl") && !strings.Contains(c, "systemctl restart vipd") {
+			t.Errorf("the holder was not restarted: %s", c)
+		}
+	}
+	if !strings.Contains(out.String(), "[lb1] upgrade-lb: in maintenance: the VIP handed to a peer") {
+		t.Errorf("no maintenance line:\n%s", out)
+	}
+}
