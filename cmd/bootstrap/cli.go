@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -257,7 +256,7 @@ func (g *globalOpts) withRunner(ctx context.Context, dryRun bool, fn func(r *pha
 	if err != nil {
 		return usageErr(err)
 	}
-	unit := phases.EmbeddedVipdUnit()
+	var unit []byte // nil: the one built into bootstrap (deploy/vipd.service)
 	if g.deployDir != "" {
 		unit, err = os.ReadFile(filepath.Join(g.deployDir, "vipd.service"))
 		if err != nil {
@@ -267,14 +266,13 @@ func (g *globalOpts) withRunner(ctx context.Context, dryRun bool, fn func(r *pha
 	c := &connector{top: top, secrets: sec, acceptNew: g.acceptNew, log: log, notice: g.stderr, known: map[string]*sshx.KnownHosts{}}
 	defer c.closeAll()
 	r := phases.NewRunner(phases.Options{
-		Topology:   top,
-		Connect:    c.connect,
-		VipdBinary: newBinaryLoader(g.vipdBinary).load,
-		VipdUnit:   unit,
-		Out:        g.stdout,
-		Log:        log,
-		DryRun:     dryRun,
-		RerunHint:  "bootstrap up -f " + g.file,
+		Topology:    top,
+		Connect:     c.connect,
+		VipdPackage: newPackager(ctx, newBinaryLoader(g.vipdBinary), unit).load,
+		Out:         g.stdout,
+		Log:         log,
+		DryRun:      dryRun,
+		RerunHint:   "bootstrap up -f " + g.file,
 	})
 	return fn(r)
 }
@@ -419,56 +417,4 @@ func (c *connector) closeAll() {
 		cl.Close()
 	}
 	c.clients = nil
-}
-
-// ---- vipd binary
-
-type binaryLoader struct {
-	path  string
-	mu    sync.Mutex
-	cache map[string][]byte
-}
-
-func newBinaryLoader(path string) *binaryLoader {
-	if path == "" {
-		if exe, err := os.Executable(); err == nil {
-			path = filepath.Join(filepath.Dir(exe), "vipd")
-		} else {
-			path = "vipd"
-		}
-	}
-	return &binaryLoader{path: path, cache: map[string][]byte{}}
-}
-
-var elfArch = map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64", elf.EM_ARM: "arm", elf.EM_386: "386", elf.EM_PPC64: "ppc64le", elf.EM_S390: "s390x", elf.EM_RISCV: "riscv64"}
-
-// load returns the vipd executable for arch: PATH with {arch} replaced, else PATH-linux-ARCH
-// when it exists, else PATH itself, checked to be an ELF executable for that architecture.
-func (b *binaryLoader) load(arch string) ([]byte, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if d, ok := b.cache[arch]; ok {
-		return d, nil
-	}
-	p := b.path
-	if strings.Contains(p, "{arch}") {
-		p = strings.ReplaceAll(p, "{arch}", arch)
-	} else if _, err := os.Stat(p + "-linux-" + arch); err == nil {
-		p = p + "-linux-" + arch
-	}
-	f, err := elf.Open(p)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w (build vipd for linux/%s and pass --vipd-binary)", p, err, arch)
-	}
-	got := elfArch[f.Machine]
-	f.Close()
-	if got != arch {
-		return nil, fmt.Errorf("%s is built for %s, the host is %s: build it with GOOS=linux GOARCH=%s, or pass --vipd-binary 'vipd-{arch}'", p, got, arch, arch)
-	}
-	d, err := os.ReadFile(p)
-	if err != nil {
-		return nil, err
-	}
-	b.cache[arch] = d
-	return d, nil
 }

@@ -2,23 +2,12 @@ package phases
 
 import (
 	"context"
-	"embed"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/vipd-project/vipd/pkg/topology"
 )
-
-//go:embed assets/vipd.service
-var assets embed.FS
-
-// EmbeddedVipdUnit returns the copy of deploy/vipd.service built into bootstrap
-// (pkg/phases/assets/vipd.service; a test keeps it equal to deploy/vipd.service).
-func EmbeddedVipdUnit() []byte {
-	b, _ := assets.ReadFile("assets/vipd.service")
-	return b
-}
 
 // Facts is what the facts phase learns about a host.
 type Facts struct {

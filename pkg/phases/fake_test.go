@@ -125,6 +125,9 @@ func (w *world) changes() []string {
 
 var fakeVipd = []byte("\x7fELF fake vipd binary")
 
+// fakePackage is the vipd package the test runners install (amd64 only).
+var fakePackage = &VipdPackage{Version: "1.2.0", Arch: "amd64", Deb: []byte("!<arch>\nfake vipd package"), Binary: fakeVipd, Unit: []byte("[Unit]\nDescription=fake vipd unit\n")}
+
 // testGossipKey is the gossip key file the lb hosts of doneWorld hold (32 bytes, base64).
 var testGossipKey = []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x42}, 32)) + "\n")
 
@@ -145,11 +148,11 @@ func newTestRunner(t *testing.T, top *topology.Topology, w *world, dry bool) (*R
 		Connect: func(_ context.Context, h topology.Host) (Host, error) {
 			return &fakeHost{name: h.Name, w: w}, nil
 		},
-		VipdBinary: func(arch string) ([]byte, error) {
+		VipdPackage: func(arch string) (*VipdPackage, error) {
 			if arch != "amd64" {
 				return nil, fmt.Errorf("no vipd for %s", arch)
 			}
-			return fakeVipd, nil
+			return fakePackage, nil
 		},
 		Out:          &out,
 		DryRun:       dry,
@@ -188,8 +191,8 @@ func lbProbeDone(t *testing.T, top *topology.Topology, h topology.Host) string {
 	if top.GossipEnabled() {
 		key = fmt.Sprintf("file %s 640 root:vipd %s\n", VipdGossipKey, sha(testGossipKey))
 	}
-	return fmt.Sprintf("file %s 755 root:root %s\nfile %s 640 root:vipd %s\nfile %s 644 root:root %s\n%sdir 750 root:vipd\nuser yes\nenabled enabled\nactive active\n",
-		VipdBinaryPath, sha(fakeVipd), VipdConfigPath, sha(cfg), VipdUnitPath, sha(EmbeddedVipdUnit()), key)
+	return fmt.Sprintf("file %s 755 root:root %s\nfile %s 640 root:vipd %s\nfile %s 644 root:root %s\n%sdir 750 root:vipd\nuser yes\nenabled enabled\nactive active\npkg %s ii \n",
+		VipdBinaryPath, sha(fakeVipd), VipdConfigPath, sha(cfg), VipdUnitPath, sha(fakePackage.Unit), key, fakePackage.Version)
 }
 
 func commonProbeDone(top *topology.Topology) string {

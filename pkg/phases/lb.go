@@ -30,12 +30,12 @@ type wantFile struct {
 type lbState struct {
 	files      []wantFile
 	stale      []wantFile // files to upload
+	pkg        pkgState
 	noUser     bool
 	badDir     bool
-	unitStale  bool
 	enabled    bool
 	active     bool
-	binProblem string // dry run: the vipd binary could not be read
+	binProblem string // dry run: the vipd package could not be built
 	// restartFor lists the changed settings that vipd applies only on restart (a reload
 	// refuses them): the gossip cluster section, listen addresses, node name.
 	restartFor []string
@@ -48,12 +48,13 @@ done
 echo "dir $(stat -c '%%a %%U:%%G' /etc/vipd 2>/dev/null)"
 id -u vipd >/dev/null 2>&1 && echo "user yes" || echo "user no"
 echo "enabled $(systemctl is-enabled vipd 2>/dev/null)"
-echo "active $(systemctl is-active vipd 2>/dev/null)"`
+echo "active $(systemctl is-active vipd 2>/dev/null)"
+`
 
 // configOnly: only the configuration (or the VRRP password) changed, which vipd reloads on
 // SIGHUP without giving up the VIP.
 func (s *lbState) configOnly() bool {
-	if len(s.stale) == 0 || s.binProblem != "" || s.unitStale || len(s.restartFor) > 0 {
+	if len(s.stale) == 0 || s.binProblem != "" || s.pkg.stale || len(s.restartFor) > 0 {
 		return false
 	}
 	for _, f := range s.stale {
@@ -69,20 +70,22 @@ func sha(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-func (lbPhase) desired(ctx context.Context, r *Runner, h topology.Host) ([]wantFile, string, error) {
+// desired returns the files bootstrap writes on h and the vipd package for h; in a dry run,
+// a package that cannot be built is a problem for the plan instead of an error.
+func (lbPhase) desired(ctx context.Context, r *Runner, h topology.Host) ([]wantFile, *VipdPackage, string, error) {
 	f, err := r.Facts(ctx, h)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	cfg, err := RenderVipdConfig(r.t, h, f.Interface)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	var files []wantFile
 	if r.t.GossipEnabled() {
 		k, err := r.gossipKey(ctx)
 		if err != nil {
-			return nil, "", err
+			return nil, nil, "", err
 		}
 		// Before the configuration that names it. vipd (user vipd) refuses a key others can
 		// read or its group can write: root:vipd 0640.
@@ -90,42 +93,41 @@ func (lbPhase) desired(ctx context.Context, r *Runner, h topology.Host) ([]wantF
 		files = append(files, wantFile{VipdGossipKey, data, 0o640, "root:vipd", what})
 	}
 	files = append(files,
-		wantFile{VipdConfigPath, cfg, 0o640, "root:vipd", "vipd config"},
-		wantFile{VipdUnitPath, r.o.VipdUnit, 0o644, "root:root", "systemd unit"})
+		wantFile{VipdConfigPath, cfg, 0o640, "root:vipd", "vipd config"})
 	lb := r.t.LoadBalancer
 	if lb.VRRPVersion == 2 && lb.AuthPassEnv != "" {
 		pass := r.o.Getenv(lb.AuthPassEnv)
 		if pass == "" && !r.o.DryRun {
-			return nil, "", fmt.Errorf("loadBalancer.authPassEnv: environment variable %s is empty", lb.AuthPassEnv)
+			return nil, nil, "", fmt.Errorf("loadBalancer.authPassEnv: environment variable %s is empty", lb.AuthPassEnv)
 		}
 		files = append(files, wantFile{VipdAuthPath, []byte(pass + "\n"), 0o640, "root:vipd", "VRRP password"})
 	}
-	bin, err := r.o.VipdBinary(f.Arch)
+	pkg, err := r.o.VipdPackage(f.Arch)
 	if err != nil {
 		if !r.o.DryRun {
-			return nil, "", fmt.Errorf("vipd binary for %s: %w", f.Arch, err)
+			return nil, nil, "", fmt.Errorf("vipd package for %s: %w", f.Arch, err)
 		}
-		return files, err.Error(), nil
+		return files, nil, err.Error(), nil
 	}
-	files = append([]wantFile{{VipdBinaryPath, bin, 0o755, "root:root", "vipd " + f.Arch}}, files...)
-	return files, "", nil
+	return files, pkg, "", nil
 }
 
 func (p lbPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status, error) {
-	files, binProblem, err := p.desired(ctx, r, h)
+	files, pkg, binProblem, err := p.desired(ctx, r, h)
 	if err != nil {
 		return Status{}, err
 	}
 	paths := []string{VipdBinaryPath, VipdConfigPath, VipdUnitPath, VipdAuthPath, VipdGossipKey}
-	out, _, err := r.probe(ctx, h, "lb", fmt.Sprintf(lbProbeScript, strings.Join(paths, " ")))
+	out, _, err := r.probe(ctx, h, "lb", fmt.Sprintf(lbProbeScript, strings.Join(paths, " "))+pkgProbeScript)
 	if err != nil {
 		return Status{}, err
 	}
 	have := map[string]string{} // path -> "mode owner sha"
-	s := &lbState{files: files, binProblem: binProblem}
+	s := &lbState{files: files, binProblem: binProblem, pkg: pkgState{want: pkg}}
 	for _, line := range strings.Split(out, "\n") {
 		fs := strings.Fields(line)
 		switch {
+		case s.pkg.parse(line):
 		case len(fs) == 5 && fs[0] == "file":
 			have[fs[1]] = strings.Join(fs[2:], " ")
 		case len(fs) >= 1 && fs[0] == "dir":
@@ -138,16 +140,17 @@ func (p lbPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status,
 			s.active = fs[1] == "active"
 		}
 	}
-	var todo []string
-	if s.noUser {
+	todo := s.pkg.todo(have)
+	if binProblem != "" {
+		todo = append(todo, "install the vipd package: "+binProblem)
+		s.pkg.stale = true
+	}
+	if s.noUser && !s.pkg.stale {
 		todo = append(todo, "create the system user vipd")
 	}
-	if s.badDir {
+	if s.badDir && !(s.noUser && s.pkg.stale) {
+		// (A first install of the package makes it, with the user.)
 		todo = append(todo, "create /etc/vipd (0750 root:vipd)")
-	}
-	if binProblem != "" {
-		todo = append(todo, "upload "+VipdBinaryPath+" (0755): "+binProblem)
-		s.unitStale = true
 	}
 	for _, f := range files {
 		want := fmt.Sprintf("%o %s %s", f.mode, f.owner, sha(f.data))
@@ -155,8 +158,6 @@ func (p lbPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status,
 			s.stale = append(s.stale, f)
 			todo = append(todo, fmt.Sprintf("upload %s (%04o %s, %s)", f.path, f.mode, f.owner, f.what))
 			switch f.path {
-			case VipdUnitPath:
-				s.unitStale = true
 			case VipdGossipKey:
 				// vipd reads the key when it starts.
 				s.restartFor = append(s.restartFor, "gossip key")
@@ -174,70 +175,96 @@ func (p lbPhase) Probe(ctx context.Context, r *Runner, h topology.Host) (Status,
 			}
 		}
 	}
-	if s.unitStale {
-		todo = append(todo, "systemctl daemon-reload")
-	}
 	if !s.enabled {
 		todo = append(todo, "systemctl enable vipd")
 	}
 	switch {
+	case s.pkg.stale && s.active:
+		todo = append(todo, "restart vipd on the new package (the package's postinst does; one lb at a time)")
 	case !s.active:
 		todo = append(todo, "systemctl start vipd")
 	case s.configOnly():
 		todo = append(todo, "systemctl reload vipd (configuration only: the VIP stays where it is)")
-	case len(s.restartFor) > 0 && len(s.stale) > 0 && !s.unitStale && binProblem == "" && !hasPath(s.stale, VipdBinaryPath):
+	case len(s.restartFor) > 0 && len(s.stale) > 0:
 		during := "the VIP moves to another lb meanwhile"
 		if len(r.t.LBs()) < 2 {
 			during = "the VIP is down meanwhile"
 		}
 		todo = append(todo, fmt.Sprintf("systemctl restart vipd (%s changed, which vipd applies only on a restart; %s)", strings.Join(s.restartFor, ", "), during))
-	case len(s.stale) > 0 || binProblem != "":
+	case len(s.stale) > 0:
 		todo = append(todo, "systemctl restart vipd")
 	}
 	if len(todo) == 0 {
-		return Status{Done: true, Detail: "vipd installed, configured and running"}, nil
+		return Status{Done: true, Detail: fmt.Sprintf("vipd installed, configured and running (package %s)", s.pkg.installed)}, nil
 	}
 	return Status{Todo: todo, data: s}, nil
 }
 
 func (lbPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Status) (string, error) {
 	s := st.data.(*lbState)
-	if s.noUser {
-		if _, err := r.change(ctx, h, "lb/user", "id -u vipd >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin vipd"); err != nil {
+	fresh := s.noUser // no vipd user yet: the package's first install makes it and /etc/vipd
+	if s.pkg.stale && fresh {
+		// vipd cannot run yet (no configuration but the package's example): nothing to
+		// serialise with the other lbs.
+		if err := s.pkg.install(ctx, r, h); err != nil {
+			return "", err
+		}
+	} else if s.noUser {
+		if _, err := r.change(ctx, h, "lb/user", "id -u vipd >/dev/null 2>&1 || useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin vipd"); err != nil {
 			return "", err
 		}
 	}
-	if s.badDir {
+	if s.badDir && !(fresh && s.pkg.stale) {
 		if _, err := r.change(ctx, h, "lb/dir", "install -d -m 0750 -o root -g vipd /etc/vipd"); err != nil {
 			return "", err
 		}
 	}
+	// The configuration before an upgrade of the package: its postinst restarts vipd once,
+	// on the new binary with the new configuration.
 	for _, f := range s.stale {
 		if err := r.upload(ctx, h, f.path, f.data, f.mode, f.owner); err != nil {
 			return "", err
 		}
 	}
-	var cmds []string
-	if s.unitStale {
-		cmds = append(cmds, "systemctl daemon-reload")
+	restarting := s.active && (s.pkg.stale || (len(s.stale) > 0 && !s.configOnly()))
+	if restarting {
+		// One lb at a time: a stopping vipd hands the VIP over and drains its connections;
+		// restarting every lb at once would leave the VIP on none of them meanwhile.
+		r.lbRestartMu.Lock()
+		defer r.lbRestartMu.Unlock()
 	}
+	if s.pkg.stale && !fresh {
+		if err := s.pkg.install(ctx, r, h); err != nil {
+			return "", err
+		}
+	}
+	var cmds []string
 	if !s.enabled {
 		cmds = append(cmds, "systemctl enable vipd")
 	}
 	verb := "vipd started"
 	switch {
-	case !s.active:
+	case s.pkg.stale && s.active && (s.enabled && len(s.pkg.legacy) == 0):
+		// The postinst restarted it (it restarts an enabled vipd whose configuration is not
+		// the example); start is a no-op then and says why if vipd is down.
 		cmds = append(cmds, "systemctl start vipd")
+		verb = "vipd package " + s.pkg.want.Version + " installed and vipd restarted"
+	case s.pkg.stale && s.active:
+		cmds = append(cmds, "systemctl restart vipd")
+		verb = "vipd package " + s.pkg.want.Version + " installed and vipd restarted"
+	case !s.active:
+		// restart, not start: a first install's postinst may have started vipd on a
+		// configuration left from an earlier install, before bootstrap wrote this one.
+		cmds = append(cmds, "systemctl restart vipd")
+		if s.pkg.stale {
+			verb = "vipd package " + s.pkg.want.Version + " installed and vipd started"
+		}
 	case s.configOnly():
 		cmds = append(cmds, "systemctl reload vipd")
 		verb = "vipd configuration reloaded"
 	case len(s.stale) > 0:
 		cmds = append(cmds, "systemctl restart vipd")
 		verb = "vipd updated and restarted"
-		// One lb at a time: a stopping vipd hands the VIP over and drains its connections;
-		// restarting every lb at once would leave the VIP on none of them meanwhile.
-		r.lbRestartMu.Lock()
-		defer r.lbRestartMu.Unlock()
 	default:
 		verb = "vipd enabled"
 	}
@@ -254,15 +281,6 @@ func (lbPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Status) (
 		msg += "; " + s.keyNote
 	}
 	return msg, nil
-}
-
-func hasPath(fs []wantFile, path string) bool {
-	for _, f := range fs {
-		if f.path == path {
-			return true
-		}
-	}
-	return false
 }
 
 // VIPHolders returns the lb hosts that have the VIP on an interface now.

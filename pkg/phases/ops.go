@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vipd-project/vipd/pkg/topology"
+	"github.com/vipd-project/vipd/pkg/vipdpkg"
 )
 
 // HostStatus is what `bootstrap status` shows for a host.
@@ -217,22 +218,31 @@ func (r *Runner) resetNode(ctx context.Context, h topology.Host) (string, error)
 func (r *Runner) resetLB(ctx context.Context, h topology.Host) (string, error) {
 	vip := r.t.VIPAddr()
 	out, _, err := r.probe(ctx, h, "reset", fmt.Sprintf(`for f in %s %s %s; do [ -e "$f" ] && echo "has $f"; done
+dpkg-query -W -f='${db:Status-Abbrev}' %s 2>/dev/null | grep -q '^.[^n ]' && echo "has package"
 id -u vipd >/dev/null 2>&1 && echo "has user"
 ip -o -4 addr show | awk -v v=%s/ 'index($4, v) == 1 {print "vip " $2}'
-true`, VipdUnitPath, VipdBinaryPath, VipdConfigDir, vip))
+true`, legacyUnitPath, legacyBinaryPath, VipdConfigDir, vipdpkg.Name, vip))
 	if err != nil {
 		return "", err
 	}
 	if strings.TrimSpace(out) == "" {
 		return "nothing to reset", nil
 	}
-	script := fmt.Sprintf(`if [ -e %[1]s ]; then systemctl disable --now vipd || true; fi
+	// The package's purge stops vipd (which takes its VIP away), removes /etc/vipd and the
+	// user; the rest is for an install from before the package and for a VIP left behind.
+	script := fmt.Sprintf(`if dpkg-query -W -f='${db:Status-Abbrev}' %[6]s 2>/dev/null | grep -q '^.[^n ]'; then
+(
+%[7]s
+) || exit 1
+fi
+if [ -e %[1]s ]; then systemctl disable --now vipd || true; fi
 rm -f %[1]s %[2]s
 rm -rf %[3]s
 systemctl daemon-reload
 systemctl reset-failed vipd >/dev/null 2>&1 || true
 for i in $(ip -o -4 addr show | awk -v v=%[4]s/ 'index($4, v) == 1 {print $2}'); do ip addr del %[5]s dev "$i"; done
-if id -u vipd >/dev/null 2>&1; then userdel vipd; fi`, VipdUnitPath, VipdBinaryPath, VipdConfigDir, vip, r.t.VIPPrefix())
+if id -u vipd >/dev/null 2>&1; then userdel vipd; fi`, legacyUnitPath, legacyBinaryPath, VipdConfigDir, vip, r.t.VIPPrefix(), vipdpkg.Name,
+		aptRun(fmt.Sprintf("DEBIAN_FRONTEND=noninteractive dpkg --purge %s", vipdpkg.Name)))
 	if _, err := r.change(ctx, h, "remove vipd", script); err != nil {
 		return "", err
 	}

@@ -176,7 +176,7 @@ func TestReset(t *testing.T) {
 			lbCmd = c
 		}
 	}
-	for _, want := range []string{"systemctl disable --now vipd", "rm -f /etc/systemd/system/vipd.service /usr/local/bin/vipd", "rm -rf /etc/vipd", "ip addr del 192.168.10.100/24 dev", "userdel vipd"} {
+	for _, want := range []string{"dpkg --purge vipd", "systemctl disable --now vipd", "rm -f /etc/systemd/system/vipd.service /usr/local/bin/vipd", "rm -rf /etc/vipd", "ip addr del 192.168.10.100/24 dev", "userdel vipd"} {
 		if !strings.Contains(lbCmd, want) {
 			t.Errorf("lb reset lacks %q:\n%s", want, lbCmd)
 		}

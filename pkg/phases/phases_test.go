@@ -166,16 +166,6 @@ func TestRenderKubeadmConfigGolden(t *testing.T) {
 	}
 }
 
-func TestEmbeddedUnitMatchesDeploy(t *testing.T) {
-	want, err := os.ReadFile("../../deploy/vipd.service")
-	if err != nil {
-		t.Skip("deploy/vipd.service not present")
-	}
-	if !bytes.Equal(EmbeddedVipdUnit(), want) {
-		t.Error("pkg/phases/assets/vipd.service differs from deploy/vipd.service: cp deploy/vipd.service pkg/phases/assets/")
-	}
-}
-
 // The plan for the reference topology on fresh Ubuntu hosts (what --dry-run prints).
 func TestPlanReferenceGolden(t *testing.T) {
 	top := refTopology(t)
@@ -234,7 +224,7 @@ func freshRunWorld(top *topology.Topology) *world {
 	w := freshWorld(top)
 	first, lb1 := top.Masters()[0].Name, top.LBs()[0].Name
 	// Every change succeeds.
-	for _, tag := range []string{"change lb/user", "change lb/dir", "change lb/systemctl", "change common/swap", "change common/modules",
+	for _, tag := range []string{"change lb/package", "change lb/systemctl", "change common/swap", "change common/modules",
 		"change common/sysctl", "change common/kubernetes-key", "change common/apt-update", "change common/containerd-install",
 		"change common/containerd-config", "change common/kubernetes-install", "change common/hold", "change common/kubelet-enable",
 		"change init/dir", "change kubeadm init", "change init/kubeconfig", "change kubectl apply (calico)", "change wait for calico", "change join/dir", "change kubeadm join"} {
@@ -288,7 +278,7 @@ func TestUpOnFreshHosts(t *testing.T) {
 	}
 	calls := strings.Join(w.calls, "\n")
 	for _, want := range []string{
-		"lb1: change lb/user", "lb2: change lb/systemctl", "k8s-worker-1: change common/kubernetes-install",
+		"lb1: change lb/package", "lb2: change lb/systemctl", "k8s-worker-1: change common/kubernetes-install",
 		"k8s-master-1: change kubeadm init", "k8s-master-2: change kubeadm join", "k8s-worker-1: change kubeadm join",
 	} {
 		if !strings.Contains(calls, want) {
@@ -308,16 +298,28 @@ func TestUpOnFreshHosts(t *testing.T) {
 	if i2, i3 := strings.Index(calls, "k8s-master-2: change kubeadm join"), strings.Index(calls, "k8s-master-3: change kubeadm join"); i2 < 0 || i3 < i2 {
 		t.Error("masters did not join in order")
 	}
-	// Uploads: vipd with the right modes and owners.
+	// Uploads: the vipd package, then the configuration (the package made the user vipd it
+	// belongs to), with the right modes and owners; no binary or unit outside the package.
 	modes := map[string]string{}
+	var lb1Uploads []string
 	for _, u := range w.uploads {
 		if u.host == "lb1" {
 			modes[u.path] = u.owner + " " + u.mode.String()
+			lb1Uploads = append(lb1Uploads, u.path)
 		}
 	}
-	for p, want := range map[string]string{VipdBinaryPath: "root:root -rwxr-xr-x", VipdConfigPath: "root:vipd -rw-r-----", VipdUnitPath: "root:root -rw-r--r--"} {
-		if modes[p] != want {
+	deb := "/var/tmp/vipd_1.2.0_amd64.deb"
+	for p, want := range map[string]string{deb: "root:root -rw-r--r--", VipdConfigPath: "root:vipd -rw-r-----", VipdBinaryPath: " ----------", VipdUnitPath: " ----------", legacyBinaryPath: " ----------"} {
+		if modes[p] != want && !(strings.HasSuffix(want, " ----------") && modes[p] == "") {
 			t.Errorf("lb1 upload %s: %q, want %q", p, modes[p], want)
+		}
+	}
+	if len(lb1Uploads) == 0 || lb1Uploads[0] != deb {
+		t.Errorf("lb1 uploads %v: want the package first", lb1Uploads)
+	}
+	for _, c := range w.cmds {
+		if strings.HasPrefix(c, "lb1: # change lb/package") && (!strings.Contains(c, "apt-get install") || !strings.Contains(c, "--force-confold") || !strings.Contains(c, deb)) {
+			t.Errorf("package install: %s", c)
 		}
 	}
 	// The secrets travel in a 0600 JoinConfiguration removed after the join, never on a
@@ -388,7 +390,7 @@ func TestUpOnFreshHosts(t *testing.T) {
 			t.Errorf("%s: uploads in order %q, want the key before the config", lb, order[lb])
 		}
 	}
-	for _, want := range []string{"[lb1] lb: vipd started (priority 100); new gossip key installed (", "[lb2] lb: vipd started (priority 90); new gossip key installed (", "[lb1] lb: holds the VIP",
+	for _, want := range []string{"[lb1] lb: vipd package 1.2.0 installed and vipd started (priority 100); new gossip key installed (", "[lb2] lb: vipd package 1.2.0 installed and vipd started (priority 90); new gossip key installed (", "[lb1] lb: holds the VIP",
 		"[k8s-master-1] init: cluster initialised", "[k8s-master-3] join-masters: joined as control-plane (", "[k8s-worker-1] join-workers: joined as worker ("} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -451,8 +453,20 @@ func TestLBSkipLogic(t *testing.T) {
 			wantTodo: []string{"systemctl start vipd"}, wantNone: []string{"upload", "restart"}},
 		{name: "mode changed", probe: strings.Replace(done, "640 root:vipd", "644 root:vipd", 1), running: string(cfg),
 			wantTodo: []string{"upload /etc/vipd/vipd.yaml (0640 root:vipd", "systemctl reload vipd"}},
+		{name: "package upgrade", probe: strings.Replace(strings.Replace(done, "pkg 1.2.0 ii", "pkg 1.1.0 ii", 1), sha(fakeVipd), sha([]byte("older vipd")), 1),
+			wantTodo: []string{"upgrade the vipd package 1.1.0 -> 1.2.0 (upload vipd_1.2.0_amd64.deb, apt-get install it; /etc/vipd/vipd.yaml is kept)", "restart vipd on the new package"},
+			wantNone: []string{"upload /etc/vipd", "reload", "create"}},
+		{name: "rebuilt under the same version", probe: strings.Replace(done, sha(fakeVipd), sha([]byte("another build")), 1),
+			wantTodo: []string{"reinstall the vipd package 1.2.0", "restart vipd on the new package"}, wantNone: []string{"upload /etc/vipd", "reload"}},
+		{name: "package unit changed", probe: strings.Replace(done, sha(fakePackage.Unit), sha([]byte("edited")), 1),
+			wantTodo: []string{"reinstall the vipd package 1.2.0"}},
+		{name: "removed, not purged", probe: strings.Replace(strings.Replace(done, "pkg 1.2.0 ii", "pkg 1.2.0 rc", 1), "active active", "active inactive", 1),
+			wantTodo: []string{"install the vipd package 1.2.0", "systemctl start vipd"}, wantNone: []string{"upload /etc/vipd"}},
+		{name: "installed without a package (older bootstrap)", probe: strings.Replace(strings.Replace(done, "pkg 1.2.0 ii \n", "pkg \nlegacy "+legacyBinaryPath+"\nlegacy "+legacyUnitPath+"\n", 1), "file "+VipdBinaryPath, "file /nonexistent", 1),
+			wantTodo: []string{"remove the vipd installed without a package (/usr/local/bin/vipd, /etc/systemd/system/vipd.service)", "install the vipd package 1.2.0", "restart vipd on the new package"},
+			wantNone: []string{"upload /etc/vipd", "create"}},
 		{name: "fresh", probe: "dir \nuser no\nenabled disabled\nactive inactive\n", keys: [2]answer{{code: 1}, {code: 1}},
-			wantTodo: []string{"create the system user vipd", "create /etc/vipd (0750 root:vipd)", "upload /usr/local/bin/vipd (0755", "upload /etc/vipd/gossip.key (0640 root:vipd, gossip key: new", "systemctl enable vipd", "systemctl start vipd"}, wantNone: []string{"restart"}},
+			wantTodo: []string{"install the vipd package 1.2.0 (upload vipd_1.2.0_amd64.deb", "upload /etc/vipd/gossip.key (0640 root:vipd, gossip key: new", "systemctl enable vipd", "systemctl start vipd"}, wantNone: []string{"restart", "create the system user", "create /etc/vipd"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -11,14 +11,15 @@ import (
 
 	"github.com/vipd-project/vipd/pkg/config"
 	"github.com/vipd-project/vipd/pkg/topology"
+	"github.com/vipd-project/vipd/pkg/vipdpkg"
 )
 
 // Paths on the hosts.
 const (
-	VipdBinaryPath  = "/usr/local/bin/vipd"
+	VipdBinaryPath  = vipdpkg.BinaryPath // installed by the vipd package
+	VipdUnitPath    = vipdpkg.UnitPath
 	VipdConfigDir   = "/etc/vipd"
 	VipdConfigPath  = "/etc/vipd/vipd.yaml"
-	VipdUnitPath    = "/etc/systemd/system/vipd.service"
 	VipdAuthPath    = "/etc/vipd/vrrp-pass"
 	VipdGossipKey   = "/etc/vipd/gossip.key"
 	KubeadmConfig   = "/etc/kubernetes/kubeadm-config.yaml"

@@ -19,11 +19,9 @@ type Options struct {
 	Topology *topology.Topology
 	// Connect returns the connection to a host; called once per host, lazily.
 	Connect func(ctx context.Context, h topology.Host) (Host, error)
-	// VipdBinary returns the vipd executable for an architecture ("amd64", "arm64").
-	VipdBinary func(arch string) ([]byte, error)
-	// VipdUnit is the systemd unit installed as /etc/systemd/system/vipd.service
-	// (default: the embedded copy of deploy/vipd.service).
-	VipdUnit []byte
+	// VipdPackage returns the vipd Debian package for an architecture ("amd64", "arm64"),
+	// which the lb phase installs on the lb hosts.
+	VipdPackage func(arch string) (*VipdPackage, error)
 	// CNIManifest reads a local CNI manifest (cluster.cni.manifest not a URL).
 	// Default: os.ReadFile.
 	CNIManifest func(path string) ([]byte, error)
@@ -78,9 +76,6 @@ func NewRunner(o Options) *Runner {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if o.VipdUnit == nil {
-		o.VipdUnit = EmbeddedVipdUnit()
 	}
 	if o.CNIManifest == nil {
 		o.CNIManifest = os.ReadFile
