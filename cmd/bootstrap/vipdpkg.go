@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"debug/buildinfo"
 	"debug/elf"
 	"fmt"
@@ -42,7 +44,7 @@ func (p *packager) load(arch string) (*phases.VipdPackage, error) {
 	if err != nil {
 		return nil, err
 	}
-	version, err := binaryVersion(p.ctx, path, arch)
+	version, err := binaryVersion(p.ctx, path, arch, bin)
 	if err != nil {
 		return nil, err
 	}
@@ -69,8 +71,10 @@ var debVersion = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~-]*$`)
 
 // binaryVersion returns the version of the vipd executable at path, for the package: what
 // `vipd version` answers (hack/version.sh's, stamped by the Makefile) when it can run here,
-// else the version the Go toolchain recorded in it.
-func binaryVersion(ctx context.Context, path, arch string) (string, error) {
+// else the version the Go toolchain recorded in it. A build without a version (plain
+// `go build`: "dev") gets 0.0.0~dev.SHA, SHA from its content: below every released
+// version, and a different build is a different version.
+func binaryVersion(ctx context.Context, path, arch string, bin []byte) (string, error) {
 	var v string
 	if arch == runtime.GOARCH && runtime.GOOS == "linux" {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -86,7 +90,11 @@ func binaryVersion(ctx context.Context, path, arch string) (string, error) {
 	} else if bi, err := buildinfo.ReadFile(path); err == nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		v = strings.TrimPrefix(bi.Main.Version, "v")
 	}
-	if v == "" || v == "dev" || !debVersion.MatchString(v) {
+	if v == "dev" {
+		sum := sha256.Sum256(bin)
+		v = "0.0.0~dev." + hex.EncodeToString(sum[:6])
+	}
+	if v == "" || !debVersion.MatchString(v) {
 		return "", fmt.Errorf("%s: cannot tell its version for the vipd package (got %q): build it with `make build` (GOARCH=%s), which stamps the version from git tags", path, v, arch)
 	}
 	return v, nil
