@@ -425,6 +425,11 @@ func TestBootstrap(t *testing.T) {
 	}
 	bsCheckGossip(ctx, t, c, "gossip on again")
 
+	// An upgrade is a package upgrade: `up` with a newer vipd build upgrades the vipd package
+	// on both lbs (one at a time), keeps the configuration bootstrap wrote (no dpkg conffile
+	// prompt), restarts vipd, and the VIP keeps answering meanwhile.
+	bsUpgradeVipd(ctx, t, c, run, goTool, topo, vip, hc)
+
 	// The gossip key never appears in bootstrap's output (-v logs included).
 	for _, o := range outputs {
 		if strings.Contains(o, gossipKey) {
@@ -717,4 +722,97 @@ func bsTail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// bsUpgradeVipd builds vipd stamped with a newer version, runs `up --only lb` with it while a
+// client asks /readyz through the VIP every 50 ms, and checks what an operator would: dpkg -l
+// shows the new version, /etc/vipd/vipd.yaml is the one bootstrap wrote (no .dpkg-dist), vipd
+// runs a new process, and the VIP never stopped answering for longer than a failover.
+func bsUpgradeVipd(ctx context.Context, t *testing.T, c *nspawn.ClusterLab, run func(string, []string, ...string) (string, int), goTool, topo, vip string, hc *http.Client) {
+	t.Helper()
+	const version = "99.0.0~e2e.upgrade"
+	newVipd := filepath.Join(t.TempDir(), "vipd")
+	if out, err := exec.CommandContext(ctx, goTool, "build", "-ldflags", "-X github.com/vipd-project/vipd/pkg/cli.version="+version, "-o", newVipd, "../../cmd/vipd").CombinedOutput(); err != nil {
+		t.Fatalf("go build vipd %s: %v\n%s", version, err, out)
+	}
+	state := func(lb string) (string, string) {
+		out, err := c.Exec(ctx, lb, "bash", "-c", "dpkg-query -W -f='${Version} ${db:Status-Abbrev}\\n' vipd; sha256sum /etc/vipd/vipd.yaml | cut -d' ' -f1; ls /etc/vipd; systemctl show -p MainPID --value vipd")
+		if err != nil {
+			t.Fatalf("%s: %v %s", lb, err, out)
+		}
+		f := strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)
+		if len(f) < 2 {
+			t.Fatalf("%s: %q", lb, out)
+		}
+		return f[0], f[1]
+	}
+	before := map[string]string{}
+	for _, lb := range []string{"lb1", "lb2"} {
+		pkg, rest := state(lb)
+		if !strings.HasPrefix(pkg, "0.0.0~dev.") || !strings.HasSuffix(pkg, " ii") {
+			t.Errorf("%s: vipd package before the upgrade: %q, want 0.0.0~dev.SHA installed (ii)", lb, pkg)
+		}
+		before[lb] = rest
+	}
+	// The client: one request every 50 ms; the longest time without an answer is measured.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var failed, total int
+	var worst time.Duration
+	go func() {
+		defer close(done)
+		last := time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			body, err := bsGet(rctx, hc, "https://"+vip+":6443/readyz")
+			cancel()
+			total++
+			if err != nil || body != "ok" {
+				failed++
+				continue
+			}
+			if gap := time.Since(last); gap > worst {
+				worst = gap
+			}
+			last = time.Now()
+		}
+	}()
+	out, code := run("up with a newer vipd", c.Env, "up", "-f", topo, "--only", "lb", "--vipd-binary", newVipd)
+	time.Sleep(time.Second)
+	close(stop)
+	<-done
+	t.Logf("upgrade: %d requests through the VIP, %d failed, longest time without an answer %v\n%s", total, failed, worst.Round(time.Millisecond), bsTail(out, 6))
+	for _, lb := range []string{"lb1", "lb2"} {
+		if code != 0 || !strings.Contains(out, "["+lb+"] lb: vipd package "+version+" installed and vipd restarted") {
+			t.Errorf("up with vipd %s: exit %d, want 0 and the package installed on %s:\n%s", version, code, lb, out)
+		}
+		pkg, rest := state(lb)
+		if pkg != version+" ii" {
+			t.Errorf("%s: dpkg-query after the upgrade: %q, want %q", lb, pkg, version+" ii")
+		}
+		b, a := strings.Split(before[lb], "\n"), strings.Split(rest, "\n")
+		if len(a) < 2 || len(b) < 2 || a[0] != b[0] || strings.Join(a[1:len(a)-1], " ") != strings.Join(b[1:len(b)-1], " ") {
+			t.Errorf("%s: /etc/vipd changed by the upgrade (config sha, files):\nbefore %q\nafter  %q", lb, before[lb], rest)
+		}
+		if a[len(a)-1] == b[len(b)-1] || a[len(a)-1] == "0" {
+			t.Errorf("%s: vipd MainPID %s -> %s: not restarted on the new package", lb, b[len(b)-1], a[len(a)-1])
+		}
+		if v, _ := c.Exec(ctx, lb, "vipd", "version"); !strings.Contains(string(v), version) {
+			t.Errorf("%s: vipd version after the upgrade: %s", lb, v)
+		}
+	}
+	// A failover takes ~1 s here (bench/README); loose for a loaded machine.
+	if worst > 4*time.Second {
+		t.Errorf("the VIP did not answer for %v during the upgrade (%d of %d requests failed), want at most a failover", worst, failed, total)
+	}
+	// Converged: a second up with the same build changes nothing on the lbs.
+	out, code = run("up with the newer vipd again", c.Env, "up", "-f", topo, "--only", "lb", "--vipd-binary", newVipd)
+	if code != 0 || !strings.Contains(out, "vipd installed, configured and running (package "+version+")") {
+		t.Errorf("second up with vipd %s: exit %d, want 0 and nothing to do:\n%s", version, code, out)
+	}
 }
