@@ -52,6 +52,7 @@ type globalOpts struct {
 	vipdBinary string
 	deployDir  string
 	verbose    bool
+	format     string // --output of up and status: phases.FormatText or FormatJSON
 	stdin      io.Reader
 	stdout     io.Writer
 	stderr     io.Writer
@@ -87,32 +88,31 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			if err != nil {
 				return usageErr(err)
 			}
+			if err := g.parseFormat(); err != nil {
+				return err
+			}
 			return g.withRunner(cmd.Context(), dryRun, func(r *phases.Runner) error {
-				start := time.Now()
-				if err := r.Up(cmd.Context(), sel); err != nil {
-					return err
-				}
-				if dryRun {
-					fmt.Fprintln(g.stdout, "Plan done: run without --dry-run to apply it.")
-				} else {
-					fmt.Fprintf(g.stdout, "Cluster ready in %s. API: %s\n", time.Since(start).Round(100*time.Millisecond), r.Topology().APIServerURL())
-				}
-				return nil
+				return g.up(cmd.Context(), r, sel, dryRun)
 			})
 		},
 	}
 	up.Flags().StringVar(&only, "only", "", "run only these phases (comma-separated): "+strings.Join(phases.Names(), ","))
-	up.Flags().BoolVar(&dryRun, "dry-run", false, "probe the hosts and print the plan; change nothing")
+	up.Flags().BoolVar(&dryRun, "dry-run", false, "probe every host at once and print the plan (and every host that fails); change nothing")
+	up.Flags().StringVar(&g.format, "output", phases.FormatText, "text, or json: one event per line (for CI)")
 
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Per host: reachable, role, phases done, node status, VIP holder; nodes of the file not in the cluster and the reverse",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.parseFormat(); err != nil {
+				return err
+			}
 			return g.withRunner(cmd.Context(), false, func(r *phases.Runner) error {
 				sts := r.Status(cmd.Context())
-				fmt.Fprint(g.stdout, phases.FormatStatus(sts, r.Topology().VIPPrefix().String()))
-				fmt.Fprint(g.stdout, phases.FormatDiff(r.Diff(cmd.Context()), g.file))
+				if err := g.printStatus(r, sts, r.Diff(cmd.Context())); err != nil {
+					return err
+				}
 				for _, s := range sts {
 					if !s.Reachable || s.Error != "" || s.HalfDone != "" {
 						return silentExit(exitFailed)
@@ -122,6 +122,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			})
 		},
 	}
+
+	status.Flags().StringVar(&g.format, "output", phases.FormatText, "text, or json: one JSON object per host, per line (for CI)")
 
 	var maxOutage time.Duration
 	drill := &cobra.Command{
@@ -203,6 +205,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if errors.As(err, &ee) && ee.err == nil {
 		return code
 	}
+	var plan *phases.PlanError
+	if errors.As(err, &plan) {
+		fmt.Fprintf(stderr, "bootstrap: %v\n", plan)
+		return code
+	}
 	var pe *phases.PhaseError
 	if errors.As(err, &pe) {
 		// The runner printed the report; one summary line for scripts reading stderr.
@@ -270,6 +277,8 @@ func (g *globalOpts) withRunner(ctx context.Context, dryRun bool, fn func(r *pha
 		Connect:     c.connect,
 		VipdPackage: newPackager(ctx, newBinaryLoader(g.vipdBinary), unit).load,
 		Out:         g.stdout,
+		Format:      g.format,
+		TTY:         isTerminal(g.stdout),
 		Log:         log,
 		DryRun:      dryRun,
 		RerunHint:   "bootstrap up -f " + g.file,

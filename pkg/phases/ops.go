@@ -181,12 +181,9 @@ func (r *Runner) Reset(ctx context.Context) error {
 }
 
 func (r *Runner) reportFailureNoRerun(host, step string, err error, elapsed time.Duration) {
-	r.outMu.Lock()
-	defer r.outMu.Unlock()
-	fmt.Fprintf(r.o.Out, "[%s] %s: FAILED (%s)\n    error: %s\n", host, step, fmtDur(elapsed), err)
-	if fix := FixOf(err); fix != "" {
-		fmt.Fprintf(r.o.Out, "    fix: %s\n", fix)
-	}
+	e := failedEvent(host, step, err, elapsed, "")
+	e.ExitCode = nil
+	r.Report(e)
 }
 
 func (r *Runner) resetNode(ctx context.Context, h topology.Host) (string, error) {

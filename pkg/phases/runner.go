@@ -28,6 +28,10 @@ type Options struct {
 	// Getenv reads the environment (loadBalancer.authPassEnv). Default: os.Getenv.
 	Getenv func(string) string
 	Out    io.Writer
+	// Format of Out: FormatText (default) or FormatJSON (one Event per line). TTY: Out is a
+	// terminal (text only): a status line shows the running steps and their elapsed time.
+	Format string
+	TTY    bool
 	Log    *slog.Logger
 	DryRun bool
 	// RerunHint is the command line suggested after a failure, without --only
@@ -46,7 +50,11 @@ type Runner struct {
 	o     Options
 	t     *topology.Topology
 	log   *slog.Logger
+	out   *printer
 	outMu sync.Mutex
+	// buf holds a dry run's events per host while its hosts are probed in parallel; they
+	// are printed in host order once every host answered (outMu held).
+	buf map[string][]Event
 
 	mu    sync.Mutex
 	conns map[string]*lazyConn
@@ -102,7 +110,7 @@ func NewRunner(o Options) *Runner {
 	if o.Poll == 0 {
 		o.Poll = time.Second
 	}
-	return &Runner{o: o, t: o.Topology, log: o.Log, conns: map[string]*lazyConn{}, facts: map[string]*Facts{}}
+	return &Runner{o: o, t: o.Topology, log: o.Log, out: newPrinter(o.Out, o.Format, o.TTY), conns: map[string]*lazyConn{}, facts: map[string]*Facts{}}
 }
 
 // Topology returns the runner's topology.
@@ -162,18 +170,32 @@ func (r *Runner) upload(ctx context.Context, h topology.Host, path string, data 
 	return stepErr("upload "+path, c.Upload(ctx, path, data, mode, owner))
 }
 
-// Line prints one output line: "[host] step: msg (1.2s)".
+// Line reports one output line: "[host] step: msg (1.2s)" (a step done on the host), or
+// without the time when elapsed < 0 or in a dry run.
 func (r *Runner) Line(host, step, msg string, elapsed time.Duration) {
-	r.outMu.Lock()
-	defer r.outMu.Unlock()
-	if elapsed >= 0 && !r.o.DryRun {
-		fmt.Fprintf(r.o.Out, "[%s] %s: %s (%s)\n", host, step, msg, fmtDur(elapsed))
-	} else {
-		fmt.Fprintf(r.o.Out, "[%s] %s: %s\n", host, step, msg)
+	e := Event{Type: "done", Host: host, Phase: step, Message: msg, Elapsed: elapsed.Seconds()}
+	if elapsed < 0 || r.o.DryRun {
+		e.Type, e.Elapsed = "detail", 0
 	}
+	r.Report(e)
 }
 
-func (r *Runner) warn(host, step, msg string) { r.Line(host, step, "WARNING: "+msg, -1) }
+func (r *Runner) warn(host, step, msg string) {
+	r.Report(Event{Type: "warning", Host: host, Phase: step, Message: msg})
+}
+
+// Report prints an event in the runner's output format.
+func (r *Runner) Report(e Event) {
+	r.outMu.Lock()
+	if r.buf != nil && e.Host != "" {
+		e.Time = time.Now()
+		r.buf[e.Host] = append(r.buf[e.Host], e)
+		r.outMu.Unlock()
+		return
+	}
+	r.outMu.Unlock()
+	r.out.event(e)
+}
 
 func fmtDur(d time.Duration) string {
 	switch {
@@ -276,9 +298,11 @@ func (r *Runner) Up(ctx context.Context, only []string) error {
 		return err
 	}
 	if r.o.DryRun {
-		r.outMu.Lock()
-		fmt.Fprintf(r.o.Out, "Plan for cluster %q (%d hosts); nothing is changed (--dry-run).\n", r.t.Cluster.Name, len(r.t.Hosts))
-		r.outMu.Unlock()
+		r.Report(Event{Type: "plan", Message: fmt.Sprintf("Plan for cluster %q (%d hosts); nothing is changed (--dry-run).", r.t.Cluster.Name, len(r.t.Hosts))})
+	}
+	defer r.out.tick()()
+	if r.o.DryRun {
+		return r.plan(ctx, sel)
 	}
 	for _, p := range All() {
 		if len(sel) > 0 && !sel[p.Name()] {
@@ -303,7 +327,7 @@ func (r *Runner) runPhase(ctx context.Context, p Phase) error {
 			r.reportFailure(h.Name, p.Name(), err, time.Since(start))
 		}
 	}
-	if p.Parallel() && !r.o.DryRun {
+	if p.Parallel() {
 		var wg sync.WaitGroup
 		for i := range hosts {
 			wg.Add(1)
@@ -323,7 +347,7 @@ func (r *Runner) runPhase(ctx context.Context, p Phase) error {
 			return err
 		}
 	}
-	if f, ok := p.(finisher); ok && !r.o.DryRun && len(hosts) > 0 {
+	if f, ok := p.(finisher); ok && len(hosts) > 0 {
 		start := time.Now()
 		host, msg, err := f.Finish(ctx, r)
 		if err != nil {
@@ -334,6 +358,88 @@ func (r *Runner) runPhase(ctx context.Context, p Phase) error {
 			return &PhaseError{Host: host, Phase: p.Name(), Err: err}
 		}
 		r.Line(host, p.Name(), msg, time.Since(start))
+	}
+	return nil
+}
+
+// PlanError is what a dry run returns when hosts could not be probed: every failure, in
+// phase and host order (a dry run goes on past them; a host that failed is not asked again).
+type PlanError struct {
+	Failures []*PhaseError
+}
+
+func (e *PlanError) Error() string {
+	var parts []string
+	for _, f := range e.Failures {
+		parts = append(parts, f.Phase+" failed on "+f.Host)
+	}
+	return "dry run: " + strings.Join(parts, ", ")
+}
+
+// Unwrap lets errors.As find the failures' causes (SSH refusals: exit code 3).
+func (e *PlanError) Unwrap() []error {
+	errs := make([]error, len(e.Failures))
+	for i, f := range e.Failures {
+		errs[i] = f
+	}
+	return errs
+}
+
+// plan is a dry run: every phase probes all its hosts at once (probes change nothing), their
+// findings printed in host order; a host that fails is reported and left out of the later
+// phases, and the others are still planned.
+func (r *Runner) plan(ctx context.Context, sel map[string]bool) error {
+	failed := map[string]bool{}
+	var fails []*PhaseError
+	for _, p := range All() {
+		if len(sel) > 0 && !sel[p.Name()] {
+			continue
+		}
+		var hosts []topology.Host
+		for _, h := range p.Hosts(r) {
+			if !failed[h.Name] {
+				hosts = append(hosts, h)
+			}
+		}
+		r.outMu.Lock()
+		r.buf = map[string][]Event{}
+		r.outMu.Unlock()
+		errs := make([]error, len(hosts))
+		var wg sync.WaitGroup
+		for i, h := range hosts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				start := time.Now()
+				if err := r.runHost(ctx, p, h, start); err != nil {
+					errs[i] = err
+					r.reportFailure(h.Name, p.Name(), err, time.Since(start))
+				}
+			}()
+		}
+		wg.Wait()
+		r.outMu.Lock()
+		buf := r.buf
+		r.buf = nil
+		r.outMu.Unlock()
+		for i, h := range hosts {
+			for _, e := range buf[h.Name] {
+				r.out.event(e)
+			}
+			delete(buf, h.Name)
+			if errs[i] != nil {
+				failed[h.Name] = true
+				fails = append(fails, &PhaseError{Host: h.Name, Phase: p.Name(), Err: errs[i]})
+			}
+		}
+		for _, h := range r.t.Hosts { // events about hosts the phase does not run on
+			for _, e := range buf[h.Name] {
+				r.out.event(e)
+			}
+		}
+	}
+	if len(fails) > 0 {
+		return &PlanError{Failures: fails}
 	}
 	return nil
 }
@@ -351,9 +457,10 @@ func (r *Runner) runHost(ctx context.Context, p Phase, h topology.Host, start ti
 			r.Line(h.Name, p.Name(), st.Detail, -1)
 		}
 		for _, t := range st.Todo {
-			r.Line(h.Name, p.Name(), "would "+t, -1)
+			r.Report(Event{Type: "todo", Host: h.Name, Phase: p.Name(), Message: t})
 		}
 	default:
+		r.Report(Event{Type: "start", Host: h.Name, Phase: p.Name(), Message: startMessage(st.Todo)})
 		msg, err := p.Run(ctx, r, h, st)
 		if err != nil {
 			return err
@@ -364,22 +471,30 @@ func (r *Runner) runHost(ctx context.Context, p Phase, h topology.Host, start ti
 }
 
 func (r *Runner) reportFailure(host, phase string, err error, elapsed time.Duration) {
-	r.outMu.Lock()
-	defer r.outMu.Unlock()
-	fmt.Fprintf(r.o.Out, "[%s] %s: FAILED (%s)\n", host, phase, fmtDur(elapsed))
-	msg := err.Error()
-	lines := strings.Split(msg, "\n")
-	fmt.Fprintf(r.o.Out, "    error: %s\n", lines[0])
-	for _, l := range lines[1:] {
-		fmt.Fprintf(r.o.Out, "           %s\n", l)
-	}
+	r.Report(failedEvent(host, phase, err, elapsed, r.o.RerunHint+" --only "+phase))
+}
+
+func failedEvent(host, phase string, err error, elapsed time.Duration, rerun string) Event {
+	e := Event{Type: "failed", Host: host, Phase: phase, Error: err.Error(), Elapsed: elapsed.Seconds(), Fix: FixOf(err), Rerun: rerun}
 	if code := ExitCodeOf(err); code >= 0 {
-		fmt.Fprintf(r.o.Out, "    exit code: %d\n", code)
+		e.ExitCode = &code
 	}
-	if fix := FixOf(err); fix != "" {
-		fmt.Fprintf(r.o.Out, "    fix: %s\n", fix)
+	return e
+}
+
+// startMessage says what a step is about to do: its first change and how many follow.
+func startMessage(todo []string) string {
+	if len(todo) == 0 {
+		return "working"
 	}
-	fmt.Fprintf(r.o.Out, "    rerun: %s --only %s\n", r.o.RerunHint, phase)
+	m := todo[0]
+	if len(m) > 100 {
+		m = m[:97] + "..."
+	}
+	if len(todo) > 1 {
+		m += fmt.Sprintf(" (+%d more)", len(todo)-1)
+	}
+	return m
 }
 
 // forEach runs fn for the hosts in parallel and returns the first error in host order.
