@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"debug/buildinfo"
 	"debug/elf"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
