@@ -259,7 +259,11 @@ func (g *globalOpts) withRunner(ctx context.Context, dryRun bool, fn func(r *pha
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
-	sec, err := resolveSecrets(top, g.stdin, g.stderr, os.Getenv)
+	sshCfg, err := loadSSHConfig()
+	if err != nil {
+		return usageErr(err)
+	}
+	sec, err := resolveSecrets(top, sshCfg, g.stdin, g.stderr, os.Getenv)
 	if err != nil {
 		return usageErr(err)
 	}
@@ -270,7 +274,7 @@ func (g *globalOpts) withRunner(ctx context.Context, dryRun bool, fn func(r *pha
 			return usageErr(fmt.Errorf("--deploy-dir: %w", err))
 		}
 	}
-	c := &connector{top: top, secrets: sec, acceptNew: g.acceptNew, log: log, notice: g.stderr, known: map[string]*sshx.KnownHosts{}}
+	c := &connector{top: top, sshCfg: sshCfg, secrets: sec, acceptNew: g.acceptNew, log: log, notice: g.stderr, known: map[string]*sshx.KnownHosts{}}
 	defer c.closeAll()
 	r := phases.NewRunner(phases.Options{
 		Topology:    top,
@@ -297,7 +301,7 @@ func (s *secrets) get(env string) string { return s.byEnv[env] }
 // resolveSecrets reads the passwords the hosts need from their environment variables and,
 // when one is missing and stdin is a terminal, prompts for it (once per variable). Nothing is
 // written anywhere.
-func resolveSecrets(top *topology.Topology, stdin io.Reader, stderr io.Writer, getenv func(string) string) (*secrets, error) {
+func resolveSecrets(top *topology.Topology, sshCfg *sshConfig, stdin io.Reader, stderr io.Writer, getenv func(string) string) (*secrets, error) {
 	s := &secrets{byEnv: map[string]string{}}
 	type need struct{ env, what string }
 	var needs []need
@@ -316,7 +320,7 @@ func resolveSecrets(top *topology.Topology, stdin io.Reader, stderr io.Writer, g
 	for _, h := range top.Hosts {
 		c := top.SSHFor(h)
 		agent := os.Getenv("SSH_AUTH_SOCK") != "" && (c.Agent == nil || *c.Agent)
-		if c.IdentityFile == "" && !agent {
+		if !agent && !sshCfg.hasKey(h, c) {
 			add(c.PasswordEnv, fmt.Sprintf("SSH password for %s", c.User))
 		} else if v := getenv(c.PasswordEnv); v != "" {
 			s.byEnv[c.PasswordEnv] = v
@@ -358,6 +362,7 @@ func resolveSecrets(top *topology.Topology, stdin io.Reader, stderr io.Writer, g
 
 type connector struct {
 	top       *topology.Topology
+	sshCfg    *sshConfig
 	secrets   *secrets
 	acceptNew bool
 	log       *slog.Logger
@@ -408,6 +413,9 @@ func (c *connector) connect(ctx context.Context, h topology.Host) (phases.Host, 
 	}
 	if j := s.JumpHost; j != nil {
 		cfg.Jump = &sshx.JumpConfig{Addr: j.Address, Port: j.Port, User: j.User, IdentityFile: j.IdentityFile, Agent: agent, Password: c.secrets.get(c.top.SSH.PasswordEnv)}
+	}
+	if err := c.sshCfg.apply(&cfg, h, s, c.secrets.get(c.top.SSH.PasswordEnv)); err != nil {
+		return nil, err
 	}
 	cl, err := sshx.Dial(ctx, cfg)
 	if err != nil {

@@ -44,6 +44,16 @@ func TestDryRunReportsEveryFailingHost(t *testing.T) {
 	if i, j := strings.Index(s, "[k8s-master-3] common: would turn swap off"), strings.Index(s, "[k8s-worker-1] common: would turn swap off"); i < 0 || j < i {
 		t.Errorf("common plan out of host order:\n%s", s)
 	}
+	// With the first master failed, the phases that ask the cluster through it are not planned.
+	w = freshWorld(top)
+	w.set("k8s-master-1", "probe facts", answer{code: 1})
+	r, out = newTestRunner(t, top, w, true)
+	if err := r.Up(context.Background(), nil); !errors.As(err, &pe) || len(pe.Failures) != 1 {
+		t.Errorf("first master failed: %v, want one failure\n%s", err, out)
+	}
+	if !strings.Contains(out.String(), "[k8s-worker-1] join-workers: not planned: it needs the first master k8s-master-1, which failed above") || !strings.Contains(out.String(), "[k8s-worker-1] common: would") {
+		t.Errorf("first master failed: plan\n%s", out)
+	}
 }
 
 // --output json: every line is one event; a step's start comes before its end; a failure

@@ -385,6 +385,9 @@ func (e *PlanError) Unwrap() []error {
 	return errs
 }
 
+// needsFirstMaster: the phases whose probes ask the cluster through the first master.
+var needsFirstMaster = map[string]bool{PhaseInit: true, PhaseCNI: true, PhaseJoinMasters: true, PhaseJoinWorkers: true, PhaseVerify: true}
+
 // plan is a dry run: every phase probes all its hosts at once (probes change nothing), their
 // findings printed in host order; a host that fails is reported and left out of the later
 // phases, and the others are still planned.
@@ -397,9 +400,14 @@ func (r *Runner) plan(ctx context.Context, sel map[string]bool) error {
 		}
 		var hosts []topology.Host
 		for _, h := range p.Hosts(r) {
-			if !failed[h.Name] {
-				hosts = append(hosts, h)
+			if failed[h.Name] {
+				continue
 			}
+			if first := r.firstMaster().Name; first != "" && failed[first] && needsFirstMaster[p.Name()] {
+				r.Report(Event{Type: "detail", Host: h.Name, Phase: p.Name(), Message: "not planned: it needs the first master " + first + ", which failed above"})
+				continue
+			}
+			hosts = append(hosts, h)
 		}
 		r.outMu.Lock()
 		r.buf = map[string][]Event{}

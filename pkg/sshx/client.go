@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -33,6 +34,10 @@ type Config struct {
 	User string
 	// IdentityFile is a private key file (unencrypted; load encrypted keys into ssh-agent).
 	IdentityFile string
+	// DefaultIdentities are tried when IdentityFile is empty, as OpenSSH tries
+	// ~/.ssh/id_ed25519, id_ecdsa and id_rsa: those that exist and are not encrypted (an
+	// encrypted one is skipped: load it into ssh-agent).
+	DefaultIdentities []string
 	// Agent uses the ssh-agent at SSH_AUTH_SOCK.
 	Agent bool
 	// Password for password and keyboard-interactive auth ("" = none).
@@ -61,12 +66,13 @@ type Config struct {
 
 // JumpConfig is the bastion a connection goes through.
 type JumpConfig struct {
-	Addr         string
-	Port         int
-	User         string
-	IdentityFile string
-	Agent        bool
-	Password     string
+	Addr              string
+	Port              int
+	User              string
+	IdentityFile      string
+	DefaultIdentities []string // as Config.DefaultIdentities
+	Agent             bool
+	Password          string
 }
 
 // DefaultPatience is Config.Patience's default: an sshd restart (systemctl restart ssh,
@@ -264,13 +270,13 @@ func (c *Client) connect(ctx context.Context) error {
 	var jump *ssh.Client
 	if j := c.cfg.Jump; j != nil {
 		jaddr := net.JoinHostPort(j.Addr, strconv.Itoa(j.Port))
-		jc, err := c.handshake(ctx, "jump host "+j.Addr, jaddr, nil, j.User, j.IdentityFile, j.Agent, j.Password)
+		jc, err := c.handshake(ctx, "jump host "+j.Addr, jaddr, nil, j.User, identities(j.IdentityFile, j.DefaultIdentities), j.Agent, j.Password)
 		if err != nil {
 			return fmt.Errorf("host %s: via jump host: %w", c.cfg.Host, err)
 		}
 		jump = jc
 	}
-	conn, err := c.handshake(ctx, c.cfg.Host, addr, jump, c.cfg.User, c.cfg.IdentityFile, c.cfg.Agent, c.cfg.Password)
+	conn, err := c.handshake(ctx, c.cfg.Host, addr, jump, c.cfg.User, identities(c.cfg.IdentityFile, c.cfg.DefaultIdentities), c.cfg.Agent, c.cfg.Password)
 	if err != nil {
 		if jump != nil {
 			jump.Close()
@@ -281,8 +287,22 @@ func (c *Client) connect(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) handshake(ctx context.Context, name, addr string, via *ssh.Client, user, identity string, useAgent bool, password string) (*ssh.Client, error) {
-	auth, methods, closeAgent, err := authMethods(identity, useAgent, password)
+// keyFiles are the identity files of one hop: the configured one (an error if unusable) or
+// the defaults that exist (skipped if unusable).
+type keyFiles struct {
+	files    []string
+	optional bool
+}
+
+func identities(file string, defaults []string) keyFiles {
+	if file != "" {
+		return keyFiles{files: []string{file}}
+	}
+	return keyFiles{files: defaults, optional: true}
+}
+
+func (c *Client) handshake(ctx context.Context, name, addr string, via *ssh.Client, user string, keys keyFiles, useAgent bool, password string) (*ssh.Client, error) {
+	auth, methods, closeAgent, err := authMethods(keys, useAgent, password, c.cfg.Logger)
 	if err != nil {
 		return nil, &AuthError{Host: name, User: user, Methods: "none", Err: err}
 	}
@@ -330,22 +350,20 @@ func (c *Client) handshake(ctx context.Context, name, addr string, via *ssh.Clie
 	return ssh.NewClient(sc, chans, reqs), nil
 }
 
-func authMethods(identity string, useAgent bool, password string) ([]ssh.AuthMethod, string, func(), error) {
+func authMethods(keys keyFiles, useAgent bool, password string, log *slog.Logger) ([]ssh.AuthMethod, string, func(), error) {
 	var signers []ssh.Signer
 	var names []string
 	closeFn := func() {}
-	if identity != "" {
-		b, err := os.ReadFile(expandHome(identity))
+	for _, identity := range keys.files {
+		s, err := loadKey(identity)
 		if err != nil {
-			return nil, "", closeFn, fmt.Errorf("read identity file: %w", err)
-		}
-		s, err := ssh.ParsePrivateKey(b)
-		var pm *ssh.PassphraseMissingError
-		if errors.As(err, &pm) {
-			return nil, "", closeFn, fmt.Errorf("identity file %s is encrypted: load it into ssh-agent (ssh-add) and set ssh.agent: true", identity)
-		}
-		if err != nil {
-			return nil, "", closeFn, fmt.Errorf("parse identity file %s: %w", identity, err)
+			if !keys.optional {
+				return nil, "", closeFn, err
+			}
+			if !errors.Is(err, fs.ErrNotExist) && log != nil {
+				log.Debug("default identity skipped", "file", identity, "err", err)
+			}
+			continue
 		}
 		signers = append(signers, s)
 		names = append(names, "key "+identity)
@@ -384,9 +402,25 @@ func authMethods(identity string, useAgent bool, password string) ([]ssh.AuthMet
 		names = append(names, "password")
 	}
 	if len(auth) == 0 {
-		return nil, "", closeFn, errors.New("no ssh authentication method: set ssh.identityFile, use ssh-agent (SSH_AUTH_SOCK), or give a password through ssh.passwordEnv")
+		return nil, "", closeFn, errors.New("no ssh authentication method: set ssh.identityFile (or IdentityFile in ~/.ssh/config, or have ~/.ssh/id_ed25519, id_ecdsa or id_rsa), use ssh-agent (SSH_AUTH_SOCK), or give a password through ssh.passwordEnv")
 	}
 	return auth, strings.Join(names, ", "), closeFn, nil
+}
+
+func loadKey(identity string) (ssh.Signer, error) {
+	b, err := os.ReadFile(expandHome(identity))
+	if err != nil {
+		return nil, fmt.Errorf("read identity file: %w", err)
+	}
+	s, err := ssh.ParsePrivateKey(b)
+	var pm *ssh.PassphraseMissingError
+	if errors.As(err, &pm) {
+		return nil, fmt.Errorf("identity file %s is encrypted: load it into ssh-agent (ssh-add) and set ssh.agent: true", identity)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parse identity file %s: %w", identity, err)
+	}
+	return s, nil
 }
 
 func expandHome(p string) string {

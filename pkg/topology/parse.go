@@ -183,9 +183,11 @@ func (t *Topology) applyDefaults() {
 	s := &t.SSH
 	if s.User == "" {
 		s.User = DefaultSSHUser
+		s.userDefaulted = true
 	}
 	if s.Port == 0 {
 		s.Port = DefaultSSHPort
+		s.portDefaulted = true
 	}
 	if s.KnownHosts == "" {
 		s.KnownHosts = DefaultKnownHosts

@@ -175,7 +175,17 @@ type SSH struct {
 	// gives up with exit code 3 (default 30s). It applies to every reconnect, also in the
 	// middle of a phase.
 	ConnectPatience time.Duration `yaml:"connectPatience"`
+
+	// userDefaulted, portDefaulted: User and Port are the defaults, not written in the file
+	// (bootstrap then takes them from ~/.ssh/config when it has them for the host).
+	userDefaulted, portDefaulted bool
 }
+
+// UserDefaulted reports whether the user is the default (root), not set in the topology.
+func (s SSH) UserDefaulted() bool { return s.userDefaulted }
+
+// PortDefaulted reports whether the port is the default (22), not set in the topology.
+func (s SSH) PortDefaulted() bool { return s.portDefaulted }
 
 // JumpHost is an SSH bastion the connections go through.
 type JumpHost struct {
@@ -334,9 +344,11 @@ func (t *Topology) SSHFor(h Host) SSH {
 		}
 		if o.User != "" {
 			s.User = o.User
+			s.userDefaulted = false
 		}
 		if o.Port != 0 {
 			s.Port = o.Port
+			s.portDefaulted = false
 		}
 		if o.IdentityFile != "" {
 			s.IdentityFile = o.IdentityFile
