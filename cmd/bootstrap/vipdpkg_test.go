@@ -1,3 +1,9 @@
+//go:build !race
+
+// Building a .deb compresses the vipd binary (tens of MB): minutes under the race detector
+// on a busy machine, so this file runs without it (go test ./cmd/bootstrap); the e2e tests
+// (TestBootstrap) install such packages on real hosts.
+
 package main
 
 import (
