@@ -2,39 +2,44 @@
 # namespaces and boot systemd hosts); `make demo` runs the main job on a local lab.
 GO        ?= go
 BIN       := bin
+# hack/deps.sh puts Go in /usr/local/go and staticcheck in ~/go/bin: found on a fresh shell too.
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 # Version from git tags (hack/version.sh says how); both binaries print it with --version.
 VERSION   ?= $(shell hack/version.sh)
 COMMIT    ?= $(shell hack/version.sh commit)
 LDFLAGS   := -s -w -X github.com/vipd-project/vipd/pkg/cli.version=$(VERSION) -X github.com/vipd-project/vipd/pkg/cli.commit=$(COMMIT)
 E2E_PKGS  := ./test/e2e/...
-UNIT_PKGS := $(shell $(GO) list ./... | grep -v /test/e2e)
+# (= not :=: listed when used, after deps made sure Go is there)
+UNIT_PKGS  = $(shell $(GO) list ./... | grep -v /test/e2e)
 FUZZTIME  ?= 11s
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 
-# Installs Debian packages and Go modules the tests need (root).
 .PHONY: all deps build package test unit e2e fuzz lint k8s-lab test-k8s demo demo-vrrp demo-cluster demo-k8s bench bench-failover bench-proxy bench-cluster bench-faults bench-day2 bench-bootstrap bench-k8s-kill clean
 
 all: build
 
+# What the tests, the demo and the benchmarks need (root): Go as go.mod names it, Debian
+# packages, Go modules, staticcheck. A prerequisite of build, test and demo, so that each works
+# as the first command on a fresh Debian 12 host; a no-op (under a second) once all is there.
 deps:
-	bash hack/deps.sh
+	@bash hack/deps.sh
 
-build:
+build: deps
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vipd ./cmd/vipd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/bootstrap ./cmd/bootstrap
 
 # Debian packages: bin/vipd_$(VERSION)_{amd64,arm64}.deb and vipd-bootstrap_..., built with
 # nfpm as a Go library (hack/package), then checked with lintian (errors fail the build).
 PKG_ARCHES ?= amd64,arm64
-package:
+package: deps
 	$(GO) run ./hack/package -version '$(VERSION)' -commit '$(COMMIT)' -arch $(PKG_ARCHES) -out $(BIN)
 	lintian --fail-on error $(BIN)/*_$(subst ~,?,$(subst +,?,$(VERSION)))_*.deb
 
 # Every test: vet, unit tests (race detector on), the fuzz targets for a bounded time, and the
 # end-to-end tests in network namespaces and systemd-nspawn hosts (root; skipped otherwise).
-test: lint unit fuzz e2e
+test: deps lint unit fuzz e2e
 
-unit:
+unit: deps
 	$(GO) test -race -count=1 -timeout 10m $(UNIT_PKGS)
 
 SHELL := /bin/bash
@@ -45,13 +50,13 @@ e2e: build
 # Each fuzz target runs FUZZTIME (11 s: the targets together stay under ~45 s): the VRRP packet decoder, the
 # vipd config loader, the topology loader and the gossip message decoder. Findings land in the package's testdata/fuzz.
 FUZZ_TARGETS := ./pkg/vrrp:FuzzParse ./pkg/config:FuzzParse ./pkg/topology:FuzzParse ./pkg/cluster:FuzzGossipDecode
-fuzz:
+fuzz: deps
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t##*:} for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$${t##*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
 	done
 
-lint:
+lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
@@ -75,7 +80,7 @@ test-k8s: k8s-lab
 #  2. demo-cluster: six Debian hosts booted with systemd-nspawn (2 LB, 3 masters, 1 worker,
 #     stand-in Kubernetes packages); `bootstrap up` installs vipd and builds the cluster,
 #     `bootstrap status` shows it, `bootstrap drill` runs the reference's HA tests.
-demo: demo-vrrp demo-cluster
+demo: deps demo-vrrp demo-cluster
 
 demo-vrrp: build
 	$(GO) run ./test/demo -vipd $(BIN)/vipd

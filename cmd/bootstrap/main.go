@@ -23,13 +23,13 @@ import (
 )
 
 // manExitStatus is the EXIT STATUS section of bootstrap(1).
-var manExitStatus = cli.ManSection{Title: "EXIT STATUS", Text: `0: success.
+var manExitStatus = cli.ManSection{Title: "EXIT STATUS", Text: `0: success; also bootstrap without a command, which prints this help (as vipd does), and --help, --version. status: every host reachable and nothing half-done.
 
-1: a phase failed on a host (the report names the phase and the host), or status found an unreachable host.
+1: a phase failed on a host (the report names the phase and the host); status: a host unreachable, a probe failed, or a host half-done; drill: a step failed.
 
-2: usage error: an unknown command or flag, wrong arguments, a bad topology file (file:line: field: problem).
+2: usage error: an unknown command or flag, wrong arguments, a bad --output value, a bad topology file (file:line: field: problem) or ~/.ssh/config.
 
-3: a host key was refused, or SSH or sudo authentication failed.`}
+3: SSH refused: an unknown or changed host key (of the host or of its jump host), SSH or sudo authentication refused, or a host unreachable for longer than ssh.connectPatience. up --dry-run goes on past such hosts and exits 3 if any, naming them all.`}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -85,3 +85,17 @@ func TestStatusJSON(t *testing.T) {
 		}
 	}
 }
+
+// bootstrap and vipd alike: no command prints the help on stdout and exits 0; the man page
+// says so with the other exit codes.
+func TestBareCommandPrintsHelp(t *testing.T) {
+	code, out, stderr := runCLI(t)
+	if code != exitOK || !strings.Contains(out, "Usage:") || !strings.Contains(out, "Available Commands:") || stderr != "" {
+		t.Errorf("bare bootstrap: exit %d, stdout %q, stderr %q; want 0 and the help", code, out, stderr)
+	}
+	for _, want := range []string{"bootstrap without a command", "2: usage error", "3: SSH refused"} {
+		if !strings.Contains(manExitStatus.Text, want) {
+			t.Errorf("EXIT STATUS lacks %q", want)
+		}
+	}
+}

@@ -81,7 +81,7 @@ announces it with gratuitous ARP, proxies TCP to the healthy kube-apiservers, an
 
 // Sections of vipd(8) beyond what the cobra tree says.
 var (
-	manExitStatus = cli.ManSection{Title: "EXIT STATUS", Text: `0: success.
+	manExitStatus = cli.ManSection{Title: "EXIT STATUS", Text: `0: success; also vipd without a command, which prints this help (as bootstrap does), and --help, --version.
 
 1: failure: an invalid configuration (check, run; the message names file:line: field), the daemon could not start, or it stopped with an error; vipd backend and vipd maintenance: the change failed or was refused, or the daemon is not answering (the message names the backend).
 
