@@ -73,8 +73,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.file, "file", "f", "topology.yaml", "topology file")
 	pf.BoolVar(&g.acceptNew, "accept-new-host-keys", false, "record the host keys of hosts not in known_hosts (a changed key is always refused)")
-	pf.StringVar(&g.vipdBinary, "vipd-binary", "", `vipd executable to install on the lb hosts ("{arch}" is replaced by the host's architecture; default: vipd next to bootstrap)`)
-	pf.StringVar(&g.deployDir, "deploy-dir", "", "directory holding vipd.service (default: the copy built into bootstrap)")
+	pf.StringVar(&g.vipdBinary, "vipd-binary", "", `vipd executable that bootstrap packages as the vipd .deb (version: its own) and installs on the lb hosts ("{arch}" is replaced by the host's architecture; default: vipd next to bootstrap)`)
+	pf.StringVar(&g.deployDir, "deploy-dir", "", "directory holding a vipd.service to put in the vipd package instead of the one built into bootstrap")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "debug logging on stderr")
 
 	var only string
