@@ -48,22 +48,35 @@ func (p *packager) load(arch string) (*phases.VipdPackage, error) {
 	if err != nil {
 		return nil, err
 	}
+	pkg := &phases.VipdPackage{Version: version, Arch: arch, Binary: bin, Unit: vipdpkg.Unit(p.unit)}
+	var once sync.Once
+	var deb []byte
+	var buildErr error
+	pkg.Deb = func() ([]byte, error) {
+		once.Do(func() {
+			deb, buildErr = buildDeb(vipdpkg.Spec{Version: version, Arch: arch, Binary: bin, Unit: p.unit})
+		})
+		if buildErr != nil {
+			return nil, fmt.Errorf("from %s: %w", path, buildErr)
+		}
+		return deb, nil
+	}
+	p.cache[arch] = pkg
+	return pkg, nil
+}
+
+// buildDeb builds the package in a temporary directory and returns its bytes.
+func buildDeb(spec vipdpkg.Spec) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "bootstrap-vipd-package-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	deb, err := vipdpkg.Build(vipdpkg.Spec{Version: version, Arch: arch, Binary: bin, Unit: p.unit}, dir)
-	if err != nil {
-		return nil, fmt.Errorf("build the vipd package from %s: %w", path, err)
-	}
-	b, err := os.ReadFile(deb)
+	path, err := vipdpkg.Build(spec, dir)
 	if err != nil {
 		return nil, err
 	}
-	pkg := &phases.VipdPackage{Version: version, Arch: arch, Deb: b, Binary: bin, Unit: vipdpkg.Unit(p.unit)}
-	p.cache[arch] = pkg
-	return pkg, nil
+	return os.ReadFile(path)
 }
 
 // debVersion is what dpkg accepts as a version (Debian policy 5.6.12, without an epoch).

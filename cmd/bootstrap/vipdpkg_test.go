@@ -46,8 +46,12 @@ func TestPackagerVersionFromBinary(t *testing.T) {
 		if _, err := exec.LookPath("dpkg-deb"); err != nil {
 			continue
 		}
+		b, err := pkg.Deb()
+		if err != nil {
+			t.Fatal(err)
+		}
 		deb := filepath.Join(dir, pkg.FileName())
-		if err := os.WriteFile(deb, pkg.Deb, 0o644); err != nil {
+		if err := os.WriteFile(deb, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		out, err := exec.Command("dpkg-deb", "-f", deb, "Package", "Version", "Architecture").CombinedOutput()

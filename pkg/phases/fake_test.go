@@ -126,7 +126,7 @@ func (w *world) changes() []string {
 var fakeVipd = []byte("\x7fELF fake vipd binary")
 
 // fakePackage is the vipd package the test runners install (amd64 only).
-var fakePackage = &VipdPackage{Version: "1.2.0", Arch: "amd64", Deb: []byte("!<arch>\nfake vipd package"), Binary: fakeVipd, Unit: []byte("[Unit]\nDescription=fake vipd unit\n")}
+var fakePackage = &VipdPackage{Version: "1.2.0", Arch: "amd64", Deb: func() ([]byte, error) { return []byte("!<arch>\nfake vipd package"), nil }, Binary: fakeVipd, Unit: []byte("[Unit]\nDescription=fake vipd unit\n")}
 
 // testGossipKey is the gossip key file the lb hosts of doneWorld hold (32 bytes, base64).
 var testGossipKey = []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x42}, 32)) + "\n")

@@ -14,7 +14,8 @@ import (
 type VipdPackage struct {
 	Version string // Debian version, as `dpkg-query -W vipd` shows it once installed
 	Arch    string
-	Deb     []byte // the .deb
+	// Deb builds (once) and returns the .deb: only an install needs it, a probe does not.
+	Deb func() ([]byte, error)
 	// Binary and Unit are the package's /usr/sbin/vipd and vipd.service: the probe compares
 	// them with the host's, so a rebuilt vipd under the same version is installed too.
 	Binary, Unit []byte
@@ -101,13 +102,17 @@ func (p *pkgState) install(ctx context.Context, r *Runner, h topology.Host) erro
 			return err
 		}
 	}
+	b, err := p.want.Deb()
+	if err != nil {
+		return fmt.Errorf("build the vipd package: %w", err)
+	}
 	deb := "/var/tmp/" + p.want.FileName()
-	if err := r.upload(ctx, h, deb, p.want.Deb, 0o644, "root:root"); err != nil {
+	if err := r.upload(ctx, h, deb, b, 0o644, "root:root"); err != nil {
 		return err
 	}
 	// --reinstall: a rebuilt vipd under the same version; --allow-downgrades: going back to
 	// an older build is the operator's choice.
 	cmd := "(\n" + aptRun(aptInstall+" --reinstall --allow-downgrades "+sshx.Quote(deb)) + "\n)\nrc=$?\nrm -f " + sshx.Quote(deb) + "\nexit $rc"
-	_, err := r.change(ctx, h, "lb/package", cmd)
+	_, err = r.change(ctx, h, "lb/package", cmd)
 	return err
 }

@@ -30,8 +30,10 @@ func TestBootstrapSSHConfig(t *testing.T) {
 	defer cancel()
 	bin := t.TempDir()
 	bootstrap := filepath.Join(bin, "bootstrap")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bootstrap, "../../cmd/bootstrap").CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/bootstrap: %v\n%s", err, out)
+	for _, p := range []string{"vipd", "bootstrap"} { // status probes the lb phase: vipd next to bootstrap
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, p), "../../cmd/"+p).CombinedOutput(); err != nil {
+			t.Fatalf("go build cmd/%s: %v\n%s", p, err, out)
+		}
 	}
 	c, err := nspawn.StartCluster(ctx, nspawn.ClusterOptions{LBs: 2, Masters: 1, Workers: 0, Log: bsLogger(t)})
 	if err != nil {
