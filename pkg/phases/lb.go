@@ -248,16 +248,16 @@ func (lbPhase) Run(ctx context.Context, r *Runner, h topology.Host, st Status) (
 		// The postinst restarted it (it restarts an enabled vipd whose configuration is not
 		// the example); start is a no-op then and says why if vipd is down.
 		cmds = append(cmds, "systemctl start vipd")
-		verb = "vipd package " + s.pkg.want.Version + " installed and vipd restarted"
+		verb = "vipd updated and restarted, package " + s.pkg.want.Version + " installed"
 	case s.pkg.stale && s.active:
 		cmds = append(cmds, "systemctl restart vipd")
-		verb = "vipd package " + s.pkg.want.Version + " installed and vipd restarted"
+		verb = "vipd updated and restarted, package " + s.pkg.want.Version + " installed"
 	case !s.active:
 		// restart, not start: a first install's postinst may have started vipd on a
 		// configuration left from an earlier install, before bootstrap wrote this one.
 		cmds = append(cmds, "systemctl restart vipd")
 		if s.pkg.stale {
-			verb = "vipd package " + s.pkg.want.Version + " installed and vipd started"
+			verb = "vipd started, package " + s.pkg.want.Version + " installed"
 		}
 	case s.configOnly():
 		cmds = append(cmds, "systemctl reload vipd")

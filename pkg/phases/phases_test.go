@@ -390,7 +390,7 @@ func TestUpOnFreshHosts(t *testing.T) {
 			t.Errorf("%s: uploads in order %q, want the key before the config", lb, order[lb])
 		}
 	}
-	for _, want := range []string{"[lb1] lb: vipd package 1.2.0 installed and vipd started (priority 100); new gossip key installed (", "[lb2] lb: vipd package 1.2.0 installed and vipd started (priority 90); new gossip key installed (", "[lb1] lb: holds the VIP",
+	for _, want := range []string{"[lb1] lb: vipd started, package 1.2.0 installed (priority 100); new gossip key installed (", "[lb2] lb: vipd started, package 1.2.0 installed (priority 90); new gossip key installed (", "[lb1] lb: holds the VIP",
 		"[k8s-master-1] init: cluster initialised", "[k8s-master-3] join-masters: joined as control-plane (", "[k8s-worker-1] join-workers: joined as worker ("} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

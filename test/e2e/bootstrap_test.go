@@ -789,7 +789,7 @@ func bsUpgradeVipd(ctx context.Context, t *testing.T, c *nspawn.ClusterLab, run 
 	<-done
 	t.Logf("upgrade: %d requests through the VIP, %d failed, longest time without an answer %v\n%s", total, failed, worst.Round(time.Millisecond), bsTail(out, 6))
 	for _, lb := range []string{"lb1", "lb2"} {
-		if code != 0 || !strings.Contains(out, "["+lb+"] lb: vipd package "+version+" installed and vipd restarted") {
+		if code != 0 || !strings.Contains(out, "["+lb+"] lb: vipd updated and restarted, package "+version+" installed") {
 			t.Errorf("up with vipd %s: exit %d, want 0 and the package installed on %s:\n%s", version, code, lb, out)
 		}
 		pkg, rest := state(lb)

@@ -332,9 +332,10 @@ func TestDay2(t *testing.T) {
 			if after[lb] == before[lb] {
 				t.Errorf("%s: vipd not restarted (MainPID %s)", lb, after[lb])
 			}
-			got, _ := c.Exec(ctx, lb, "sha256sum", "/usr/local/bin/vipd")
+			// (the vipd package: /usr/sbin/vipd, version the binary's own)
+			got, _ := c.Exec(ctx, lb, "sha256sum", "/usr/sbin/vipd")
 			if strings.Fields(string(got))[0] != strings.Fields(string(sum))[0] {
-				t.Errorf("%s: /usr/local/bin/vipd is not the new vipd", lb)
+				t.Errorf("%s: /usr/sbin/vipd is not the new vipd", lb)
 			}
 		}
 		if h := bsVIPHolder(ctx, t, c, vip); h == "" {
