@@ -191,12 +191,6 @@ func (r *Runner) repairJoin(ctx context.Context, h topology.Host, rep *joinRepai
 		}
 		did = append(did, "the interrupted run's kubeadm join stopped")
 	}
-	if rep.deleteNode {
-		if _, err := r.change(ctx, fm, "join/delete-node", kubectl+" delete node --ignore-not-found "+sshx.Quote(h.Name)); err != nil {
-			return nil, err
-		}
-		did = append(did, "stale node deleted")
-	}
 	if rep.member != "" {
 		// First, while etcd has its quorum: a control-plane join killed after kubeadm promoted
 		// the host's learner leaves a voting member whose etcd runs on the host. kubeadm reset
@@ -219,6 +213,21 @@ func (r *Runner) repairJoin(ctx context.Context, h topology.Host, rep *joinRepai
 			return nil, err
 		}
 		did = append(did, "kubeadm reset -f")
+	}
+	// The node last, after the reset stopped the host's kubelet (deleted before, the kubelet
+	// registers it again at once), and asked again: an interrupted join's kubelet may have
+	// registered it since the probe (seen on the real cluster: the next join then fails with
+	// `a Node with name ... already exists`).
+	if !rep.deleteNode && rep.reset {
+		if _, nodes, err := r.clusterNodes(ctx); err == nil {
+			_, rep.deleteNode = nodes[h.Name]
+		}
+	}
+	if rep.deleteNode {
+		if _, err := r.change(ctx, fm, "join/delete-node", kubectl+" delete node --ignore-not-found "+sshx.Quote(h.Name)); err != nil {
+			return nil, err
+		}
+		did = append(did, "stale node deleted")
 	}
 	return did, nil
 }

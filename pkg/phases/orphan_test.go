@@ -125,3 +125,42 @@ func TestInitFinishedAfterLatePhaseError(t *testing.T) {
 		t.Error("wait-control-plane taken for a phase after the control plane")
 	}
 }
+
+// The interrupted join's kubelet registers the node after the probe (the node was not listed
+// then): the repair deletes it after kubeadm reset stopped that kubelet, not before (the
+// kubelet would register it again) and not never (the next join fails: "a Node with name
+// ... already exists"; seen on the real cluster).
+func TestNodeRegisteredDuringRepairDeleted(t *testing.T) {
+	top := refTopology(t)
+	w := doneWorld(t, top)
+	w.set("k8s-master-2", "probe join", answer{fn: func(w *world, _ string) answer {
+		if w.ran("k8s-master-2", "change kubeadm join") {
+			return answer{}
+		}
+		return answer{out: "kubeadm-running:4242\n"}
+	}})
+	w.set("*", "probe cluster/nodes", answer{fn: func(w *world, _ string) answer {
+		if w.ran("k8s-master-2", "change join/stop-orphan") && !w.ran("k8s-master-1", "change join/delete-node") {
+			return answer{out: nodesOut(top, "")} // registered meanwhile
+		}
+		if w.ran("k8s-master-2", "change kubeadm join") {
+			return answer{out: nodesOut(top, "")}
+		}
+		return answer{out: nodesOut(top, "k8s-master-2")}
+	}})
+	w.set("k8s-master-1", "probe join/etcd-members", answer{out: etcdMembers(top, "k8s-master-1", "k8s-master-3")})
+	for _, tag := range []string{"change join/stop-orphan", "change join/reset", "change join/delete-node", "change join/dir", "change kubeadm join"} {
+		w.set("*", tag, answer{})
+	}
+	w.set("k8s-master-1", "change join/token", answer{out: "kubeadm join 192.168.10.100:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:1111\n"})
+	w.set("k8s-master-1", "change join/certificate-key", answer{out: strings.Repeat("cd", 32) + "\n"})
+	r, out := newTestRunner(t, top, w, false)
+	if err := r.Up(context.Background(), []string{PhaseJoinMasters}); err != nil {
+		t.Fatalf("up: %v\n%s", err, out)
+	}
+	calls := strings.Join(w.changes(), "\n")
+	i1, i2, i3 := strings.Index(calls, "k8s-master-2: change join/reset"), strings.Index(calls, "k8s-master-1: change join/delete-node"), strings.Index(calls, "k8s-master-2: change kubeadm join")
+	if i1 < 0 || i2 < i1 || i3 < i2 {
+		t.Errorf("want reset, then the node deleted, then join:\n%s", calls)
+	}
+}
