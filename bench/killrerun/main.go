@@ -210,6 +210,12 @@ func failureOf(out string, cerr error) string {
 	for i, l := range lines {
 		if strings.Contains(l, ": FAILED") {
 			s := strings.TrimSpace(l)
+			// kubeadm's own error line says most; else the report's first line.
+			for _, e := range lines[i+1:] {
+				if strings.Contains(e, "error execution phase") {
+					return s + " " + strings.TrimSpace(e)
+				}
+			}
 			if i+1 < len(lines) {
 				s += " " + strings.TrimSpace(lines[i+1])
 			}
