@@ -281,6 +281,11 @@ func (r *Runner) upgradeHost(ctx context.Context, st *upgradeState, h topology.H
 		r.reportFailureNoRerun(h.Name, "upgrade", err, time.Since(start))
 		return &PhaseError{Host: h.Name, Phase: "upgrade", Err: err}
 	}
+	// kubeadm re-pinned by a killed run, not re-pinned now, may have been left unheld.
+	if err := r.holdLeftUnheld(ctx, h); err != nil {
+		r.reportFailureNoRerun(h.Name, "upgrade", err, time.Since(start))
+		return &PhaseError{Host: h.Name, Phase: "upgrade", Err: err}
+	}
 	v.kubeadm, v.kubelet, v.unschedulable = st.vTo, st.vTo, false
 	if control {
 		v.apiserver = st.vTo
@@ -400,7 +405,9 @@ func (r *Runner) repin(ctx context.Context, st *upgradeState, h topology.Host, p
 		pins = append(pins, p+"="+exact)
 	}
 	names := strings.Join(pkgs, " ")
-	cmd := "apt-mark unhold " + names + " >/dev/null 2>&1; " + aptRun(aptInstall+" --allow-change-held-packages "+strings.Join(pins, " "))
+	// Installed while held (--allow-change-held-packages): a run killed between the install and
+	// the hold below leaves them held, never free for the next apt-get upgrade to move.
+	cmd := aptRun(aptInstall + " --allow-change-held-packages " + strings.Join(pins, " "))
 	if _, err := r.change(ctx, h, "upgrade/install", cmd); err != nil {
 		return err
 	}

@@ -112,6 +112,9 @@ func TestUpgradeFirstMaster(t *testing.T) {
 	var applied, list bool
 	for _, c := range w.cmds {
 		applied = applied || strings.Contains(c, "kubeadm upgrade apply -y v1.34.2")
+		if strings.Contains(c, "# change upgrade/install") && (strings.Contains(c, "unhold") || !strings.Contains(c, "--allow-change-held-packages")) {
+			t.Errorf("packages not installed while held (a kill before the hold would leave them free):\n%s", c)
+		}
 	}
 	for _, u := range w.uploads {
 		list = list || (u.path == KubernetesList && strings.Contains(string(u.data), "/v1.34/deb/"))
