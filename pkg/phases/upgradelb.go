@@ -69,7 +69,19 @@ func (r *Runner) UpgradeLB(ctx context.Context) error {
 			continue
 		}
 		if isHolder && len(r.t.LBs()) > 1 {
-			ok, err := r.maintenance(ctx, lb, "on", "--wait", MaintenanceWait.String())
+			// vipd refuses maintenance at once while it knows no peer to hand over to (a peer
+			// just restarted is forgotten until it is heard again): refusals are retried, the
+			// holder staying MASTER meanwhile, for at most the VIP timeout.
+			var ok bool
+			_, err := r.waitFor(ctx, r.o.VIPTimeout, time.Second, func() (bool, error) {
+				var err error
+				ok, err = r.maintenance(ctx, lb, "on", "--wait", MaintenanceWait.String())
+				if err != nil && strings.Contains(err.Error(), "no peer took the VIP over") {
+					r.log.Debug("maintenance refused, no peer yet; retrying", "host", lb.Name)
+					return false, nil
+				}
+				return true, err
+			})
 			if err != nil {
 				return r.lbFailed(lb, err, start)
 			}

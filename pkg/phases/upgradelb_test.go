@@ -18,7 +18,19 @@ func TestUpgradeLB(t *testing.T) {
 	}
 	w.set("*", "change lb/systemctl", answer{})
 	w.set("*", "change lb/package", answer{}) // the vipd package's postinst restarts vipd
-	w.set("*", "change vipd maintenance on", answer{})
+	// The first ask is refused (vipd knows no peer yet: lb2 just restarted); the retry works.
+	w.set("*", "change vipd maintenance on", answer{fn: func(w *world, _ string) answer {
+		n := 0
+		for _, c := range w.calls {
+			if c == "lb1: change vipd maintenance on" {
+				n++
+			}
+		}
+		if n == 1 {
+			return answer{code: 1, err: "maintenance refused: no peer took the VIP over within 12s; this host stays MASTER"}
+		}
+		return answer{}
+	}})
 	w.set("*", "change vipd maintenance off", answer{})
 	w.set("lb2", "probe lb/vrrp-state", answer{out: `{"vrrp":{"state":"BACKUP","master_addr":"192.168.10.141"}}`})
 	r, out := newTestRunner(t, top, w, false)
@@ -30,15 +42,18 @@ func TestUpgradeLB(t *testing.T) {
 		"lb2: change vipd maintenance off",
 		"lb2: probe lb/vrrp-state",
 		"lb1: change vipd maintenance on",
+		"lb1: change vipd maintenance on",
 		"lb1: change lb/package",
 		"lb1: change vipd maintenance off",
 	}
+	keep := map[string]bool{}
+	for _, x := range want {
+		keep[x] = true
+	}
 	var got []string
 	for _, c := range w.calls {
-		for _, x := range want {
-			if c == x {
-				got = append(got, c)
-			}
+		if keep[c] {
+			got = append(got, c)
 		}
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
