@@ -137,8 +137,8 @@ func (r *Runner) maintenance(ctx context.Context, lb topology.Host, args ...stri
 	return true, nil
 }
 
-// waitBackup waits (at most the VIP timeout) until vipd on lb is BACKUP and names the master
-// it hears (vipd status --json).
+// waitBackup waits (at most the VIP timeout) until vipd on lb is BACKUP, names the master it
+// hears and has a backend up (vipd status --json): ready to take the VIP and serve.
 func (r *Runner) waitBackup(ctx context.Context, lb topology.Host) error {
 	var last string
 	_, err := r.waitFor(ctx, r.o.VIPTimeout, r.o.Poll/2, func() (bool, error) {
@@ -151,13 +151,24 @@ func (r *Runner) waitBackup(ctx context.Context, lb topology.Host) error {
 				State      string `json:"state"`
 				MasterAddr string `json:"master_addr"`
 			} `json:"vrrp"`
+			Backends []struct {
+				Up bool `json:"up"`
+			} `json:"backends"`
 		}
 		if json.Unmarshal([]byte(out), &st) != nil {
 			last = "no answer"
 			return false, nil
 		}
-		last = st.VRRP.State
-		return st.VRRP.State == "BACKUP" && st.VRRP.MasterAddr != "", nil
+		up := 0
+		for _, b := range st.Backends {
+			if b.Up {
+				up++
+			}
+		}
+		last = fmt.Sprintf("%s, %d of %d backends up", st.VRRP.State, up, len(st.Backends))
+		// Its proxy must be able to serve (a backend up) before it may get the VIP: just
+		// restarted, its health checks have not passed yet and it would refuse connections.
+		return st.VRRP.State == "BACKUP" && st.VRRP.MasterAddr != "" && (up > 0 || len(st.Backends) == 0), nil
 	})
 	if err != nil {
 		return &StepError{Step: "wait for vipd on " + lb.Name + " to be BACKUP", Err: fmt.Errorf("%w (state %s)", err, last),

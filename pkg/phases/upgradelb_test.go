@@ -32,7 +32,20 @@ func TestUpgradeLB(t *testing.T) {
 		return answer{}
 	}})
 	w.set("*", "change vipd maintenance off", answer{})
-	w.set("lb2", "probe lb/vrrp-state", answer{out: `{"vrrp":{"state":"BACKUP","master_addr":"192.168.10.141"}}`})
+	// Just restarted, lb2 is BACKUP before its health checks pass: the holder waits for a
+	// backend up there before handing it the VIP.
+	w.set("lb2", "probe lb/vrrp-state", answer{fn: func(w *world, _ string) answer {
+		n := 0
+		for _, c := range w.calls {
+			if c == "lb2: probe lb/vrrp-state" {
+				n++
+			}
+		}
+		if n < 3 {
+			return answer{out: `{"vrrp":{"state":"BACKUP","master_addr":"192.168.10.141"},"backends":[{"up":false},{"up":false}]}`}
+		}
+		return answer{out: `{"vrrp":{"state":"BACKUP","master_addr":"192.168.10.141"},"backends":[{"up":true},{"up":false}]}`}
+	}})
 	r, out := newTestRunner(t, top, w, false)
 	if err := r.UpgradeLB(context.Background()); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -40,6 +53,8 @@ func TestUpgradeLB(t *testing.T) {
 	want := []string{
 		"lb2: change lb/package",
 		"lb2: change vipd maintenance off",
+		"lb2: probe lb/vrrp-state",
+		"lb2: probe lb/vrrp-state",
 		"lb2: probe lb/vrrp-state",
 		"lb1: change vipd maintenance on",
 		"lb1: change vipd maintenance on",
