@@ -38,7 +38,8 @@ fi
 
 # One dpkg-query for all: a machine that has everything is done in well under a second.
 missing=()
-installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${pkgs[@]}" 2>/dev/null | awk '$NF == "installed" {print $1}')
+# (dpkg-query exits 1 when one of them is unknown, as on a fresh machine: not a failure here)
+installed=$({ dpkg-query -W -f='${Package} ${Status}\n' "${pkgs[@]}" 2>/dev/null || true; } | awk '$NF == "installed" {print $1}')
 for p in "${pkgs[@]}"; do
   grep -qx "$p" <<<"$installed" || missing+=("$p")
 done
