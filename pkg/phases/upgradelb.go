@@ -14,6 +14,10 @@ import (
 // its peer as MASTER before it gives the VIP up anyway (a few advert intervals).
 const MaintenanceWait = 30 * time.Second
 
+// MaintenanceRetry bounds how long upgrade-lb asks again when vipd refuses maintenance for
+// want of a known peer, before it falls back to the restart's own handover.
+const MaintenanceRetry = 20 * time.Second
+
 // UpgradeLB replaces vipd (and whatever else the lb phase finds stale: unit, configuration)
 // on the lb hosts one at a time: the hosts without the VIP first, the VIP holder last. The
 // holder is put in maintenance first (`vipd maintenance on --wait`: it hands the VIP to a
@@ -72,17 +76,23 @@ func (r *Runner) UpgradeLB(ctx context.Context) error {
 			// vipd refuses maintenance at once while it knows no peer to hand over to (a peer
 			// just restarted is forgotten until it is heard again): refusals are retried, the
 			// holder staying MASTER meanwhile, for at most the VIP timeout.
-			var ok bool
-			_, err := r.waitFor(ctx, r.o.VIPTimeout, time.Second, func() (bool, error) {
-				var err error
-				ok, err = r.maintenance(ctx, lb, "on", "--wait", MaintenanceWait.String())
-				if err != nil && strings.Contains(err.Error(), "no peer took the VIP over") {
+			var ok, refused bool
+			var merr error
+			_, err := r.waitFor(ctx, MaintenanceRetry, time.Second, func() (bool, error) {
+				ok, merr = r.maintenance(ctx, lb, "on", "--wait", MaintenanceWait.String())
+				refused = merr != nil && strings.Contains(merr.Error(), "no peer took the VIP over")
+				if refused {
 					r.log.Debug("maintenance refused, no peer yet; retrying", "host", lb.Name)
 					return false, nil
 				}
-				return true, err
+				return true, merr
 			})
-			if err != nil {
+			switch {
+			case refused:
+				// vipd in multicast mode learns a peer from its adverts; a BACKUP peer just
+				// restarted sends none, so the master may not know it again for a long time.
+				r.warn(lb.Name, "upgrade-lb", fmt.Sprintf("vipd refused maintenance for %s (it knows no peer to hand the VIP to): the VIP moves when vipd stops instead", MaintenanceRetry))
+			case err != nil:
 				return r.lbFailed(lb, err, start)
 			}
 			if ok {

@@ -118,7 +118,7 @@ func TestDay2(t *testing.T) {
 	step := func(t *testing.T, name string, t0 time.Time, out string) {
 		t.Helper()
 		lenient := ""
-		for _, w := range []string{"has no runtime backend control", "has no maintenance mode"} {
+		for _, w := range []string{"has no runtime backend control", "has no maintenance mode", "vipd refused maintenance"} {
 			if strings.Contains(out, w) {
 				lenient = w
 			}
@@ -324,7 +324,7 @@ func TestDay2(t *testing.T) {
 		if i, j := strings.Index(out, "["+other+"] upgrade-lb: vipd updated and restarted"), strings.Index(out, "["+holder+"] upgrade-lb: vipd updated and restarted"); i < 0 || j < 0 || i > j {
 			t.Errorf("upgrade-lb did not replace %s (backup) before %s (VIP holder)", other, holder)
 		}
-		if !strings.Contains(out, "has no maintenance mode") && !strings.Contains(out, "["+holder+"] upgrade-lb: in maintenance: the VIP handed to a peer") {
+		if !strings.Contains(out, "has no maintenance mode") && !strings.Contains(out, "vipd refused maintenance") && !strings.Contains(out, "["+holder+"] upgrade-lb: in maintenance: the VIP handed to a peer") {
 			t.Errorf("the VIP holder %s was not put in maintenance before its restart", holder)
 		}
 		after := vipdPIDs()
