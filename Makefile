@@ -14,7 +14,7 @@ UNIT_PKGS  = $(shell $(GO) list ./... | grep -v /test/e2e)
 FUZZTIME  ?= 11s
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 
-.PHONY: all deps build package test unit e2e fuzz lint k8s-lab test-k8s demo demo-vrrp demo-cluster demo-k8s bench bench-failover bench-proxy bench-cluster bench-faults bench-day2 bench-bootstrap bench-k8s-kill clean
+.PHONY: all deps build package test unit e2e fuzz lint k8s-lab test-k8s demo demo-standin demo-vrrp demo-cluster demo-k8s bench bench-failover bench-proxy bench-cluster bench-faults bench-day2 bench-bootstrap bench-k8s-kill clean
 
 all: build
 
@@ -80,7 +80,19 @@ test-k8s: k8s-lab
 #  2. demo-cluster: six Debian hosts booted with systemd-nspawn (2 LB, 3 masters, 1 worker,
 #     stand-in Kubernetes packages); `bootstrap up` installs vipd and builds the cluster,
 #     `bootstrap status` shows it, `bootstrap drill` runs the reference's HA tests.
-demo: deps demo-vrrp demo-cluster
+# make demo: the cluster part on real Kubernetes when its build is cached (make k8s-lab,
+# ~30 min once), else on the stand-ins (said so; make demo-standin is the quick look anyway).
+K8S_CACHE ?= /var/cache/vipd-lab/k8s/1.33.6
+demo: deps demo-vrrp
+	@if ls $(K8S_CACHE)/artifacts-*.ok >/dev/null 2>&1; then \
+		echo "demo: the real-Kubernetes build is cached ($(K8S_CACHE)): the cluster runs real kubeadm, kubelet, etcd and apiservers"; \
+		$(MAKE) --no-print-directory demo-k8s; \
+	else \
+		echo "demo: no real-Kubernetes build cached ($(K8S_CACHE); make k8s-lab builds it, ~30 min once): the cluster runs on stand-in Kubernetes packages"; \
+		$(MAKE) --no-print-directory demo-cluster; \
+	fi
+
+demo-standin: deps demo-vrrp demo-cluster
 
 demo-vrrp: build
 	$(GO) run ./test/demo -vipd $(BIN)/vipd

@@ -28,7 +28,12 @@ if [ -z "$have_go" ] || [ "$(printf '%s\n%s\n' "$want_go" "$have_go" | sort -V |
   fi
   arch=$(dpkg --print-architecture)
   tc=golang.org/toolchain@v0.0.1-go$want_go.linux-$arch
-  dir=$(cd /tmp && GOTOOLCHAIN=local GOFLAGS=-mod=mod "$old_go" mod download -json "$tc" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  if ! json=$(cd /tmp && GOTOOLCHAIN=local GOFLAGS=-mod=mod "$old_go" mod download -json "$tc"); then
+    echo "deps: fetching $tc from the Go module proxy failed:" >&2
+    printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Error": "\(.*\)"$/  \1/p' >&2
+    exit 1
+  fi
+  dir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
   [ -x "$dir/bin/go" ] || [ -f "$dir/bin/go" ] || { echo "deps: $tc: no Go distribution in the module cache ($dir)" >&2; exit 1; }
   rm -rf /usr/local/go.new && cp -r "$dir" /usr/local/go.new && chmod -R u+w,a+rX /usr/local/go.new
   chmod a+x /usr/local/go.new/bin/* /usr/local/go.new/pkg/tool/*/*
