@@ -105,7 +105,15 @@ func k8sKillRound(ctx context.Context, t *testing.T, c *nspawn.ClusterLab, boots
 	}
 	if plan.InJoinOf != "" && left != "nothing" {
 		if code == 0 || !strings.Contains(out, plan.InJoinOf+": HALF-DONE") {
-			t.Errorf("status after %s's join was killed half-way (%s): exit %d, want non-zero and %s reported HALF-DONE", plan.InJoinOf, left, code, plan.InJoinOf)
+			// An orphan kubeadm ends on its own (at its next write to the closed session, or
+			// when its join fails): one that ended between the look above and status's own,
+			// leaving nothing, is a clean host, and status was right to say so (a clean-clone
+			// CI run saw "kubeadm still running" and nothing else, then a clean master2).
+			if after := k8sJoinLeftovers(ctx, t, c, plan.InJoinOf); after == "nothing" && !strings.Contains(left, "/") {
+				t.Logf("%s: the kill left only a running kubeadm, gone with nothing left by the time status looked: status rightly saw a clean host", plan.InJoinOf)
+			} else {
+				t.Errorf("status after %s's join was killed half-way (%s; after status: %s): exit %d, want non-zero and %s reported HALF-DONE", plan.InJoinOf, left, after, code, plan.InJoinOf)
+			}
 		}
 	}
 
