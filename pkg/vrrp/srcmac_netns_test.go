@@ -176,9 +176,25 @@ func testForged(t *testing.T, unicast, silentBackup bool) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "lb2 adopts lb1's 3 s advert interval", 15*time.Second, func() bool {
-		return lb2.r.Status().MasterAdvertInterval == floodAdvert && lb1.is(StateMaster)
-	})
+	// lb2 learns the new interval only from lb1's next advert, which may come later than
+	// lb2's master-down interval for the old one: lb2 may take over once and give back.
+	// The flood starts once lb2 is BACKUP under the new interval and stays so for two
+	// adverts (a clean-clone CI run took lb2's own interval, as a short-lived MASTER, for it).
+	settled := func() bool {
+		st := lb2.r.Status()
+		return st.State == StateBackup && st.MasterAdvertInterval == floodAdvert && lb1.is(StateMaster)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		waitFor(t, "lb2 BACKUP under lb1's new advert interval", 30*time.Second, settled)
+		n := len(lb2.r.Status().Transitions)
+		time.Sleep(2 * floodAdvert)
+		if settled() && len(lb2.r.Status().Transitions) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lb2 never settled as BACKUP under the new advert interval: %+v", lb2.r.Status())
+		}
+	}
 	floodPkt := forge(lb1h.Addr, lb2h.Addr, 254)
 	floodDst := lb2h.Addr
 	if !unicast {
